@@ -1,0 +1,142 @@
+"""Image and label-map I/O: palette PNGs with the DAVIS palette, RGB frames, frame listing.
+
+Conventions:
+- a label map is a ``uint8`` array [H, W]; 0 is background, 1..255 are object ids (DAVIS uses 255 as void in
+  some ground truth);
+- an image is a ``uint8`` RGB array [H, W, 3];
+- label maps are written as palette (mode ``P``) PNGs with the DAVIS palette, so that they look like the
+  official annotations and read back as the same indices.
+
+Label maps go through Pillow, because OpenCV expands palette PNGs to colours and loses the indices. Colour
+frames go through OpenCV (JPEG and PNG decoding, the faster of the two here).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from corrvos.errors import DataError
+from corrvos.utils import atomic_path
+
+__all__ = [
+    "DAVIS_PALETTE",
+    "IMAGE_EXTENSIONS",
+    "davis_palette",
+    "list_frames",
+    "read_image",
+    "read_label",
+    "write_image",
+    "write_label",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def davis_palette() -> np.ndarray:
+    """The 256-colour palette of the DAVIS annotations (the PASCAL VOC colour map), [256, 3] uint8.
+
+    Colour of index i: the bits of i are spread over the three channels, most significant first, as in the
+    VOC development kit (index 1 is (128, 0, 0), index 2 is (0, 128, 0), index 3 is (128, 128, 0), ...).
+    """
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for index in range(256):
+        c, r, g, b = index, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= (c & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette[index] = (r, g, b)
+    return palette
+
+
+DAVIS_PALETTE = davis_palette()
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    """Read a label map PNG as uint8 [H, W].
+
+    Accepts palette (``P``) PNGs, whose indices are the labels, and 8-bit grayscale (``L``) PNGs, whose values
+    are the labels, exactly as ``np.array(PIL.Image.open(path))`` reads them in the official DAVIS toolkit.
+
+    Raises:
+        DataError: the file is missing, not a readable image, colour (RGB) or 16-bit.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "label map not found")
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            if mode not in ("P", "L", "1"):
+                raise DataError(path, f"label map must be a palette or 8-bit grayscale PNG, got mode {mode!r} "
+                                      "(save masks as indexed PNGs, e.g. with corrvos.data.io.write_label)")
+            array = np.array(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(path, f"cannot decode label map ({exc})") from exc
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    if array.ndim != 2 or array.dtype != np.uint8:
+        raise DataError(path, f"label map must be [H, W] uint8, got shape {array.shape} dtype {array.dtype}")
+    return array
+
+
+def write_label(path: str | Path, label: np.ndarray, palette: np.ndarray | None = None) -> None:
+    """Write a label map [H, W] (values 0..255) as a palette PNG, atomically.
+
+    Args:
+        path: destination ``.png``; parent folders are created.
+        label: integer array [H, W] with values in 0..255.
+        palette: [256, 3] uint8 colours; the DAVIS palette by default.
+    """
+    label = np.asarray(label)
+    if label.ndim != 2:
+        raise DataError(path, f"label map must be 2-D [H, W], got shape {label.shape}")
+    if label.size and (label.min() < 0 or label.max() > 255):
+        raise DataError(path, f"label values must lie in 0..255, got {label.min()}..{label.max()}")
+    img = Image.fromarray(label.astype(np.uint8), mode="P")
+    img.putpalette((DAVIS_PALETTE if palette is None else np.asarray(palette, np.uint8)).reshape(-1).tolist())
+    with atomic_path(path, suffix=".png") as tmp:
+        img.save(tmp, format="PNG")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a colour frame (JPEG/PNG/BMP) as uint8 RGB [H, W, 3].
+
+    Raises:
+        DataError: the file is missing or cannot be decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "image not found")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DataError(path, "cannot decode image (corrupt or unsupported format)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # [H, W, 3] RGB
+
+
+def write_image(path: str | Path, rgb: np.ndarray, quality: int = 95) -> None:
+    """Write a uint8 RGB [H, W, 3] frame atomically; the format follows the extension (.jpg or .png)."""
+    path = Path(path)
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR), params):
+            raise DataError(path, "OpenCV could not encode the image")
+
+
+def list_frames(folder: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
+    """Sorted (lexicographic, as DAVIS and YouTube-VOS name frames) image files of a folder.
+
+    Raises:
+        DataError: the folder does not exist.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "folder not found")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)

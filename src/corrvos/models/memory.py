@@ -1,0 +1,80 @@
+"""Space-time memory matching as pure functions: the L2 affinity of STCN, softmax (full or top-k), readout.
+
+Re-expresses hkchengrex/STCN:model/network.py (``MemoryReader.get_affinity`` / ``readout``) and
+hkchengrex/STCN:inference_memory_bank.py (``softmax_w_top``), with the same arithmetic so that official weights
+give the same numbers.
+
+Affinity (STCN, "L2 similarity"): for memory keys k_i and query keys q_j of CK channels,
+    S_ij = (2 k_i . q_j - ||k_i||^2) / sqrt(CK)
+which is -||k_i - q_j||^2 / sqrt(CK) up to a term constant over i (it cancels in the softmax over i).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["l2_affinity", "readout", "softmax_affinity", "topk_softmax"]
+
+
+def l2_affinity(mem_key: Tensor, query_key: Tensor) -> Tensor:
+    """Unnormalised L2 affinity between every memory position and every query position.
+
+    Args:
+        mem_key: [B, CK, T, h, w] (or [B, CK, M] already flattened) memory keys.
+        query_key: [B, CK, h, w] (or [B, CK, Q]) query keys.
+
+    Returns:
+        [B, M, Q] with M = T*h*w memory positions and Q = h*w query positions.
+    """
+    ck = mem_key.shape[1]
+    mk = mem_key.flatten(start_dim=2)  # [B, CK, M]
+    qk = query_key.flatten(start_dim=2)  # [B, CK, Q]
+    a_sq = mk.pow(2).sum(1).unsqueeze(2)  # [B, M, 1]
+    ab = mk.transpose(1, 2) @ qk  # [B, M, Q]
+    return (2 * ab - a_sq) / math.sqrt(ck)
+
+
+def softmax_affinity(affinity: Tensor) -> Tensor:
+    """Softmax over the memory dimension (dim 1), max-subtracted as in STCN training. [B, M, Q] -> [B, M, Q]."""
+    maxes = affinity.max(dim=1, keepdim=True).values
+    x_exp = torch.exp(affinity - maxes)
+    return x_exp / x_exp.sum(dim=1, keepdim=True)
+
+
+def topk_softmax(affinity: Tensor, top_k: int) -> Tensor:
+    """Keep the ``top_k`` largest affinities per query, softmax them, zero the rest (STCN inference).
+
+    As in the official inference, the kept values are exponentiated without max-subtraction. When ``top_k``
+    is at least the memory size this is a plain (unsubtracted) softmax over all of memory.
+
+    Args:
+        affinity: [B, M, Q] raw affinities.
+        top_k: how many memory positions each query keeps.
+
+    Returns:
+        [B, M, Q] weights, each column summing to 1.
+    """
+    k = min(top_k, affinity.shape[1])
+    values, indices = torch.topk(affinity, k=k, dim=1)  # [B, k, Q]
+    x_exp = values.exp()
+    x_exp = x_exp / x_exp.sum(dim=1, keepdim=True)
+    return torch.zeros_like(affinity).scatter_(1, indices, x_exp)
+
+
+def readout(weights: Tensor, mem_value: Tensor) -> Tensor:
+    """Weighted sum of memory values for every query position.
+
+    Args:
+        weights: [B, M, Q] affinity weights (columns sum to 1), M = T*h*w.
+        mem_value: [B, N, CV, T, h, w] memory values of N objects.
+
+    Returns:
+        [B, N, CV, h, w] readout, with h*w = Q (taken from the memory's spatial size).
+    """
+    b, n, cv, t, h, w = mem_value.shape
+    mv = mem_value.reshape(b, n * cv, t * h * w)  # [B, N*CV, M]
+    out = mv @ weights  # [B, N*CV, Q]
+    return out.view(b, n, cv, h, w)  # [B, N, CV, h, w]

@@ -1,0 +1,104 @@
+"""Typed containers passed between the data pipeline, the models, the clip unroller and the losses.
+
+Shape legend (used in every docstring and reshape comment of the package):
+B batch, T time (frames of a clip or memory), N objects, C channels (CK key = 64, CV value = 512),
+H x W image size, h x w feature size at stride 16 (h = H / 16), HW / hw flattened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+import torch
+from torch import Tensor
+
+__all__ = ["ClipBatch", "ClipOutputs", "QueryFeatures"]
+
+
+def _to(obj, device: torch.device | str, non_blocking: bool = False):
+    changes = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, Tensor):
+            changes[f.name] = value.to(device, non_blocking=non_blocking)
+    return replace(obj, **changes)
+
+
+@dataclass
+class QueryFeatures:
+    """What ``encode_key`` returns for a batch of frames.
+
+    Attributes:
+        key: [B, CK, h, w] matching key (``key_proj``), the features the memory read compares.
+        f16: [B, 1024, h, w] ResNet-50 layer3 ("res4") features at stride 16.
+        f8: [B, 512, 2h, 2w] layer2 features at stride 8 (decoder skip).
+        f4: [B, 256, 4h, 4w] layer1 ("res2") features at stride 4 (decoder skip).
+        f16_thin: [B, 512, h, w] ``key_comp`` output concatenated with the readout (public STCN); ``None``
+            for the VOS_Correspondence fused-decoder variant, whose decoder takes f16 directly.
+        key2: [B, CK, h, w] the auxiliary ``key_proj2`` head of the VOS_Correspondence variant (used only by
+            the "official" correspondence losses); ``None`` when the model has no such head.
+    """
+
+    key: Tensor
+    f16: Tensor
+    f8: Tensor
+    f4: Tensor
+    f16_thin: Tensor | None = None
+    key2: Tensor | None = None
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> QueryFeatures:
+        return _to(self, device, non_blocking)
+
+
+@dataclass
+class ClipBatch:
+    """A batch of training clips.
+
+    Attributes:
+        frames: [B, T, 3, H, W] float32 images, ImageNet-normalised.
+        masks: [B, T, N, H, W] float32 {0, 1} masks of the N object slots (all-zero for unused slots).
+        labels: [B, T, H, W] int64 class map: 0 background, k in 1..N for slot k.
+        selector: [B, N] float32, 1 for slots that hold a real object, 0 for padding.
+        names: the clip names (sequence ids), length B.
+    """
+
+    frames: Tensor
+    masks: Tensor
+    labels: Tensor
+    selector: Tensor
+    names: list[str] = field(default_factory=list)
+
+    @property
+    def batch_size(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[1]
+
+    @property
+    def num_objects(self) -> int:
+        return self.masks.shape[2]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> ClipBatch:
+        return _to(self, device, non_blocking)
+
+
+@dataclass
+class ClipOutputs:
+    """What the clip unroller returns: everything the losses and the training hooks need.
+
+    Attributes:
+        logits: [B, T-1, N+1, H, W] aggregated logits (background first) of frames 1..T-1.
+        keys: [B, T, CK, h, w] matching keys of all T frames (the features L_PCL trains).
+        res4: [B, T, 1024, h, w] key-encoder stride-16 features of all frames (RoIAlign input of L_OCL).
+        keys2: [B, T, CK, h, w] auxiliary ``key_proj2`` keys, or ``None`` when the model has no such head.
+    """
+
+    logits: Tensor
+    keys: Tensor
+    res4: Tensor
+    keys2: Tensor | None = None
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> ClipOutputs:
+        return _to(self, device, non_blocking)
