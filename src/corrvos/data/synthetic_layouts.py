@@ -1,0 +1,144 @@
+"""Writers of synthetic datasets in the DAVIS and YouTube-VOS file layouts (see :mod:`corrvos.data.synthetic`).
+
+Conventions:
+- videos are named ``synth000``, ``synth001``, ...; video i is drawn from ``SeedSequence(seed).spawn(n)[i]``;
+- frames are JPEG (quality 95) named by their 5-digit frame number, label maps palette PNGs (DAVIS palette);
+- a ``corrvos_synthetic.json`` file at the root (written first) records the arguments and the splits; a folder
+  holding it may be regenerated in place (its layout folders are deleted first), any other non-empty folder is
+  refused; the split lists (ImageSets / meta.json) are written last, so their presence means a complete dataset;
+- YouTube-VOS: the frames of ``train/`` and ``valid/`` are the frames 0, 5, 10, ... of the rendered video, as in the
+  real dataset; ``valid/Annotations/<vid>/<frame>.png`` exists only where some object first appears and holds only
+  the objects that first appear there; meta.json lists, per object, the sampled frames where it is visible
+  (train, with its category) or every sampled frame from its first appearance to the end (valid).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from corrvos.data.io import write_image, write_label
+from corrvos.data.synthetic import LAYOUTS, SyntheticVideo, synthesize_video
+from corrvos.errors import ConfigError, DataError
+from corrvos.utils import atomic_write_text
+
+__all__ = ["MARKER", "SAMPLE_STEP", "write_dataset"]
+
+logger = logging.getLogger(__name__)
+
+MARKER = "corrvos_synthetic.json"
+SAMPLE_STEP = 5  # YouTube-VOS annotates every 5th frame
+_LAYOUT_DIRS = ("JPEGImages", "Annotations", "ImageSets", "train", "valid", "valid_all_frames")
+JPEG_QUALITY = 95
+
+
+def _check_args(*, sequences: int, frames: int, size: tuple[int, ...], seed: int, layout: str,
+                val_fraction: float) -> None:
+    if sequences < 1:
+        raise ConfigError(f"--sequences must be >= 1, got {sequences}")
+    if frames < 1:
+        raise ConfigError(f"--frames must be >= 1, got {frames}")
+    if len(size) != 2 or min(size) < 16:
+        raise ConfigError(f"--size must be HxW with H, W >= 16, got {'x'.join(map(str, size))}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"--layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
+
+
+def _prepare(out_dir: Path) -> None:
+    """Make ``out_dir`` ready: create it, or clear a previous synthetic dataset; refuse anything else."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(out_dir, "output path exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not (out_dir / MARKER).is_file():
+            raise DataError(out_dir, f"output folder is not empty and holds no {MARKER} (not a corrvos synthetic "
+                                     "dataset); choose an empty or new folder")
+        for name in _LAYOUT_DIRS:
+            if (out_dir / name).is_dir():
+                shutil.rmtree(out_dir / name)
+        (out_dir / MARKER).unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _splits(names: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
+    if len(names) == 1:
+        return list(names), list(names)
+    n_val = min(max(1, round(len(names) * val_fraction)), len(names) - 1)
+    return names[:-n_val], names[-n_val:]
+
+
+def _write_davis_video(root: Path, name: str, video: SyntheticVideo) -> None:
+    for t in range(video.frames.shape[0]):
+        write_image(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", video.frames[t], quality=JPEG_QUALITY)
+        write_label(root / "Annotations" / "480p" / name / f"{t:05d}.png", video.labels[t])
+
+
+def _write_youtube_video(root: Path, name: str, video: SyntheticVideo, *, split: str) -> dict:
+    """Write one video of the ``train`` or ``valid`` split; returns its meta.json entry."""
+    n_frames = video.frames.shape[0]
+    sampled = list(range(0, n_frames, SAMPLE_STEP))
+    for t in sampled:
+        write_image(root / split / "JPEGImages" / name / f"{t:05d}.jpg", video.frames[t], quality=JPEG_QUALITY)
+    objects: dict[str, dict] = {}
+    if split == "train":
+        for t in sampled:
+            write_label(root / split / "Annotations" / name / f"{t:05d}.png", video.labels[t])
+        for obj_id, kind in video.categories.items():
+            present = [f"{t:05d}" for t in sampled if (video.labels[t] == obj_id).any()]
+            objects[str(obj_id)] = {"category": kind, "frames": present}
+    else:
+        for t in range(n_frames):
+            write_image(root / f"{split}_all_frames" / "JPEGImages" / name / f"{t:05d}.jpg", video.frames[t],
+                        quality=JPEG_QUALITY)
+        for t in sorted(set(video.first_frame.values())):
+            new_ids = [k for k, first in video.first_frame.items() if first == t]
+            label = np.where(np.isin(video.labels[t], new_ids), video.labels[t], 0).astype(np.uint8)
+            write_label(root / split / "Annotations" / name / f"{t:05d}.png", label)
+        for obj_id, first in video.first_frame.items():
+            objects[str(obj_id)] = {"frames": [f"{t:05d}" for t in sampled if t >= first]}
+    return {"objects": objects}
+
+
+def write_dataset(out_dir: Path, *, sequences: int, frames: int, size: tuple[int, ...], seed: int, layout: str,
+                  val_fraction: float, progress: bool) -> Path:
+    """Implementation of :func:`corrvos.data.synthetic.generate_dataset` (same arguments)."""
+    _check_args(sequences=sequences, frames=frames, size=size, seed=seed, layout=layout, val_fraction=val_fraction)
+    size = (int(size[0]), int(size[1]))
+    _prepare(out_dir)
+    names = [f"synth{i:03d}" for i in range(sequences)]
+    train, val = _splits(names, val_fraction)
+    # the marker is written first, so that an interrupted generation can be regenerated in place
+    record = {"generator": "corrvos.data.synthetic", "format_version": 1, "layout": layout, "sequences": sequences,
+              "frames": frames, "size": list(size), "seed": seed, "val_fraction": val_fraction,
+              "train": train, "val": val}
+    atomic_write_text(out_dir / MARKER, json.dumps(record, indent=1) + "\n")
+    children = np.random.SeedSequence(seed).spawn(sequences)
+    youtube_meta: dict[str, dict] = {"train": {}, "valid": {}}
+    bar = tqdm(names, desc=f"synth ({layout})", unit="video", disable=not progress)
+    for name, child in zip(bar, children, strict=True):
+        if layout == "davis":
+            video = synthesize_video(child, frames, size)
+            _write_davis_video(out_dir, name, video)
+            continue
+        video = synthesize_video(child, frames, size, late_objects=True, sample_step=SAMPLE_STEP, shuffle_ids=True)
+        for split, members in (("train", train), ("valid", val)):
+            if name in members:
+                youtube_meta[split][name] = _write_youtube_video(out_dir, name, video, split=split)
+    if layout == "davis":
+        for year in ("2016", "2017"):
+            for split, members in (("train", train), ("val", val)):
+                atomic_write_text(out_dir / "ImageSets" / year / f"{split}.txt", "".join(f"{n}\n" for n in members))
+    else:
+        for split, videos in youtube_meta.items():
+            atomic_write_text(out_dir / split / "meta.json", json.dumps({"videos": videos}, indent=1) + "\n")
+    logger.debug("wrote a synthetic %s dataset of %d videos (%d frames, %dx%d) to %s", layout, sequences, frames,
+                size[0], size[1], out_dir)
+    return out_dir
