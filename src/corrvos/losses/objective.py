@@ -1,0 +1,152 @@
+"""The total training loss: weighted sum of named terms with linear warm-up ramps.
+
+    "none":     L = w_seg L_SEG
+    "paper":    L = w_seg L_SEG + alpha f_pcl(step) L_PCL + beta f_ocl(step) L_OCL           (Eq. 12)
+    "official": L = w_seg L_SEG + 0.20 f(step) temp + 0.04 f(step) cross_key  (wenguanwang/VOS_Correspondence)
+
+with the ramp f(step) = 0 before ``start``, (step - start) / (end - start) up to ``end``, then 1 (the release's
+30K -> 90K). Every enabled term is computed at every step, even while its ramp is still 0, so that all trainable
+parameters (the PROJ head, ``key_proj2``) take part in every backward pass (DDP needs this) and the curves can be
+logged. In "paper" mode a term whose configured weight (alpha or beta) is 0 is switched off entirely.
+
+Term names: "seg", "pcl", "ocl", "temp", "cross_key". ``LossOutput.terms`` holds the unweighted terms,
+``LossOutput.weights`` the weights applied at this step. This module imports no training code.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from corrvos.losses.config import LossConfig
+from corrvos.losses.object_coherence import object_coherence_loss
+from corrvos.losses.official import cross_key_loss, temp_loss
+from corrvos.losses.pixel_consistency import pixel_consistency_loss
+from corrvos.losses.segmentation import segmentation_loss
+from corrvos.types import ClipBatch, ClipOutputs
+
+__all__ = ["LossOutput", "compute_losses", "linear_ramp"]
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LossOutput:
+    """What ``compute_losses`` returns.
+
+    Attributes:
+        total: scalar to back-propagate, sum of weights[name] * terms[name].
+        terms: unweighted scalar terms by name ("seg", "pcl", "ocl", "temp", "cross_key").
+        weights: weight applied to each term at this step (ramps included).
+        stats: extra numbers for logging ("bootstrap_p": fraction of pixels kept by L_SEG; "ocl_matched":
+            number of Hungarian pairs in L_OCL).
+    """
+
+    total: Tensor
+    terms: dict[str, Tensor]
+    weights: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def linear_ramp(step: int, *, start: int, end: int) -> float:
+    """0 before ``start``, linear up to 1 at ``end``, then 1 (``end == start``: a step at ``start``)."""
+    if step < start:
+        return 0.0
+    if step >= end:
+        return 1.0
+    return (step - start) / (end - start)
+
+
+def _frame(index: int, num_frames: int, name: str) -> int:
+    if not -num_frames <= index < num_frames:
+        raise ValueError(f"loss.{name} = {index} is outside a clip of {num_frames} frames")
+    return index % num_frames
+
+
+def _paper_terms(outputs: ClipOutputs, batch: ClipBatch, cfg: LossConfig, step: int, proj_head: nn.Module | None,
+                 generator: torch.Generator | None, out: LossOutput) -> None:
+    t = outputs.keys.shape[1]
+    if cfg.pcl_weight > 0:
+        _pcl_term(outputs, cfg, step, t, generator, out)
+    if cfg.ocl_weight > 0:
+        _ocl_term(outputs, batch, cfg, step, t, proj_head, generator, out)
+
+
+def _pcl_term(outputs: ClipOutputs, cfg: LossConfig, step: int, t: int, generator: torch.Generator | None,
+              out: LossOutput) -> None:
+    r = _frame(cfg.pcl_remote_frame, t, "pcl_remote_frame")
+    t1 = _frame(cfg.pcl_frame_t1, t, "pcl_frame_t1")
+    t2 = _frame(cfg.pcl_frame_t2, t, "pcl_frame_t2")
+    keys = outputs.keys  # [B, T, CK, h, w]
+    out.terms["pcl"] = pixel_consistency_loss(keys[:, t1], keys[:, t2], keys[:, r], stride=cfg.pcl_grid_stride,
+                                              temperature=cfg.pcl_temperature,
+                                              label_within_clip=cfg.pcl_label_within_clip, generator=generator)
+    out.weights["pcl"] = cfg.pcl_weight * linear_ramp(step, start=cfg.pcl_ramp_start, end=cfg.pcl_ramp_end)
+
+
+def _ocl_term(outputs: ClipOutputs, batch: ClipBatch, cfg: LossConfig, step: int, t: int,
+              proj_head: nn.Module | None, generator: torch.Generator | None, out: LossOutput) -> None:
+    if proj_head is None:
+        raise ValueError("compute_losses: loss.mode 'paper' with ocl_weight > 0 needs proj_head (a ProjectionHead)")
+    p = _frame(cfg.ocl_frame_p, t, "ocl_frame_p")
+    q = _frame(cfg.ocl_frame_q, t, "ocl_frame_q")
+    ocl = object_coherence_loss(outputs.res4[:, p], outputs.res4[:, q], batch.masks[:, p], batch.masks[:, q],
+                                proj_head, selector=batch.selector, num_objects=cfg.ocl_num_objects,
+                                roi_size=cfg.ocl_roi_size, sampling_ratio=cfg.ocl_sampling_ratio,
+                                similarity=cfg.ocl_similarity, temperature=cfg.ocl_temperature, generator=generator)
+    out.terms["ocl"] = ocl.loss
+    out.weights["ocl"] = cfg.ocl_weight * linear_ramp(step, start=cfg.ocl_ramp_start, end=cfg.ocl_ramp_end)
+    out.stats["ocl_matched"] = float(ocl.num_matched)
+
+
+def _official_terms(outputs: ClipOutputs, cfg: LossConfig, step: int, generator: torch.Generator | None,
+                    out: LossOutput) -> None:
+    if outputs.view2_keys2 is None or outputs.view2_theta is None:
+        raise ValueError("compute_losses: loss.mode 'official' needs ClipOutputs.view2_keys2 and view2_theta "
+                         "(the clip unroller must run the second view, see corrvos.losses.views.make_second_view)")
+    keys_v1 = outputs.keys2 if outputs.keys2 is not None else outputs.keys  # [B, T, CK, h, w]
+    keys_v2 = outputs.view2_keys2  # [B, T, CK, h, w]
+    theta = outputs.view2_theta  # [B, 2, 3]
+    ramp = linear_ramp(step, start=cfg.official_ramp_start, end=cfg.official_ramp_end)
+    # the release draws the temp grid first, then the cross_key grid
+    out.terms["temp"] = temp_loss(keys_v1, keys_v2, theta, grid=cfg.temp_grid, eps=cfg.official_log_eps,
+                                  generator=generator)
+    out.terms["cross_key"] = cross_key_loss(keys_v1[:, 0], keys_v2[:, 0], theta, grid=cfg.cross_key_grid,
+                                            eps=cfg.official_log_eps, generator=generator)
+    out.weights["temp"] = cfg.temp_weight * ramp
+    out.weights["cross_key"] = cfg.cross_key_weight * ramp
+
+
+def compute_losses(outputs: ClipOutputs, batch: ClipBatch, *, cfg: LossConfig, step: int,
+                   proj_head: nn.Module | None = None, generator: torch.Generator | None = None) -> LossOutput:
+    """All training losses of one step, weighted and summed (see the module docstring).
+
+    Args:
+        outputs: the clip unroller's ``ClipOutputs`` (logits [B, T-1, N+1, H, W], keys / res4 [B, T, ., h, w],
+            and for "official" mode keys2 / view2_keys2 [B, T, CK, h, w] and view2_theta [B, 2, 3]).
+        batch: the ``ClipBatch`` (labels [B, T, H, W], masks [B, T, N, H, W], selector [B, N]).
+        cfg: the loss configuration.
+        step: training step of the current stage (drives the bootstrap schedule and the ramps).
+        proj_head: PROJ of Alg. S2 (``corrvos.models.heads.ProjectionHead``); needed in "paper" mode with L_OCL.
+        generator: the only randomness source (grid offsets, object subsets).
+
+    Returns:
+        ``LossOutput``.
+    """
+    seg, frac = segmentation_loss(outputs.logits, batch.labels[:, 1:], step=step, selector=batch.selector,
+                                  bootstrap_start=cfg.bootstrap_start, bootstrap_end=cfg.bootstrap_end,
+                                  top_p=cfg.bootstrap_top_p, dice_weight=cfg.dice_weight,
+                                  dice_smooth=cfg.dice_smooth)
+    out = LossOutput(total=seg, terms={"seg": seg}, weights={"seg": cfg.seg_weight}, stats={"bootstrap_p": frac})
+    if cfg.mode == "paper":
+        _paper_terms(outputs, batch, cfg, step, proj_head, generator, out)
+    elif cfg.mode == "official":
+        _official_terms(outputs, cfg, step, generator, out)
+    total = seg.new_zeros(())
+    for name, term in out.terms.items():
+        total = total + out.weights[name] * term
+    out.total = total
+    return out

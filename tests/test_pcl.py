@@ -1,0 +1,114 @@
+"""L_PCL (Algorithm S1) against an explicit per-pixel computation, its grid sampling and its gradients."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from corrvos.losses.pixel_consistency import pixel_consistency_loss, sample_grid_index
+
+
+def _explicit_affinities(k_t, k_r, grid_index, temperature):
+    """A(i, j) for every pixel i of the batch and grid point j of the batch, by explicit sums (float64)."""
+    b, c, h, w = k_t.shape
+    pts = []  # grid keys, clip-major
+    for bi in range(b):
+        for idx in grid_index[bi].tolist():
+            pts.append(k_r[bi, :, idx // w, idx % w].double())
+    rows = []
+    for bi in range(b):
+        for y in range(h):
+            for x in range(w):
+                q = k_t[bi, :, y, x].double()
+                s = [(2 * (p * q).sum() - (p * p).sum()) / math.sqrt(c) / temperature for p in pts]
+                rows.append(torch.stack(s).softmax(0))
+    return torch.stack(rows)  # [B*h*w, B*n]
+
+
+def _keys(seed, b=2, c=4, h=5, w=6):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, c, h, w, generator=g) for _ in range(3)]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_identical_frames_give_mean_neg_log_max(temperature):
+    k_t, _, k_r = _keys(0)
+    index = torch.tensor([[0, 2, 13, 29], [5, 7, 20, 22]])
+    loss = pixel_consistency_loss(k_t, k_t.clone(), k_r, temperature=temperature, grid_index=index)
+    a = _explicit_affinities(k_t, k_r, index, temperature)
+    want = -a.max(dim=1).values.log().mean()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("within_clip", [False, True])
+def test_matches_explicit_computation(within_clip):
+    k_t1, k_t2, k_r = _keys(1)
+    index = torch.tensor([[1, 8, 15, 28], [0, 3, 12, 27]])
+    a1 = _explicit_affinities(k_t1, k_r, index, 1.0)
+    a2 = _explicit_affinities(k_t2, k_r, index, 1.0)
+    hw, n = 30, 4
+    if within_clip:  # argmax among the clip's own grid points only
+        labels = torch.stack([a1[i, (i // hw) * n:(i // hw + 1) * n].argmax() + (i // hw) * n
+                              for i in range(a1.shape[0])])
+    else:
+        labels = a1.argmax(dim=1)
+    want = -a2[torch.arange(a2.shape[0]), labels].log().mean()
+    loss = pixel_consistency_loss(k_t1, k_t2, k_r, grid_index=index, label_within_clip=within_clip)
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_other_clips_are_negatives():
+    k_t1, k_t2, k_r = _keys(2)
+    index = torch.tensor([[0, 7], [3, 9]])
+    both = pixel_consistency_loss(k_t1, k_t2, k_r, grid_index=index)
+    alone = [pixel_consistency_loss(k_t1[i:i + 1], k_t2[i:i + 1], k_r[i:i + 1], grid_index=index[i:i + 1])
+             for i in range(2)]
+    # without cross-clip negatives the batch loss would be the mean of the per-clip losses
+    assert both.item() != pytest.approx((alone[0].item() + alone[1].item()) / 2, rel=1e-4)
+
+
+def test_grid_sampling_reproducible_and_inside():
+    h, w, stride = 11, 13, 4
+    a = sample_grid_index(h, w, batch=6, num_y=h // stride, num_x=w // stride, stride_y=stride, stride_x=stride,
+                          generator=torch.Generator().manual_seed(7))
+    b = sample_grid_index(h, w, batch=6, num_y=h // stride, num_x=w // stride, stride_y=stride, stride_x=stride,
+                          generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    assert a.shape == (6, (h // stride) * (w // stride))
+    assert a.min() >= 0 and a.max() < h * w
+    ys, xs = a // w, a % w
+    # a regular grid: constant spacing `stride`, one offset per clip in [0, stride)
+    assert torch.all(torch.diff(xs.view(6, 2, 3), dim=2) == stride)
+    assert torch.all(torch.diff(ys.view(6, 2, 3), dim=1) == stride)
+    assert torch.all(xs[:, 0] < stride) and torch.all(ys[:, 0] < stride)
+    seeds = {tuple(sample_grid_index(h, w, batch=1, num_y=2, num_x=3, stride_y=stride, stride_x=stride,
+                                     generator=torch.Generator().manual_seed(s))[0].tolist()) for s in range(20)}
+    assert len(seeds) > 1
+    with pytest.raises(ValueError, match="does not fit"):
+        sample_grid_index(4, 4, batch=1, num_y=3, num_x=1, stride_y=2, stride_x=1)
+
+
+def test_small_maps_and_generator_path():
+    k_t1, k_t2, k_r = _keys(3, h=3, w=3)
+    loss = pixel_consistency_loss(k_t1, k_t2, k_r, stride=8, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)  # stride larger than the map: one point per clip
+    one = pixel_consistency_loss(k_t1, k_t2, k_r, stride=8, generator=torch.Generator().manual_seed(0))
+    assert loss.item() == one.item()
+    with pytest.raises(ValueError, match="keys"):
+        pixel_consistency_loss(k_t1, k_t2[:, :2], k_r)
+
+
+def test_gradients_reach_key_encoder_not_pseudo_labels():
+    torch.manual_seed(4)
+    enc = torch.nn.Conv2d(3, 4, kernel_size=4, stride=4)  # a stand-in key encoder
+    frames = torch.randn(2, 3, 3, 20, 24)  # [B, T, 3, H, W]
+    keys = enc(frames.flatten(0, 1)).view(2, 3, 4, 5, 6)  # [B, T, CK, h, w]
+    keys.retain_grad()
+    loss = pixel_consistency_loss(keys[:, 1], keys[:, 2], keys[:, 0], stride=2,
+                                  generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert enc.weight.grad is not None and enc.weight.grad.abs().sum() > 0
+    assert torch.all(keys.grad[:, 1] == 0)  # t1 only produces the pseudo-labels
+    assert keys.grad[:, 2].abs().sum() > 0 and keys.grad[:, 0].abs().sum() > 0
