@@ -1,1 +1,188 @@
-"""corrvos.models."""
+"""corrvos.models: the STCN network, its building blocks, and model construction / checkpoint loading.
+
+- :func:`build_model` makes a fresh network by architecture name ("stcn", "stcn_corr"), optionally with ImageNet
+  backbones (torchvision-format files, downloaded through ``torch.hub`` or read from a local folder).
+- :func:`load_model` reads a checkpoint (official STCN / VOS_Correspondence state_dict, official training
+  checkpoint, or corrvos checkpoint), detects the architecture from its keys and loads it strictly.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from corrvos.errors import CheckpointError
+from corrvos.models.backbones import load_imagenet_resnet18, load_imagenet_resnet50, read_torchvision_state
+from corrvos.models.base import VOSModel
+from corrvos.models.convert import (
+    arch_name,
+    check_and_load,
+    detect_architecture,
+    extract_state_dict,
+    read_checkpoint,
+    variant_of_arch,
+    widen_single_object,
+)
+from corrvos.models.stcn import STCN, parameter_groups
+
+__all__ = [
+    "ARCHS",
+    "STCN",
+    "VOSModel",
+    "build_model",
+    "load_imagenet_backbones",
+    "load_model",
+    "load_weights_into",
+    "parameter_groups",
+]
+
+logger = logging.getLogger(__name__)
+
+#: canonical architecture names accepted by :func:`build_model` (aliases: "stcn-corr", "corr").
+ARCHS = ("stcn", "stcn_corr")
+
+
+def _find_local_file(folder: Path, arch: str) -> Path:
+    if folder.is_file():
+        raise CheckpointError(
+            f"{folder}: pretrained_backbones must be a folder holding torchvision's resnet50-*.pth and "
+            f"resnet18-*.pth files, not a file"
+        )
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: ImageNet weight folder not found")
+    found = sorted(folder.glob(f"{arch}*.pth"))
+    if len(found) != 1:
+        raise CheckpointError(f"{folder}: expected exactly one {arch}*.pth file, found {[p.name for p in found]}")
+    return found[0]
+
+
+def load_imagenet_backbones(
+    model: STCN, source: bool | str | Path, *, generator: torch.Generator | None = None
+) -> None:
+    """Initialise the key encoder (ResNet-50) and value-encoder trunk (ResNet-18) from ImageNet weights.
+
+    Args:
+        model: the network to fill (other parts are untouched).
+        source: ``True`` downloads torchvision's IMAGENET1K_V1 files through ``torch.hub`` (needs internet; cached
+            in ``$TORCH_HOME/hub/checkpoints``); a folder path reads ``resnet50*.pth`` and ``resnet18*.pth`` from it.
+        generator: RNG of the orthogonal init of the value encoder's extra mask channels.
+    """
+    for arch in ("resnet50", "resnet18"):
+        file = True if source is True else _find_local_file(Path(source), arch)
+        state = read_torchvision_state(file, arch)
+        what = f"ImageNet {arch}" if file is True else str(file)
+        if arch == "resnet50":
+            load_imagenet_resnet50(model.key_encoder, state, what=what)
+        else:
+            load_imagenet_resnet18(model.value_encoder, state, what=what, generator=generator)
+
+
+def build_model(arch: str = "stcn", *, single_object: bool = False, pretrained_backbones: bool | str = False) -> STCN:
+    """Build a fresh STCN network.
+
+    Args:
+        arch: "stcn" (hkchengrex/STCN) or "stcn_corr" (wenguanwang/VOS_Correspondence, with ``key_proj2``).
+        single_object: stage-0 network (value encoder input [RGB, mask]).
+        pretrained_backbones: ``False`` (random init), ``True`` (download torchvision ImageNet weights) or a folder
+            holding torchvision's ``resnet50-*.pth`` and ``resnet18-*.pth``.
+
+    Raises:
+        ValueError: unknown ``arch``.
+        CheckpointError: ImageNet files missing or not torchvision-format.
+    """
+    model = STCN(single_object=single_object, variant=variant_of_arch(arch))
+    if pretrained_backbones is not False:
+        load_imagenet_backbones(model, pretrained_backbones)
+    return model
+
+
+def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_object_file: bool = True) -> STCN:
+    """Load an STCN checkpoint strictly, detecting its architecture from the keys; the model is in eval mode.
+
+    Args:
+        path: an official state_dict (``stcn.pth``, ``stcn_s03.pth``, stage-0 files, VOS_Correspondence files),
+            an official training checkpoint ``{"network": ...}`` or a corrvos checkpoint ``{"model": ...}``.
+        map_location: passed to ``torch.load``; a device (string or ``torch.device``) also receives the model.
+        widen_single_object_file: give a 4-channel stage-0 file a zero "others" channel and return a
+            multi-object model, as the official evaluation does; ``False`` returns a single-object model.
+
+    Raises:
+        CheckpointError: unsafe or unreadable file, unknown architecture, or keys / shapes that do not fit
+            (all missing and unexpected keys are listed).
+    """
+    state, meta = extract_state_dict(read_checkpoint(path, map_location=map_location), path=path)
+    info = detect_architecture(state, path=path)
+    if "arch" in meta:
+        try:
+            declared = variant_of_arch(str(meta["arch"]))
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: unsupported arch {meta['arch']!r} ({exc})") from exc
+        if declared != info.variant:
+            raise CheckpointError(
+                f"{path}: declares arch {meta['arch']!r} but its keys are those of {arch_name(info.variant)!r}"
+            )
+    single_object = info.single_object
+    if single_object and widen_single_object_file:
+        state = widen_single_object(state, init="zeros")
+        single_object = False
+        logger.info("%s: stage-0 (single-object) weights widened to 5 input channels with zeros", path)
+    model = STCN(single_object=single_object, variant=info.variant, aux_key_head=info.aux_key_head)
+    check_and_load(model, state, path=path)
+    if isinstance(map_location, (str, torch.device)):
+        model.to(map_location)
+    logger.info(
+        "loaded %s (%s, %s weights) from %s",
+        arch_name(info.variant),
+        "single-object" if single_object else "multi-object",
+        meta["source"],
+        path,
+    )
+    return model.eval()
+
+
+def load_weights_into(
+    model: STCN,
+    path: str | Path,
+    *,
+    widen_init: str = "orthogonal",
+    partial: bool = False,
+    generator: torch.Generator | None = None,
+) -> tuple[list[str], list[str]]:
+    """Initialise an existing model from a checkpoint, as the official training ``--load_network`` does.
+
+    A stage-0 (4-channel) file loaded into a multi-object model gets its "others" channel appended with
+    ``widen_init`` ("orthogonal" as official training; "zeros" as official evaluation). ``key_proj2`` may be absent
+    from the file (it keeps its initial values). With ``partial=True`` the keys the two networks share are loaded and
+    the rest is reported instead of refused; this is how wenguanwang/VOS_Correspondence initialises its network from
+    an STCN file (``load_state_dict(strict=False)``). Shape mismatches are always refused.
+
+    Returns:
+        (missing, unexpected): model keys the file lacked (left at their initial values) and file keys not used.
+
+    Raises:
+        CheckpointError: unsafe/unreadable file, unknown architecture, or (``partial=False``) keys that do not fit.
+    """
+    state, _ = extract_state_dict(read_checkpoint(path), path=path)
+    info = detect_architecture(state, path=path)
+    if info.single_object and not model.single_object:
+        state = widen_single_object(state, init=widen_init, generator=generator)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if partial:
+        check_and_load(model, {k: v for k, v in state.items() if k in own}, path=path, optional_prefixes=("",))
+        if missing or unexpected:
+            logger.warning(
+                "%s: partial load: %d model entries kept their initial values (%s...), %d file entries unused (%s...)",
+                path,
+                len(missing),
+                ", ".join(missing[:5]),
+                len(unexpected),
+                ", ".join(unexpected[:5]),
+            )
+    else:
+        check_and_load(model, state, path=path, optional_prefixes=("key_proj2.",))
+    return missing, unexpected

@@ -47,8 +47,10 @@ def softmax_affinity(affinity: Tensor) -> Tensor:
 def topk_softmax(affinity: Tensor, top_k: int) -> Tensor:
     """Keep the ``top_k`` largest affinities per query, softmax them, zero the rest (STCN inference).
 
-    As in the official inference, the kept values are exponentiated without max-subtraction. When ``top_k``
-    is at least the memory size this is a plain (unsubtracted) softmax over all of memory.
+    The official inference exponentiates the kept values without max-subtraction, which overflows to NaN for
+    large affinities (e.g. a randomly initialised network). We subtract the largest kept value first: the
+    normalisation cancels it, so the weights are the same up to float rounding (well inside the 1e-4 parity
+    tolerance) and always finite. When ``top_k`` is at least the memory size this is a softmax over all of memory.
 
     Args:
         affinity: [B, M, Q] raw affinities.
@@ -59,7 +61,7 @@ def topk_softmax(affinity: Tensor, top_k: int) -> Tensor:
     """
     k = min(top_k, affinity.shape[1])
     values, indices = torch.topk(affinity, k=k, dim=1)  # [B, k, Q]
-    x_exp = values.exp()
+    x_exp = (values - values[:, :1]).exp()  # topk sorts descending: row 0 holds the maximum
     x_exp = x_exp / x_exp.sum(dim=1, keepdim=True)
     return torch.zeros_like(affinity).scatter_(1, indices, x_exp)
 

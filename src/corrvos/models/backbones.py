@@ -1,0 +1,305 @@
+"""ResNet backbones without torchvision: the STCN key encoder (ResNet-50 to layer3) and mask trunk (ResNet-18).
+
+Re-expresses the ResNet of torchvision (as used by hkchengrex/STCN:model/modules.py ``KeyEncoder``) and
+hkchengrex/STCN:model/mod_resnet.py (the value encoder's ResNet-18 with conv biases and extra input channels).
+Parameter names follow torchvision (``conv1``, ``bn1``, ``layerX.Y.convZ``, ``downsample.0`` conv /
+``downsample.1`` BN), so torchvision-format ImageNet files load, with two official deviations:
+
+- the key encoder stores ``layer1`` as ``res2`` (and has no ``layer4`` / ``fc``);
+- every conv of the mask ResNet-18 has a bias (STCN's mod_resnet keeps ``nn.Conv2d``'s default ``bias=True``),
+  and its ``conv1`` takes 3 + ``extra_channels`` inputs ([RGB, target mask, others' masks]).
+
+The stride of a downsampling Bottleneck sits on its 3x3 ``conv2`` (ResNet v1.5, as torchvision).
+
+ImageNet weights: :func:`read_torchvision_state` reads a torchvision-format file (``weights_only=True``) or, when
+asked, downloads torchvision's IMAGENET1K_V1 file through ``torch.hub`` (the re-serialised copies of the
+``resnet50-19c8e357`` / ``resnet18-5c106cde`` files STCN used; same weights). :func:`load_imagenet_resnet50` and
+:func:`load_imagenet_resnet18` drop ``fc.*`` and ``layer4.*`` explicitly and load the rest strictly; as in
+STCN's ``load_weights_sequential``, the conv biases torchvision lacks stay zero and the extra input channels of
+``conv1`` are appended with ``nn.init.orthogonal_``. Shapes: [B, C, H, W]; f4/f8/f16 are strides 4/8/16.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from corrvos.errors import CheckpointError
+
+__all__ = [
+    "TORCHVISION_URLS",
+    "BasicBlock",
+    "Bottleneck",
+    "KeyEncoder",
+    "MaskResNet18",
+    "init_resnet_",
+    "load_imagenet_resnet18",
+    "load_imagenet_resnet50",
+    "make_layer",
+    "read_torchvision_state",
+]
+
+logger = logging.getLogger(__name__)
+
+#: torchvision's IMAGENET1K_V1 weight files (hash prefix in the name, checked by ``torch.hub``).
+TORCHVISION_URLS = {
+    "resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+    "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+}
+
+
+class BasicBlock(nn.Module):
+    """ResNet-18/34 block: two 3x3 convs with BN, identity or ``downsample`` skip.
+
+    Args:
+        inplanes: input channels.
+        planes: output channels.
+        stride: stride of ``conv1``.
+        downsample: skip-path module (1x1 conv + BN) when shape changes, else ``None``.
+        bias: give the convs a bias (STCN's value encoder) instead of torchvision's bias-free convs.
+    """
+
+    expansion = 1
+
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, *, bias: bool = False
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=bias)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=bias)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, inplanes, H, W] -> [B, planes, H/stride, W/stride]."""
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        skip = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + skip)
+
+
+class Bottleneck(nn.Module):
+    """ResNet-50 block: 1x1 -> 3x3 (strided, v1.5) -> 1x1 (x4 channels), BN after each, identity or projection skip.
+
+    Args:
+        inplanes: input channels.
+        planes: bottleneck width; the output has ``4 * planes`` channels.
+        stride: stride of ``conv2``.
+        downsample: skip-path module (1x1 conv + BN) when shape changes, else ``None``.
+        bias: give the convs a bias (not used by STCN's ResNet-50; kept for symmetry with ``BasicBlock``).
+    """
+
+    expansion = 4
+
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, *, bias: bool = False
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=bias)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=bias)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, kernel_size=1, bias=bias)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, inplanes, H, W] -> [B, 4*planes, H/stride, W/stride]."""
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        skip = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + skip)
+
+
+def make_layer(
+    block: type[BasicBlock] | type[Bottleneck],
+    inplanes: int,
+    planes: int,
+    blocks: int,
+    *,
+    stride: int = 1,
+    bias: bool = False,
+) -> nn.Sequential:
+    """One ResNet stage of ``blocks`` blocks; the first one carries the stride and the projection skip.
+
+    Returns:
+        ``nn.Sequential`` with torchvision's child names ``0..blocks-1``; output channels ``planes * expansion``.
+    """
+    out = planes * block.expansion
+    downsample = None
+    if stride != 1 or inplanes != out:
+        conv = nn.Conv2d(inplanes, out, kernel_size=1, stride=stride, bias=bias)
+        downsample = nn.Sequential(conv, nn.BatchNorm2d(out))
+    layers = [block(inplanes, planes, stride, downsample, bias=bias)]
+    layers += [block(out, planes, bias=bias) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
+def init_resnet_(module: nn.Module) -> None:
+    """torchvision / mod_resnet initialisation: convs N(0, 2/(k*k*C_out)) with zero bias, BN weight 1 and bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class KeyEncoder(nn.Module):
+    """ResNet-50 truncated after layer3, with STCN's ``res2`` name for layer1. No conv biases."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.res2 = make_layer(Bottleneck, 64, 64, 3)
+        self.layer2 = make_layer(Bottleneck, 256, 128, 4, stride=2)
+        self.layer3 = make_layer(Bottleneck, 512, 256, 6, stride=2)
+        init_resnet_(self)
+
+    def forward(self, frame: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """[B, 3, H, W] -> (f16 [B, 1024, H/16, W/16], f8 [B, 512, H/8, W/8], f4 [B, 256, H/4, W/4])."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(frame))))  # [B, 64, H/4, W/4]
+        f4 = self.res2(x)
+        f8 = self.layer2(f4)
+        f16 = self.layer3(f8)
+        return f16, f8, f4
+
+
+class MaskResNet18(nn.Module):
+    """ResNet-18 to layer3 with conv biases and ``3 + extra_channels`` inputs (STCN's value-encoder trunk).
+
+    Args:
+        extra_channels: mask channels appended to RGB (2 = [target, others]; 1 for single-object models).
+    """
+
+    def __init__(self, extra_channels: int = 2) -> None:
+        super().__init__()
+        self.extra_channels = extra_channels
+        self.conv1 = nn.Conv2d(3 + extra_channels, 64, kernel_size=7, stride=2, padding=3)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = make_layer(BasicBlock, 64, 64, 2, bias=True)
+        self.layer2 = make_layer(BasicBlock, 64, 128, 2, stride=2, bias=True)
+        self.layer3 = make_layer(BasicBlock, 128, 256, 2, stride=2, bias=True)
+        init_resnet_(self)
+
+    def trunk(self, x: Tensor) -> Tensor:
+        """[B, 3 + extra, H, W] -> [B, 256, H/16, W/16] (layer3 output)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # [B, 64, H/4, W/4]
+        return self.layer3(self.layer2(self.layer1(x)))
+
+
+def read_torchvision_state(source: bool | str | Path, arch: str) -> dict[str, Tensor]:
+    """Read a torchvision-format ImageNet state_dict.
+
+    Args:
+        source: ``True`` downloads ``TORCHVISION_URLS[arch]`` through ``torch.hub`` (cached; hash-checked);
+            a path reads that local file.
+        arch: "resnet50" or "resnet18".
+
+    Raises:
+        CheckpointError: the file is missing, is not a weights-only tensor file, or holds no state_dict.
+    """
+    if source is True:
+        logger.info("downloading ImageNet %s weights from %s", arch, TORCHVISION_URLS[arch])
+        state = torch.hub.load_state_dict_from_url(
+            TORCHVISION_URLS[arch], map_location="cpu", check_hash=True, weights_only=True
+        )
+        return dict(state)
+    path = Path(source)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: ImageNet {arch} weight file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors come in many types
+        raise CheckpointError(f"{path}: cannot be read as a weights-only tensor file ({exc})") from exc
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a torchvision {arch} state_dict (name -> tensor)")
+    return dict(state)
+
+
+def _drop_head(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Remove ``fc.*`` and ``layer4.*``, which STCN's backbones do not keep."""
+    return {k: v for k, v in state.items() if not k.startswith(("fc.", "layer4."))}
+
+
+def _check_keys(expected: set[str], given: set[str], optional: set[str], what: str) -> None:
+    missing = sorted(expected - given - optional)
+    unexpected = sorted(given - expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{what}: not a torchvision-format state_dict; missing keys: {missing or 'none'}; "
+            f"unexpected keys: {unexpected or 'none'}"
+        )
+
+
+def load_imagenet_resnet50(encoder: KeyEncoder, state: Mapping[str, Tensor], *, what: str = "resnet50") -> None:
+    """Copy torchvision ResNet-50 weights into ``encoder`` (``layer1`` -> ``res2``; ``fc`` / ``layer4`` dropped).
+
+    ``num_batches_tracked`` buffers are optional (old torchvision files lack them).
+
+    Raises:
+        CheckpointError: keys or shapes differ from a torchvision ResNet-50.
+    """
+    src = _drop_head(state)
+    renamed = {("res2." + k[len("layer1.") :] if k.startswith("layer1.") else k): v for k, v in src.items()}
+    own = encoder.state_dict()
+    optional = {k for k in own if k.endswith("num_batches_tracked")}
+    _check_keys(set(own), set(renamed), optional, what)
+    _copy(encoder, renamed, what)
+
+
+def load_imagenet_resnet18(
+    trunk: MaskResNet18,
+    state: Mapping[str, Tensor],
+    *,
+    what: str = "resnet18",
+    generator: torch.Generator | None = None,
+) -> None:
+    """Copy torchvision ResNet-18 weights into the trunk of ``trunk`` (as STCN's ``load_weights_sequential``).
+
+    The conv biases torchvision lacks are left as they are (zero after construction); ``conv1``'s extra mask input
+    channels get an ``nn.init.orthogonal_`` slice of shape [64, extra, 7, 7]. Only the trunk (``conv1``, ``bn1``,
+    ``layer1..3``) is touched; submodules a subclass adds (the fuser) are not.
+
+    Raises:
+        CheckpointError: keys or shapes differ from a torchvision ResNet-18.
+    """
+    prefixes = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.")
+    own = {k: v for k, v in trunk.state_dict().items() if k.startswith(prefixes)}
+    optional = {k for k in own if k.endswith("num_batches_tracked")}
+    optional |= {k for k in own if k.endswith(".bias") and own[k.replace(".bias", ".weight")].dim() == 4}
+    src = _drop_head(state)
+    _check_keys(set(own), set(src), optional, what)
+    w = src["conv1.weight"]
+    extra = trunk.extra_channels
+    if w.shape == (64, 3, 7, 7) and extra > 0:
+        pads = torch.zeros(64, extra, 7, 7, dtype=w.dtype)
+        nn.init.orthogonal_(pads, generator=generator)
+        src["conv1.weight"] = torch.cat([w, pads], dim=1)  # [64, 3 + extra, 7, 7]
+    _copy(trunk, src, what)
+
+
+def _copy(module: nn.Module, src: Mapping[str, Tensor], what: str) -> None:
+    own = module.state_dict()
+    bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in src.items() if v.shape != own[k].shape]
+    if bad:
+        raise CheckpointError(f"{what}: shape mismatch: {bad}")
+    with torch.no_grad():
+        for k, v in src.items():
+            own[k].copy_(v)
+    logger.info("loaded ImageNet weights into %d tensors from %s", len(src), what)

@@ -1,0 +1,295 @@
+"""The STCN network (public hkchengrex/STCN and the wenguanwang/VOS_Correspondence variant) with named stage methods.
+
+Re-expresses hkchengrex/STCN:model/network.py, model/eval_network.py and model/modules.py (``ValueEncoder``,
+``Decoder``), and wenguanwang/VOS_Correspondence:model/network.py (the "corr" variant). One class serves training
+and inference; there is no ``forward(mode, ...)``.
+
+Variants (``STCN(variant=...)``):
+
+- ``"stcn"``: the public network. The query's f16 is compressed by ``key_comp`` (1024 -> 512) and the decoder
+  runs ``compress = ResBlock(1024 -> 512)`` on ``cat([readout, f16_thin])``. 405 state_dict entries.
+- ``"corr"``: the correspondence-training network. No ``key_comp`` and no ``decoder.compress``; the decoder
+  starts with ``fuser = FeatureFusionBlock(1536 -> 512)`` on ``cat([f16, readout])``, and an auxiliary
+  ``key_proj2`` head (same shape as ``key_proj``) gives the keys the correspondence losses use. 415 entries
+  (413 without ``key_proj2``, the released evaluation layout: ``aux_key_head=False``).
+
+The state_dict keys, shapes and order equal the official ones (registration order key_encoder, value_encoder,
+key_proj, [key_proj2], [key_comp], decoder), so official files load with strict ``load_state_dict``.
+
+Soft aggregation (from STM, as in STCN): p = [prod_k(1 - p_k), p_1..p_N] clamped to [1e-7, 1 - 1e-7],
+logits = log(p / (1 - p)), prob = softmax(logits) over the N+1 channels (background first).
+
+Shapes follow :mod:`corrvos.models.base`: frames [B, 3, H, W] (H, W multiples of 16), h = H/16.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from corrvos.models.backbones import KeyEncoder, MaskResNet18
+from corrvos.models.layers import FeatureFusionBlock, KeyProjection, ResBlock, UpsampleBlock
+from corrvos.models.memory import l2_affinity, readout, softmax_affinity, topk_softmax
+from corrvos.types import QueryFeatures
+
+__all__ = [
+    "STCN",
+    "VARIANTS",
+    "FusedDecoder",
+    "STCNDecoder",
+    "ValueEncoder",
+    "aggregate_logits",
+    "parameter_groups",
+]
+
+logger = logging.getLogger(__name__)
+
+VARIANTS = ("stcn", "corr")
+
+
+def aggregate_logits(prob: Tensor) -> Tensor:
+    """Soft aggregation of per-object probabilities into logits over background + objects.
+
+    Args:
+        prob: [B, N, H, W] per-object foreground probabilities (already multiplied by the selector).
+
+    Returns:
+        [B, N+1, H, W] logits (background first); their softmax is the aggregated probability.
+    """
+    bg = torch.prod(1 - prob, dim=1, keepdim=True)  # [B, 1, H, W]
+    p = torch.cat([bg, prob], dim=1).clamp(1e-7, 1 - 1e-7)  # [B, N+1, H, W]
+    return torch.log(p / (1 - p))
+
+
+class ValueEncoder(MaskResNet18):
+    """Mask ResNet-18 trunk + ``fuser = FeatureFusionBlock(256 + 1024 -> 512)`` on ``cat([layer3, key f16])``.
+
+    Args:
+        extra_channels: 2 for [target, others] masks; 1 for single-object (stage-0) models.
+    """
+
+    def __init__(self, extra_channels: int = 2, value_dim: int = 512) -> None:
+        super().__init__(extra_channels)
+        self.fuser = FeatureFusionBlock(256 + 1024, value_dim)
+
+    def forward(self, image: Tensor, key_f16: Tensor, masks: Tensor) -> Tensor:
+        """``image`` [B, 3, H, W], ``key_f16`` [B, 1024, h, w], ``masks`` [B, extra, H, W] -> [B, CV, h, w]."""
+        x = self.trunk(torch.cat([image, masks], dim=1))  # [B, 256, h, w]
+        return self.fuser(x, key_f16)
+
+
+class _DecoderTail(nn.Module):
+    """The part shared by both decoders: two upsampling steps, ``pred`` and the final x4 bilinear upsampling."""
+
+    def _upsample_predict(self, x: Tensor, f8: Tensor, f4: Tensor) -> Tensor:
+        """``x`` [B*N, 512, h, w], ``f8`` [B, 512, 2h, 2w], ``f4`` [B, 256, 4h, 4w] -> logits [B*N, 1, H, W]."""
+        x = self.up_8_4(f4, self.up_16_8(f8, x))  # [B*N, 256, 4h, 4w]
+        x = self.pred(F.relu(x))  # [B*N, 1, 4h, 4w]
+        return F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+
+
+class STCNDecoder(_DecoderTail):
+    """Public STCN decoder: ``compress`` ResBlock(1024 -> 512) on ``cat([readout, f16_thin])``, then upsampling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.compress = ResBlock(1024, 512)
+        self.up_16_8 = UpsampleBlock(512, 512, 256)
+        self.up_8_4 = UpsampleBlock(256, 256, 256)
+        self.pred = nn.Conv2d(256, 1, kernel_size=3, padding=1)
+
+    def forward(self, readout16: Tensor, f16_thin: Tensor, f8: Tensor, f4: Tensor) -> Tensor:
+        """``readout16`` [B*N, 512, h, w], ``f16_thin`` [B*N, 512, h, w], skips per frame -> [B*N, 1, H, W]."""
+        x = self.compress(torch.cat([readout16, f16_thin], dim=1))  # [B*N, 512, h, w]
+        return self._upsample_predict(x, f8, f4)
+
+
+class FusedDecoder(_DecoderTail):
+    """VOS_Correspondence decoder: ``fuser`` FeatureFusionBlock(1024 + 512 -> 512) on ``cat([f16, readout])``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fuser = FeatureFusionBlock(1024 + 512, 512)
+        self.up_16_8 = UpsampleBlock(512, 512, 256)
+        self.up_8_4 = UpsampleBlock(256, 256, 256)
+        self.pred = nn.Conv2d(256, 1, kernel_size=3, padding=1)
+
+    def forward(self, readout16: Tensor, f16: Tensor, f8: Tensor, f4: Tensor) -> Tensor:
+        """``readout16`` [B*N, 512, h, w], ``f16`` [B*N, 1024, h, w], skips per frame -> [B*N, 1, H, W]."""
+        x = self.fuser(f16, readout16)  # [B*N, 512, h, w]
+        return self._upsample_predict(x, f8, f4)
+
+
+class STCN(nn.Module):
+    """Space-time correspondence network (STCN) with stage methods encode_key / encode_value / read_memory / segment.
+
+    Args:
+        single_object: stage-0 model whose value encoder takes [RGB, mask] (4 channels) and ignores other objects.
+        variant: "stcn" (hkchengrex/STCN) or "corr" (wenguanwang/VOS_Correspondence fused decoder).
+        aux_key_head: build the ``key_proj2`` head; default ``True`` for "corr", ``False`` for "stcn".
+    """
+
+    key_dim = 64
+    value_dim = 512
+
+    def __init__(self, *, single_object: bool = False, variant: str = "stcn", aux_key_head: bool | None = None) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown STCN variant {variant!r}; expected one of {VARIANTS}")
+        self.single_object = single_object
+        self.variant = variant
+        self.key_encoder = KeyEncoder()
+        self.value_encoder = ValueEncoder(extra_channels=1 if single_object else 2, value_dim=self.value_dim)
+        self.key_proj = KeyProjection(1024, self.key_dim)
+        if aux_key_head is None:
+            aux_key_head = variant == "corr"
+        self.key_proj2 = KeyProjection(1024, self.key_dim) if aux_key_head else None
+        if variant == "stcn":
+            self.key_comp = nn.Conv2d(1024, 512, kernel_size=3, padding=1)
+            self.decoder: STCNDecoder | FusedDecoder = STCNDecoder()
+        else:
+            self.key_comp = None
+            self.decoder = FusedDecoder()
+
+    @property
+    def has_aux_key_head(self) -> bool:
+        """Whether the model has the ``key_proj2`` head (keys for the "official" correspondence losses)."""
+        return self.key_proj2 is not None
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(
+            "STCN has no forward(); call encode_key, encode_value, read_memory and segment "
+            "(corrvos.training unrolls clips, corrvos.inference.InferenceCore runs videos)"
+        )
+
+    def encode_key(self, frame: Tensor) -> QueryFeatures:
+        """Key-encoder features of a batch of frames.
+
+        Args:
+            frame: [B, 3, H, W] ImageNet-normalised images, H and W multiples of 16.
+
+        Returns:
+            QueryFeatures with key [B, CK, h, w], f16 [B, 1024, h, w], f8 [B, 512, 2h, 2w], f4 [B, 256, 4h, 4w],
+            f16_thin [B, 512, h, w] ("stcn" only) and key2 [B, CK, h, w] (models with ``key_proj2`` only).
+        """
+        f16, f8, f4 = self.key_encoder(frame)
+        return QueryFeatures(
+            key=self.key_proj(f16),
+            f16=f16,
+            f8=f8,
+            f4=f4,
+            f16_thin=None if self.key_comp is None else self.key_comp(f16),
+            key2=None if self.key_proj2 is None else self.key_proj2(f16),
+        )
+
+    def encode_value(self, frame: Tensor, f16: Tensor, masks: Tensor) -> Tensor:
+        """Memory values of N objects in one frame.
+
+        The value encoder of object k sees [RGB, mask_k, sum of the other objects' masks] (single-object models:
+        [RGB, mask_k]).
+
+        Args:
+            frame: [B, 3, H, W] normalised images.
+            f16: [B, 1024, h, w] key-encoder features of the same frames.
+            masks: [B, N, H, W] soft or hard object masks.
+
+        Returns:
+            [B, N, CV, h, w] values.
+        """
+        b, n, hh, ww = masks.shape
+        if n == 0:
+            return f16.new_zeros(b, 0, self.value_dim, *f16.shape[-2:])  # [B, 0, CV, h, w]
+        if self.single_object:
+            extra = masks.unsqueeze(2)  # [B, N, 1, H, W]
+        else:
+            others = [masks[:, [j for j in range(n) if j != k]].sum(dim=1) for k in range(n)]  # N x [B, H, W]
+            extra = torch.stack([masks, torch.stack(others, dim=1)], dim=2)  # [B, N, 2, H, W]
+        image = frame.unsqueeze(1).expand(b, n, *frame.shape[1:])  # [B, N, 3, H, W]
+        key_f16 = f16.unsqueeze(1).expand(b, n, *f16.shape[1:])  # [B, N, 1024, h, w]
+        v = self.value_encoder(
+            image.reshape(b * n, *frame.shape[1:]),  # [B*N, 3, H, W]
+            key_f16.reshape(b * n, *f16.shape[1:]),  # [B*N, 1024, h, w]
+            extra.reshape(b * n, extra.shape[2], hh, ww),  # [B*N, extra, H, W]
+        )  # [B*N, CV, h, w]
+        return v.view(b, n, *v.shape[1:])  # [B, N, CV, h, w]
+
+    def read_memory(self, mem_key: Tensor, mem_value: Tensor, query_key: Tensor, *, top_k: int | None = None) -> Tensor:
+        """Read the memory for every query position with STCN's L2 affinity.
+
+        Args:
+            mem_key: [B, CK, T, h, w] memory keys.
+            mem_value: [B, N, CV, T, h, w] memory values.
+            query_key: [B, CK, h, w] query keys.
+            top_k: keep the top-k affinities per query (inference; no max-subtraction) or, when ``None``, use the
+                full max-subtracted softmax (training).
+
+        Returns:
+            [B, N, CV, h, w] readout.
+        """
+        affinity = l2_affinity(mem_key, query_key)  # [B, T*h*w, h*w]
+        weights = softmax_affinity(affinity) if top_k is None else topk_softmax(affinity, top_k)
+        return readout(weights, mem_value)
+
+    def decode(self, readout16: Tensor, feats: QueryFeatures) -> Tensor:
+        """Per-object decoder logits before the sigmoid.
+
+        Args:
+            readout16: [B, N, CV, h, w] memory readout.
+            feats: the query frame's features (batch B).
+
+        Returns:
+            [B, N, H, W] logits.
+        """
+        b, n = readout16.shape[:2]
+        r = readout16.flatten(0, 1)  # [B*N, CV, h, w]
+        if self.key_comp is not None:
+            if feats.f16_thin is None:
+                raise ValueError("QueryFeatures.f16_thin is None but this STCN variant needs it")
+            q16 = feats.f16_thin
+        else:
+            q16 = feats.f16
+        q16 = q16.unsqueeze(1).expand(b, n, *q16.shape[1:]).flatten(0, 1)  # [B*N, C16, h, w]
+        logits = self.decoder(r, q16, feats.f8, feats.f4)  # [B*N, 1, H, W]
+        return logits.view(b, n, *logits.shape[-2:])  # [B, N, H, W]
+
+    def segment(
+        self, readout16: Tensor, feats: QueryFeatures, *, selector: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Decode every object, take the sigmoid, mask by ``selector`` and soft-aggregate.
+
+        Args:
+            readout16: [B, N, CV, h, w] memory readout of the query frame.
+            feats: the query frame's QueryFeatures.
+            selector: [B, N] 1 for real objects, 0 for padding slots (their probability is zeroed); ``None`` = all.
+
+        Returns:
+            (logits [B, N+1, H, W], prob [B, N+1, H, W]) aggregated over background (channel 0) and objects;
+            ``prob = softmax(logits, dim=1)``.
+        """
+        prob = torch.sigmoid(self.decode(readout16, feats))  # [B, N, H, W]
+        if selector is not None:
+            prob = prob * selector[:, :, None, None].to(prob.dtype)
+        logits = aggregate_logits(prob)
+        return logits, F.softmax(logits, dim=1)
+
+
+def parameter_groups(model: STCN) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
+    """Split parameters as wenguanwang/VOS_Correspondence:model/model.py does for its three learning rates.
+
+    Returns:
+        (early, late, rest): encoder parameters outside layer2/layer3 (conv1, bn1, res2/layer1 and the value
+        encoder's fuser; official lr x0.2), encoder layer2/layer3 (x0.4), and everything else (key heads, key_comp,
+        decoder; x1).
+    """
+    early: list[nn.Parameter] = []
+    late: list[nn.Parameter] = []
+    rest: list[nn.Parameter] = []
+    for name, p in model.named_parameters():
+        if name.startswith(("key_encoder.", "value_encoder.")):
+            (late if name.split(".")[1] in ("layer2", "layer3") else early).append(p)
+        else:
+            rest.append(p)
+    return early, late, rest
