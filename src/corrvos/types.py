@@ -93,12 +93,19 @@ class ClipOutputs:
         keys: [B, T, CK, h, w] matching keys of all T frames (the features L_PCL trains).
         res4: [B, T, 1024, h, w] key-encoder stride-16 features of all frames (RoIAlign input of L_OCL).
         keys2: [B, T, CK, h, w] auxiliary ``key_proj2`` keys, or ``None`` when the model has no such head.
+        view2_keys2: [B, T, CK, h, w] ``key_proj2`` keys of the second (flipped / zoom-cropped) view, used by the
+            "official" correspondence losses (frame 0 with gradient, later frames without); else ``None``.
+        view2_theta: [B, 2, 3] affine (``F.affine_grid`` convention) that maps view-2 normalised coordinates to
+            view-1 normalised coordinates, so ``grid_sample(view1_map, affine_grid(view2_theta))`` aligns a
+            view-1 map to view 2; ``None`` when there is no second view.
     """
 
     logits: Tensor
     keys: Tensor
     res4: Tensor
     keys2: Tensor | None = None
+    view2_keys2: Tensor | None = None
+    view2_theta: Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> ClipOutputs:
         return _to(self, device, non_blocking)
