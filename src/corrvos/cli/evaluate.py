@@ -1,16 +1,125 @@
-"""`corrvos evaluate`: placeholder while the command is being written (see the open issues)."""
+"""`corrvos eval`: J&F of DAVIS-layout predictions with the official DAVIS 2017 semi-supervised protocol.
+
+Writes ``global_results-<set>.csv`` and ``per-sequence_results-<set>.csv`` into the results folder (the
+official names, columns and formatting) plus corrvos' full-precision CSVs, and prints the two tables.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
-HELP = "(not implemented yet)"
-DESCRIPTION = HELP
+HELP = "J&F of DAVIS-layout predictions (official DAVIS 2017 protocol, same CSVs)"
+DESCRIPTION = """\
+Score predictions <results>/<sequence>/<frame>.png against a DAVIS ground truth with the official DAVIS 2017
+semi-supervised protocol (davisvideochallenge/davis2017-evaluation): frames 1..T-2, objects 1..max(first GT
+frame), J and F (boundary tolerance ceil(0.008 * diagonal)), Mean / Recall / Decay, means over objects.
+
+Writes global_results-<set>.csv and per-sequence_results-<set>.csv (identical to the official files) and
+corrvos_*-full-<set>.csv (full precision, per object and per frame) into the results folder, or --output.
+Unlike the official script: any bad input (missing or unreadable PNG, size mismatch, predicted id above the
+number of objects) is reported for all sequences at once with exit status 2 and no CSV; existing CSVs are
+recomputed unless --reuse is given; Decay stays correct past 255 evaluated frames.
+
+With --youtube-gt, objects are scored on the annotated frames after their first appearance, and J, F and
+J&F means over objects are written to corrvos_youtube_*.csv (approximate; use the server for final numbers).
+
+example:
+  corrvos eval --davis-root data/DAVIS/2017/trainval --set val --results output/davis17-val --workers 4
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--davis-root", help="DAVIS folder with ImageSets/ and Annotations/480p/")
+    parser.add_argument("--youtube-gt", default=None,
+                        help="instead of --davis-root: a folder of <video>/<frame>.png YouTube-VOS-layout ground "
+                             "truth; gives approximate local J/F per object (the server's protocol is not public)")
+    parser.add_argument("--set", dest="set_name", default="val", choices=["train", "val", "test-dev", "test-challenge"],
+                        help="subset to score (default: val)")
+    parser.add_argument("--year", default="2017", choices=["2016", "2017"],
+                        help="2017: multi-object (default); 2016: ImageSets/2016, GT and predictions binarised")
+    parser.add_argument("--results", required=True, help="folder of predicted sequence folders")
+    parser.add_argument("--output", default=None, help="folder for the CSVs (default: the results folder)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="processes scoring sequences in parallel (default: min(4, CPUs))")
+    parser.add_argument("--reuse", action="store_true",
+                        help="if both official CSVs already exist in the output folder, print them instead of "
+                             "recomputing (the official script always does this)")
+    parser.add_argument("--compat-uint8-decay", action="store_true",
+                        help="reproduce the official uint8 Decay bins (NaN or wrong past 255 evaluated frames)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no per-object table")
+
+
+def _print_tables(global_header: list[str], global_row: list[float], per_object: list[tuple[str, float, float]],
+                  set_name: str, quiet: bool) -> None:
+    from corrvos.evaluation.tables import format_text_table
+
+    print(f"--------------------------- Global results for {set_name} ---------------------------")
+    print(format_text_table(global_header, [global_row]))
+    if not quiet:
+        print(f"\n---------- Per sequence results for {set_name} ----------")
+        print(format_text_table(["Sequence", "J-Mean", "F-Mean"], per_object))
+
+
+def _reuse(out_dir: Path, set_name: str, quiet: bool) -> bool:
+    import csv
+
+    from corrvos.evaluation import official_csv_names
+
+    g_path, s_path = (out_dir / name for name in official_csv_names(set_name))
+    if not (g_path.is_file() and s_path.is_file()):
+        return False
+    print(f"Using precomputed results from {g_path} and {s_path} (--reuse)")
+    with open(g_path, newline="") as f:
+        header, row = list(csv.reader(f))[:2]
+    with open(s_path, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    nan = float("nan")
+    _print_tables(header, [float(v) if v else nan for v in row],
+                  [(r[0], float(r[1] or nan), float(r[2] or nan)) for r in rows], set_name, quiet)
+    return True
+
+
+def _run_youtube(args: argparse.Namespace) -> int:
+    from corrvos.evaluation import evaluate_youtube
+    from corrvos.evaluation.tables import format_text_table
+
+    result = evaluate_youtube(args.youtube_gt, args.results, workers=args.workers, output_dir=args.output,
+                              progress=not args.quiet)
+    print("---------- YouTube-VOS-layout results (approximate, local protocol) ----------")
+    print(format_text_table(list(result.global_scores), [list(result.global_scores.values())]))
+    if not args.quiet:
+        rows = [(f"{v.name}_{k}", float(j), float(f)) for v in result.videos
+                for k, j, f in zip(v.objects, v.j, v.f, strict=True)]
+        print()
+        print(format_text_table(["Object", "J-Mean", "F-Mean"], rows))
+    print(f"results saved in {result.csv_paths['global']} and {result.csv_paths['per_object']}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("corrvos evaluate is not implemented yet")
+    import time
+
+    from corrvos.errors import ConfigError
+    from corrvos.evaluation import evaluate_davis, format_tables
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    start = time.time()
+    if (args.davis_root is None) == (args.youtube_gt is None):
+        raise ConfigError("give exactly one of --davis-root and --youtube-gt")
+    if args.youtube_gt is not None:
+        return _run_youtube(args)
+    out_dir = Path(args.output) if args.output else Path(args.results)
+    if args.reuse and _reuse(out_dir, args.set_name, args.quiet):
+        return 0
+    result = evaluate_davis(args.davis_root, args.results, set_name=args.set_name, year=args.year,
+                            workers=args.workers, uint8_decay=args.compat_uint8_decay, output_dir=out_dir,
+                            progress=not args.quiet)
+    for key in ("global", "per_sequence"):
+        print(f"{'Global' if key == 'global' else 'Per-sequence'} results saved in {result.csv_paths[key]}")
+    print(format_tables(result, per_object=not args.quiet))
+    print(f"\nTotal time: {time.time() - start:.1f} s ({len(result.sequences)} sequences, "
+          f"{len(result.object_names)} objects, {args.workers} worker(s))")
+    return 0

@@ -1,0 +1,41 @@
+"""The trivial VOS baseline: every frame's prediction is the first-frame mask.
+
+It needs no model and gives a lower bound for J&F (objects that do not move score well, everything else
+badly). ``make demo`` runs it before any trained model exists, and it is a quick end-to-end check of the data
+readers, the results layout and the evaluator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from corrvos.data.davis import DavisDataset
+from corrvos.data.io import read_label, write_label
+
+__all__ = ["copy_first_frame"]
+
+
+def copy_first_frame(davis_root: str | Path, out_dir: str | Path, *, split: str = "val", year: str = "2017",
+                     progress: bool = True) -> Path:
+    """Write ``<out_dir>/<seq>/<frame id>.png`` = the frame-0 annotation, for every frame of every sequence.
+
+    Args:
+        davis_root: a DAVIS-layout root (``JPEGImages/480p``, ``Annotations/480p``, ``ImageSets``).
+        out_dir: results folder in the DAVIS results layout, ready for ``corrvos eval``.
+        split: the ImageSets split to run on.
+        year: DAVIS year of the ImageSets list.
+        progress: show a progress bar.
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    dataset = DavisDataset(davis_root, year=year, split=split)
+    out_dir = Path(out_dir)
+    for name in tqdm(dataset.sequences, desc="copy-first-frame", unit="seq", disable=not progress):
+        seq = dataset.sequence(name)
+        first = read_label(seq.mask_paths[0])
+        for frame_id in seq.frame_ids:
+            write_label(out_dir / name / f"{frame_id}.png", first)
+    return out_dir
