@@ -1,16 +1,182 @@
-"""`corrvos infer`: placeholder while the command is being written (see the open issues)."""
+"""`corrvos infer`: run a checkpoint on a DAVIS or YouTube-VOS split and write the result PNGs.
+
+DAVIS layout: ``<out>/<sequence>/<frame id>.png`` (ready for ``corrvos eval``). YouTube-VOS layout:
+``<out>/Annotations/<video>/<frame id>.png`` for the frames to save (ready for ``corrvos pack-youtube``).
+Palette PNGs carry the original object ids. The FPS printed counts the frames the network processed and the time
+spent in ``InferenceCore.step`` and the argmax (file reading and writing excluded), as the official STCN scripts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+from typing import Any
 
-HELP = "(not implemented yet)"
-DESCRIPTION = HELP
+HELP = "segment a DAVIS or YouTube-VOS split with a checkpoint (result PNGs + FPS)"
+DESCRIPTION = """\
+Run semi-supervised video object segmentation on every sequence of a DAVIS or YouTube-VOS split: the reference
+masks of the split are given to the model (DAVIS: frame 0; YouTube-VOS: the frame where each object first
+appears) and the other frames are predicted with the STCN inference procedure (top-k memory read, a memory
+frame every --mem-every frames).
+
+Outputs are palette PNGs with the original object ids:
+  DAVIS:       <out>/<sequence>/<frame>.png               (score with `corrvos eval --results <out>`)
+  YouTube-VOS: <out>/Annotations/<video>/<frame>.png      (zip with `corrvos pack-youtube`)
+The FPS printed excludes file reading and writing.
+
+examples:
+  corrvos infer --model stcn.pth --davis-root data/DAVIS/2017/trainval --set val --out output/d17-val
+  corrvos infer --model stcn.pth --youtube-root data/YouTube2019 --set valid --all-frames --out output/y19
+"""
+
+_log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--model", required=True, help="checkpoint: official STCN / VOS_Correspondence or corrvos")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--davis-root", help="DAVIS folder with JPEGImages/, Annotations/, ImageSets/")
+    src.add_argument("--youtube-root", help="YouTube-VOS folder with <set>/JPEGImages, <set>/meta.json, ...")
+    parser.add_argument("--set", dest="set_name", default=None,
+                        help="split: DAVIS train/val/test-dev/test-challenge (default val); "
+                             "YouTube-VOS valid/test/train (default valid)")
+    parser.add_argument("--year", default=None, help="DAVIS 2017 (default) or 2016; YouTube-VOS 2019 (default) or 2018")
+    parser.add_argument("--resolution", default="480p", help="DAVIS frame folder: 480p (default) or Full-Resolution")
+    parser.add_argument("--all-frames", action="store_true",
+                        help="YouTube-VOS: run on <set>_all_frames (every frame) and save only the sampled frames, "
+                             "as the official STCN evaluation")
+    parser.add_argument("--sequences", nargs="+", default=None, metavar="NAME", help="only these sequences")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--top-k", type=int, default=20, help="memory positions kept per query (default 20)")
+    parser.add_argument("--mem-every", type=int, default=5,
+                        help="a memory frame every N frames (default 5; the STCN author uses 3 on test-dev)")
+    parser.add_argument("--include-last", action="store_true", help="keep the previous frame as temporary memory")
+    parser.add_argument("--size", type=int, default=None,
+                        help="resize frames so that their shorter side is SIZE before the network; outputs are "
+                             "resized back (default: none for DAVIS, 480 for YouTube-VOS; -1 disables)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
+    parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast (CUDA only)")
+
+
+def pick_device(name: str) -> Any:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without CUDA is a ConfigError."""
+    import torch
+
+    from corrvos.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    return torch.device(name)
+
+
+def check_amp(amp: str, device: Any) -> None:
+    from corrvos.errors import ConfigError
+
+    if amp != "none" and device.type != "cuda":
+        raise ConfigError(f"--amp {amp}: autocast is only supported on CUDA (device is {device})")
+
+
+def _open_dataset(args: argparse.Namespace) -> tuple[Any, str]:
+    from corrvos.errors import ConfigError
+
+    if args.davis_root is not None:
+        from corrvos.data.davis import DavisDataset
+
+        if args.all_frames:
+            raise ConfigError("--all-frames applies to YouTube-VOS only")
+        ds = DavisDataset(args.davis_root, year=args.year or "2017", split=args.set_name or "val",
+                          resolution=args.resolution)
+        return ds, "davis"
+    from corrvos.data.youtube_vos import YouTubeVOSDataset
+
+    ds = YouTubeVOSDataset(args.youtube_root, year=args.year or "2019", split=args.set_name or "valid",
+                           all_frames=args.all_frames)
+    return ds, "youtube"
+
+
+def infer_sequence(core: Any, seq: Any, out_dir: Any, *, progress: bool = True) -> tuple[int, float]:
+    """Run ``core`` over one :class:`~corrvos.data.sequence.VideoSequence` and write its result PNGs.
+
+    Frames before the first reference mask are not written (as the official YouTube-VOS script); frames that are
+    neither saved nor needed for memory are skipped without reading.
+
+    Returns:
+        (frames processed by the network, seconds spent in ``step`` and the argmax).
+    """
+    import time
+
+    import torch
+    from tqdm import tqdm
+
+    from corrvos.data.io import write_label
+
+    sync = torch.cuda.synchronize if core.device.type == "cuda" else (lambda: None)
+    first_mask = min(seq.mask_paths) if seq.mask_paths else len(seq)
+    frames, seconds = 0, 0.0
+    n = len(seq)
+    for t in tqdm(range(n), desc=seq.name, unit="frame", leave=False, disable=not progress):
+        end = t == n - 1
+        has_mask = t in seq.mask_paths
+        save = seq.should_save(t) and t >= first_mask
+        if not has_mask and not save and not core.next_frame_needed(end=end):
+            core.skip_frame()
+            continue
+        image = torch.from_numpy(seq.read_frame(t)).permute(2, 0, 1).float().div(255)  # [3, H, W]
+        mask = torch.from_numpy(seq.read_mask(t).astype("int64")) if has_mask else None
+        sync()
+        start = time.perf_counter()
+        prob = core.step(image, mask, end=end)
+        label = core.prob_to_mask(prob).to("cpu", torch.uint8).numpy() if save else None
+        sync()
+        seconds += time.perf_counter() - start
+        frames += 1
+        if label is not None:
+            write_label(out_dir / f"{seq.frame_ids[t]}.png", label)
+    return frames, seconds
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("corrvos infer is not implemented yet")
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from corrvos.errors import ConfigError
+    from corrvos.inference import InferenceCore
+    from corrvos.models import load_model
+
+    dataset, layout = _open_dataset(args)
+    names = list(dataset.sequences)
+    if args.sequences:
+        unknown = [s for s in args.sequences if s not in names]
+        if unknown:
+            raise ConfigError(f"--sequences: {unknown} not in the split (it has {len(names)} sequences)")
+        names = [s for s in names if s in args.sequences]
+    size = args.size if args.size is not None else (480 if layout == "youtube" else None)
+    size = None if size is not None and size <= 0 else size
+    if args.top_k < 1 or args.mem_every < 1:
+        raise ConfigError("--top-k and --mem-every must be >= 1")
+    device = pick_device(args.device)
+    check_amp(args.amp, device)
+    model = load_model(args.model, map_location=device)
+    model.eval()
+    out = Path(args.out)
+    out_root = out / "Annotations" if layout == "youtube" else out
+    out_root.mkdir(parents=True, exist_ok=True)
+
+    total_frames, total_seconds = 0, 0.0
+    bar = tqdm(names, desc=f"infer {layout}", unit="seq")
+    for name in bar:
+        seq = dataset.sequence(name)
+        core = InferenceCore(model, top_k=args.top_k, mem_every=args.mem_every, include_last=args.include_last,
+                             internal_size=size, amp=args.amp)
+        frames, seconds = infer_sequence(core, seq, out_root / name)
+        total_frames += frames
+        total_seconds += seconds
+        bar.set_postfix(fps=f"{total_frames / max(total_seconds, 1e-9):.2f}")
+    fps = total_frames / max(total_seconds, 1e-9)
+    print(f"Processed {len(names)} sequences, {total_frames} frames in {total_seconds:.2f} s (I/O excluded): "
+          f"{fps:.2f} FPS on {device}" + (f" with {args.amp} autocast" if args.amp != "none" else ""))
+    print(f"Results written to {out_root}")
+    return 0

@@ -1,16 +1,136 @@
-"""`corrvos segment`: placeholder while the command is being written (see the open issues)."""
+"""`corrvos segment`: segment a user's video (mp4 or frame folder) from one annotated frame.
+
+Writes ``<out>/masks/<frame>.png`` (palette PNGs with the mask's object ids) and ``<out>/overlay.mp4`` (the masks
+blended over the frames). Frames are streamed: the video is never held in memory.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "(not implemented yet)"
-DESCRIPTION = HELP
+HELP = "segment your own video (mp4 or frame folder) from a first-frame mask; writes masks + overlay.mp4"
+DESCRIPTION = """\
+Propagate the objects of one annotated frame through a video with a trained checkpoint.
+
+The mask is a label-map PNG of the annotated frame (palette or 8-bit grayscale; 0 = background, 1..255 = object
+ids), the same size as the video frames; draw it in any editor that writes indexed PNGs, or export it from
+SAM / a detector. Frames before --mask-frame are written as background.
+
+Outputs:
+  <out>/masks/<frame>.png   palette PNGs with your object ids (frame names: the folder's file names, or 00000,
+                            00001, ... for a video file)
+  <out>/overlay.mp4         masks blended over the frames (skip with --no-overlay)
+
+High-resolution videos are processed with their shorter side resized to --size (default 480, as the models were
+trained); memory grows with the number of memory frames, so raise --mem-every for long videos.
+
+examples:
+  corrvos segment --model stcn.pth --video clip.mp4 --mask clip_00000.png --out out/clip
+  corrvos segment --model stcn.pth --video frames/ --mask frames_mask.png --out out/frames --device cuda --amp fp16
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--model", required=True, help="checkpoint: official STCN / VOS_Correspondence or corrvos")
+    parser.add_argument("--video", required=True, help="video file (.mp4, .avi, .mov, .mkv, ...) or frame folder")
+    parser.add_argument("--mask", required=True, help="label-map PNG of the annotated frame (same size as the frames)")
+    parser.add_argument("--mask-frame", type=int, default=0, help="index of the annotated frame (default 0)")
+    parser.add_argument("--resize-mask", action="store_true",
+                        help="accept a mask of another size and resize it to the frame size (nearest neighbour)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--size", type=int, default=480,
+                        help="shorter side used inside the network (default 480; -1 keeps the frame size)")
+    parser.add_argument("--top-k", type=int, default=20, help="memory positions kept per query (default 20)")
+    parser.add_argument("--mem-every", type=int, default=5, help="a memory frame every N frames (default 5)")
+    parser.add_argument("--include-last", action="store_true", help="keep the previous frame as temporary memory")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
+    parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast (CUDA only)")
+    parser.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
+    parser.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay (default 0.5)")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="overlay frame rate (default: the video's, or 24 for a frame folder)")
+
+
+def _read_first_mask(args: argparse.Namespace, frame_size: tuple[int, int]):
+    import cv2
+    import numpy as np
+
+    from corrvos.data.io import read_label
+    from corrvos.errors import DataError
+
+    label = read_label(args.mask)
+    if label.shape != frame_size:
+        if not args.resize_mask:
+            raise DataError(args.mask, f"mask is {label.shape[1]}x{label.shape[0]} (WxH) but the video frames are "
+                                       f"{frame_size[1]}x{frame_size[0]}: draw the mask on a frame of the video, "
+                                       "or pass --resize-mask to resize it (nearest neighbour)")
+        label = cv2.resize(label, (frame_size[1], frame_size[0]), interpolation=cv2.INTER_NEAREST)
+    if not np.any(label):
+        raise DataError(args.mask, "mask has no object (all pixels are 0 = background)")
+    return label
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("corrvos segment is not implemented yet")
+    import contextlib
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from corrvos.cli.infer import check_amp, pick_device
+    from corrvos.data.io import write_label
+    from corrvos.errors import ConfigError
+    from corrvos.inference import InferenceCore
+    from corrvos.inference.video import open_frames, to_float_image
+    from corrvos.models import load_model
+    from corrvos.visualize.overlay import VideoWriter, overlay
+
+    if args.top_k < 1 or args.mem_every < 1:
+        raise ConfigError("--top-k and --mem-every must be >= 1")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ConfigError(f"--alpha must lie in [0, 1], got {args.alpha}")
+    source = open_frames(args.video)
+    if not 0 <= args.mask_frame < len(source):
+        raise ConfigError(f"--mask-frame {args.mask_frame} is outside the video's {len(source)} frames")
+    first_mask = _read_first_mask(args, source.size)  # fail before the (slow) model load
+    device = pick_device(args.device)
+    check_amp(args.amp, device)
+    model = load_model(args.model, map_location=device)
+    model.eval()
+    core = InferenceCore(model, top_k=args.top_k, mem_every=args.mem_every, include_last=args.include_last,
+                         internal_size=None if args.size <= 0 else args.size, amp=args.amp)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    out = Path(args.out)
+    mask_dir = out / "masks"
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    writer = contextlib.nullcontext() if args.no_overlay else VideoWriter(out / "overlay.mp4",
+                                                                           fps=args.fps or source.fps)
+    frames, seconds = 0, 0.0
+    n = len(source)
+    with writer as video:
+        for t, (name, rgb) in enumerate(tqdm(source, total=n, desc=source.path.name, unit="frame")):
+            if t < args.mask_frame:
+                label = np.zeros(rgb.shape[:2], np.uint8)
+            else:
+                mask = None
+                if t == args.mask_frame:
+                    mask = torch.from_numpy(first_mask.astype(np.int64))
+                image = to_float_image(rgb)  # [3, H, W]
+                sync()
+                start = time.perf_counter()
+                prob = core.step(image, mask, end=t == n - 1)
+                label = core.prob_to_mask(prob).to("cpu", torch.uint8).numpy()
+                sync()
+                seconds += time.perf_counter() - start
+                frames += 1
+            write_label(mask_dir / f"{name}.png", label)
+            if video is not None:
+                video.write(overlay(rgb, label, alpha=args.alpha))
+    ids = core.object_ids
+    print(f"Segmented {frames} frames, objects {ids}, in {seconds:.2f} s (I/O excluded): "
+          f"{frames / max(seconds, 1e-9):.2f} FPS on {device}")
+    print(f"Masks written to {mask_dir}" + ("" if args.no_overlay else f", overlay to {out / 'overlay.mp4'}"))
+    return 0

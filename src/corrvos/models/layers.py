@@ -141,9 +141,12 @@ class UpsampleBlock(nn.Module):
     def forward(self, skip: Tensor, up: Tensor) -> Tensor:
         """``skip`` [B, skip_dim, H, W], ``up`` [B*N, up_dim, H/s, W/s] -> [B*N, out_dim, H, W]."""
         s = self.skip_conv(skip)  # [B, up_dim, H, W]
-        if s.shape[0] != up.shape[0]:
-            s = s.repeat_interleave(up.shape[0] // s.shape[0], dim=0)  # [B*N, up_dim, H, W]
-        x = s + F.interpolate(up, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
+        u = F.interpolate(up, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)  # [B*N, C, H, W]
+        if s.shape[0] == u.shape[0]:
+            return self.out_conv(s + u)
+        b = s.shape[0]
+        u = u.view(b, u.shape[0] // b, *u.shape[1:])  # [B, N, up_dim, H, W]
+        x = (u + s.unsqueeze(1)).flatten(0, 1)  # broadcast the skip over objects, no copy: [B*N, up_dim, H, W]
         return self.out_conv(x)
 
 

@@ -1,0 +1,269 @@
+"""Inference speed and peak memory of corrvos' STCN ``InferenceCore`` on a generated video (and of the official code).
+
+A 480p video (854x480 by default) with 3 moving objects is generated in memory; an STCN with random weights
+(seeded; the key projection scaled by 0.05 so that the unsubtracted top-k exponentials of random keys stay finite)
+segments it from the first-frame mask, on CPU and, when available, CUDA. Timing excludes I/O and model
+construction, as the official ``eval_davis.py``: frames are already on the device; the clock runs from the first
+frame to the last label map (argmax included); after ``--warmup`` untimed passes, the median of ``--repeats``
+timed passes is reported. Each (engine, device) run is a fresh subprocess, so that the CPU
+peak memory (max RSS) is its own.
+
+When the official STCN repository is present under ``.ref/STCN`` (fetched for local comparison only, never
+committed; a torchvision stand-in in ``.ref/shim`` is used if present), the same weights and frames also go
+through the official ``InferenceCore`` (its ``.cuda()`` calls pointed at the benchmark device) and the maximum
+absolute difference of the probabilities over all frames is reported.
+
+Usage:
+    python benchmarks/inference_speed.py --frames 20 --devices cpu cuda --out benchmarks/results/inference.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OFFICIAL = REPO / ".ref" / "STCN"
+_log = logging.getLogger("inference_speed")
+
+
+def make_video(frames: int, height: int, width: int, objects: int, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """Textured background with ``objects`` moving ellipses: frames [T, 3, H, W] in [0, 1], first label [H, W]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = rng.random((height // 8 + 1, width // 8 + 1, 3)).astype(np.float32)
+    background = np.kron(base, np.ones((8, 8, 1), np.float32))[:height, :width] * 0.6
+    centres = rng.random((objects, 2)) * [height * 0.6, width * 0.6] + [height * 0.2, width * 0.2]
+    speeds = rng.normal(0, 3, (objects, 2))
+    radii = rng.random((objects, 2)) * [height * 0.1, width * 0.08] + [height * 0.08, width * 0.06]
+    colours = rng.random((objects, 3)).astype(np.float32)
+    video, first = [], None
+    for t in range(frames):
+        img = background.copy()
+        label = np.zeros((height, width), np.uint8)
+        for k in range(objects):
+            cy, cx = centres[k] + speeds[k] * t
+            inside = ((yy - cy) / radii[k, 0]) ** 2 + ((xx - cx) / radii[k, 1]) ** 2 <= 1
+            img[inside] = colours[k]
+            label[inside] = k + 1
+        video.append(torch.from_numpy(img).permute(2, 0, 1))  # [3, H, W]
+        first = label if first is None else first
+    return torch.stack(video), first
+
+
+def build_model(seed: int):
+    from corrvos.models.stcn import STCN
+
+    torch.manual_seed(seed)
+    model = STCN().eval()
+    with torch.no_grad():
+        model.key_proj.key_proj.weight.mul_(0.05)
+    return model
+
+
+def load_official(stcn_root: Path, device: torch.device) -> types.SimpleNamespace:
+    """Import the official STCN network and DAVIS ``InferenceCore`` from a checkout, pointed at ``device``."""
+    shim = stcn_root.parent / "shim"
+    if (shim / "torchvision").is_dir():
+        sys.path.insert(0, str(shim))
+        import stcn_offline  # type: ignore[import-not-found]
+
+        stcn_offline.patch_offline()
+    sys.path.insert(0, str(stcn_root))
+    from model.aggregate import aggregate  # type: ignore[import-not-found]
+    from model.eval_network import STCN as OfficialSTCN  # type: ignore[import-not-found]
+    from util.tensor_util import pad_divide_by, unpad  # type: ignore[import-not-found]
+
+    def load_core(filename: str) -> type:
+        source = (stcn_root / filename).read_text()
+        source = source.replace("'cuda'", repr(str(device))).replace(".cuda()", f".to({str(device)!r})")
+        module = types.ModuleType(f"official_{Path(filename).stem}")
+        exec(compile(source, str(stcn_root / filename), "exec"), module.__dict__)
+        return module.InferenceCore
+
+    return types.SimpleNamespace(STCN=OfficialSTCN, InferenceCore=load_core("inference_core.py"),
+                                 InferenceCoreYV=load_core("inference_core_yv.py"), aggregate=aggregate,
+                                 pad_divide_by=pad_divide_by, unpad=unpad)
+
+
+def normalise(frames: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor([0.485, 0.456, 0.406], device=frames.device).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=frames.device).view(1, 3, 1, 1)
+    return (frames - mean) / std
+
+
+def run_corrvos(model, frames: torch.Tensor, first: np.ndarray, *, amp: str, keep_probs: bool):
+    from corrvos.inference import InferenceCore
+
+    device = next(model.parameters()).device
+    mask = torch.from_numpy(first.astype(np.int64))
+    probs, labels = [], []
+    sync()
+    start = time.perf_counter()
+    core = InferenceCore(model, top_k=20, mem_every=5, amp=amp)
+    for t in range(frames.shape[0]):
+        prob = core.step(frames[t], mask if t == 0 else None, end=t == frames.shape[0] - 1)
+        labels.append(core.prob_to_mask(prob).to(torch.uint8))
+        if keep_probs:
+            probs.append(prob.cpu())
+    sync()
+    seconds = time.perf_counter() - start
+    del device
+    return seconds, probs
+
+
+def run_official(official, model, frames: torch.Tensor, first: np.ndarray, *, amp: str, keep_probs: bool):
+    """The official eval_davis.py loop (timed part) on the same frames."""
+    device = next(model.parameters()).device
+    ids = sorted(int(i) for i in np.unique(first) if i != 0)
+    size = frames.shape[-2:]
+    with torch.inference_mode(), torch.autocast(device.type, enabled=amp != "none",
+                                                dtype=torch.float16 if amp == "fp16" else torch.bfloat16):
+        rgb = normalise(frames)[None]  # [1, T, 3, H, W]
+        msk = torch.stack([torch.from_numpy(first == i).float() for i in ids])[:, None, None].to(device)
+        sync()
+        start = time.perf_counter()
+        processor = official.InferenceCore(model, rgb, len(ids), top_k=20, mem_every=5, include_last=False)
+        processor.interact(msk[:, 0], 0, rgb.shape[1])
+        out_masks = torch.zeros((processor.t, 1, *size), dtype=torch.uint8, device=device)
+        probs = []
+        for ti in range(processor.t):
+            prob = official.unpad(processor.prob[:, ti], processor.pad)
+            prob = F.interpolate(prob, size, mode="bilinear", align_corners=False)
+            out_masks[ti] = torch.argmax(prob, dim=0)
+            if keep_probs:
+                probs.append(prob[:, 0].float().cpu())
+        sync()
+        seconds = time.perf_counter() - start
+    return seconds, probs
+
+
+def sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """One (engine, device) measurement in this process; prints and returns its JSON record."""
+    device = torch.device(args.device)
+    if args.no_tf32:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    frames, first = make_video(args.frames, args.height, args.width, args.objects)
+    if args.engine == "official":
+        official = load_official(Path(args.official_root), device)
+        ours = build_model(args.seed)
+        model = official.STCN().eval()
+        model.load_state_dict(ours.state_dict())
+        model.to(device)
+        run = lambda keep: run_official(official, model, frames.to(device), first, amp=args.amp, keep_probs=keep)  # noqa: E731
+    else:
+        model = build_model(args.seed).to(device)
+        run = lambda keep: run_corrvos(model, frames.to(device), first, amp=args.amp, keep_probs=keep)  # noqa: E731
+    with torch.inference_mode():
+        for _ in range(args.warmup):  # warm-up (CUDA lazy loading, cuDNN heuristics, allocator); not timed
+            run(False)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        times, probs = [], []
+        for r in range(args.repeats):
+            seconds, out = run(bool(args.probs_out) and r == 0)
+            probs = out if r == 0 else probs
+            times.append(seconds)
+        seconds = float(np.median(times))
+    record = {
+        "engine": args.engine, "device": args.device, "amp": args.amp, "frames": args.frames,
+        "size": [args.height, args.width], "objects": args.objects, "seconds": seconds, "fps": args.frames / seconds,
+        "all_seconds": times,
+        "threads": torch.get_num_threads(), "tf32_conv": torch.backends.cudnn.allow_tf32,
+        "peak_memory_mib": (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+                            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
+    }
+    if args.probs_out:
+        torch.save(probs, args.probs_out)
+    print("RESULT " + json.dumps(record), flush=True)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=20)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--width", type=int, default=854)
+    p.add_argument("--objects", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=2, help="untimed passes before timing (default 2)")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes; the median is reported (default 3)")
+    p.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="cuda is skipped when unavailable")
+    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="CUDA runs only")
+    p.add_argument("--no-tf32", action="store_true", help="CUDA: disable TF32 convolutions/matmuls (exact fp32)")
+    p.add_argument("--official-root", default=str(DEFAULT_OFFICIAL), help="official STCN checkout (optional)")
+    p.add_argument("--no-official", action="store_true", help="skip the official comparison")
+    p.add_argument("--out", default=None, help="JSON file for the results")
+    p.add_argument("--worker", choices=["corrvos", "official"], default=None, help=argparse.SUPPRESS)
+    p.add_argument("--device", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--probs-out", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        args.engine = args.worker
+        worker(args)
+        return 0
+
+    engines = ["corrvos"]
+    if not args.no_official and (Path(args.official_root) / "inference_core.py").is_file():
+        engines.append("official")
+    devices = [d for d in args.devices if d != "cuda" or torch.cuda.is_available()]
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for device in devices:
+            amp = args.amp if device == "cuda" else "none"
+            outs = {}
+            for engine in engines:
+                probs = str(Path(tmp) / f"{engine}_{device}.pt")
+                cmd = [sys.executable, __file__, "--worker", engine, "--device", device, "--amp", amp,
+                       "--frames", str(args.frames), "--height", str(args.height), "--width", str(args.width),
+                       "--objects", str(args.objects), "--seed", str(args.seed), "--warmup", str(args.warmup),
+                       "--repeats", str(args.repeats), "--official-root",
+                       args.official_root, "--probs-out", probs, *(["--no-tf32"] if args.no_tf32 else [])]
+                pythonpath = os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])
+                env = dict(os.environ, PYTHONPATH=pythonpath)
+                res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+                lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+                if res.returncode != 0 or not lines:
+                    print(f"{engine} on {device} failed:\n{res.stderr[-3000:]}", file=sys.stderr)
+                    continue
+                record = json.loads(lines[-1][len("RESULT "):])
+                outs[engine] = probs
+                records.append(record)
+                print(f"{engine:8s} {device:4s} amp={amp:4s} {record['fps']:8.2f} FPS  "
+                      f"peak {record['peak_memory_mib']:9.1f} MiB ({record['peak_memory_kind']})", flush=True)
+            if len(outs) == 2:
+                a, b = torch.load(outs["corrvos"], weights_only=True), torch.load(outs["official"], weights_only=True)
+                diff = max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
+                same = float(np.mean([torch.equal(x.argmax(0), y.argmax(0)) for x, y in zip(a, b, strict=True)]))
+                print(f"corrvos vs official on {device}: max |prob diff| = {diff:.3g} over {len(a)} frames, "
+                      f"identical label maps on {same:.0%} of the frames")
+                records.append({"compare": device, "max_abs_prob_diff": diff, "identical_label_frames": same})
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(records, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

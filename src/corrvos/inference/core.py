@@ -1,0 +1,279 @@
+"""Streaming, per-video inference of matching-based VOS models: ``InferenceCore.step`` once per frame.
+
+Re-expresses the inference procedure of hkchengrex/STCN:inference_core.py (DAVIS) and inference_core_yv.py
+(YouTube-VOS, objects that appear later), written independently as a streaming processor in the style of
+hkchengrex/Cutie:cutie/inference/inference_core.py (``step(image, mask, objects)``).
+
+Procedure (one ``step`` per frame, frame index t counted from the first ``step``):
+1. the image (RGB in [0, 1]) is ImageNet-normalised, optionally resized so that its shorter side is
+   ``internal_size`` (bicubic), and zero-padded to multiples of 16 (see :mod:`corrvos.inference.video`);
+2. if objects are already known, the frame is segmented: key encoding, a top-k memory read per object group,
+   decoding of every object, sigmoid and soft aggregation (``model.segment``);
+3. if a mask is given, its objects are merged in as STCN's YouTube core does: inside the mask's foreground all
+   previous predictions are dropped, the given objects take their mask, and the object probabilities are
+   soft-aggregated again; the frame then becomes a permanent memory frame for every group (new objects start a
+   group whose memory begins here);
+4. otherwise the frame becomes a permanent memory frame when ``t - last_memory_frame >= mem_every`` (with a single
+   mask on frame 0 this is STCN's DAVIS rule ``t % mem_every == 0``), or the temporary "last frame" entry when
+   ``include_last`` is set; never on the last frame (``end=True``). Values are encoded from the soft aggregated
+   probabilities (target = prob of the object, others = sum of the other objects);
+5. the probabilities are unpadded and, if the frame was resized, bilinearly resized back to the input size.
+
+Objects that appear later follow STCN's YouTube-VOS core: each group of objects introduced by the same mask reads
+only the memory frames from its introduction onwards, and mem_every counts from the last memory frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from corrvos.inference.memory_bank import MemoryBank
+from corrvos.inference.objects import ObjectManager
+from corrvos.inference.video import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    pad_to_multiple,
+    resize_image,
+    resize_label,
+    resized_shape,
+    unpad,
+)
+
+__all__ = ["InferenceCore", "soft_aggregate"]
+
+_log = logging.getLogger(__name__)
+
+_AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def soft_aggregate(prob: Tensor) -> Tensor:
+    """Soft aggregation of per-object probabilities with a background channel (STM / STCN ``aggregate``).
+
+    Args:
+        prob: [N, ...] object probabilities in [0, 1].
+
+    Returns:
+        [N+1, ...] probabilities (background first) summing to 1 over dim 0: the softmax of the logits of the
+        clamped (1e-7, 1 - 1e-7) values, with background = prod(1 - prob).
+    """
+    with_bg = torch.cat([torch.prod(1 - prob, dim=0, keepdim=True), prob], dim=0).clamp(1e-7, 1 - 1e-7)
+    logits = torch.log(with_bg / (1 - with_bg))
+    return torch.softmax(logits, dim=0)
+
+
+class InferenceCore:
+    """One streaming processor per video.
+
+    Args:
+        model: a VOS model with the stage methods ``encode_key``, ``encode_value``, ``read_memory`` and
+            ``segment`` (e.g. :class:`corrvos.models.stcn.STCN`), in eval mode. Inference runs on its device.
+        top_k: memory positions kept per query position (STCN: 20); ``None`` for the full softmax.
+        mem_every: a frame becomes a memory frame every ``mem_every`` frames (STCN: 5).
+        include_last: also keep the previous frame as a temporary memory entry (STCN option, default off).
+        internal_size: if set, frames are resized so that their shorter side is this many pixels before the
+            network (YouTube-VOS: 480); outputs are resized back to the input size.
+        amp: ``"none"``, ``"bf16"`` or ``"fp16"`` autocast (CUDA only; probabilities are returned in float32).
+    """
+
+    def __init__(self, model: nn.Module, top_k: int | None = 20, mem_every: int = 5, include_last: bool = False,
+                 *, internal_size: int | None = None, amp: str = "none") -> None:
+        if mem_every < 1:
+            raise ValueError(f"mem_every must be >= 1, got {mem_every}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+        if amp not in _AMP_DTYPES:
+            raise ValueError(f"amp must be one of {sorted(_AMP_DTYPES)}, got {amp!r}")
+        self.model = model
+        self.device = next(model.parameters()).device
+        if amp != "none" and self.device.type != "cuda":
+            raise ValueError(f"amp={amp!r} needs a CUDA model; this one is on {self.device}")
+        if model.training:
+            _log.warning("InferenceCore: the model is in training mode; call model.eval() for inference")
+        self.top_k = top_k
+        self.mem_every = mem_every
+        self.include_last = include_last
+        self.internal_size = internal_size
+        self.amp = amp
+        # device constants made once: a host-to-device copy per frame would stall the CUDA stream
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(3, 1, 1)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (objects, memory, frame counter): the next ``step`` starts a new video."""
+        self.objects = ObjectManager()
+        self.memory = MemoryBank(top_k=self.top_k)
+        self.frame_index = 0  # index of the next frame
+        self.last_memory_frame: int | None = None
+        self.input_shape: tuple[int, int] | None = None
+        self.pad = (0, 0, 0, 0)
+        self._lookup = torch.zeros(1, dtype=torch.int64, device=self.device)  # channel -> object id
+
+    @property
+    def object_ids(self) -> list[int]:
+        """Known object ids, ascending: ``prob`` channel k+1 of ``step``'s output is ``object_ids[k]``."""
+        return self.objects.ids
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        dtype = _AMP_DTYPES[self.amp]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def next_frame_needed(self, *, end: bool = False) -> bool:
+        """Whether the next frame changes the memory (so it cannot be skipped even if its output is not needed).
+
+        A caller that only needs some outputs (YouTube-VOS all-frames mode) may call :meth:`skip_frame` instead
+        of ``step`` when this is False and the frame carries no mask, as the official YouTube-VOS evaluation does.
+        """
+        if self.last_memory_frame is None or end:
+            return False
+        return self.include_last or self.frame_index - self.last_memory_frame >= self.mem_every
+
+    def skip_frame(self) -> None:
+        """Advance the frame counter without processing a frame (see :meth:`next_frame_needed`)."""
+        self.frame_index += 1
+
+    def _prepare_image(self, image: Tensor) -> Tensor:
+        """[3, H, W] RGB in [0, 1] -> normalised, resized, padded [1, 3, H', W'] on the model's device."""
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"image must be [3, H, W], got {tuple(image.shape)}")
+        shape = (int(image.shape[1]), int(image.shape[2]))
+        if self.input_shape is None:
+            self.input_shape = shape
+        elif shape != self.input_shape:
+            raise ValueError(f"frame {self.frame_index} has size {shape}, earlier frames {self.input_shape}")
+        x = ((image.to(self.device, torch.float32) - self._mean) / self._std)[None]  # [1, 3, H, W]
+        x = resize_image(x, resized_shape(*shape, self.internal_size))  # [1, 3, H', W']
+        x, self.pad = pad_to_multiple(x, 16)  # [1, 3, Hp, Wp]
+        return x
+
+    def _prepare_mask(self, mask: Tensor | np.ndarray) -> Tensor:
+        """Label map [H, W] -> resized (nearest) and zero-padded int64 [Hp, Wp] on the model's device."""
+        mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, Tensor) else mask)
+        if mask.ndim != 2 or tuple(mask.shape) != self.input_shape:
+            raise ValueError(f"mask must be [H, W] = {self.input_shape} like the image, got {tuple(mask.shape)}")
+        if mask.is_floating_point():
+            raise ValueError("mask must be an integer label map (object ids), not floating point")
+        mask = mask.to(self.device, torch.int64)
+        mask = resize_label(mask, resized_shape(*self.input_shape, self.internal_size))  # [H', W']
+        mask, _ = pad_to_multiple(mask, 16)  # [Hp, Wp]
+        return mask
+
+    def _segment(self, feats: Any) -> Tensor:
+        """Read memory and decode the current frame: [N+1, Hp, Wp] float32 aggregated probabilities."""
+        readouts = self.memory.read(self.model, feats.key)  # per group: [1, N_g, CV, h, w]
+        if len(readouts) == 1:
+            readout = readouts[0]  # [1, N, CV, h, w]
+        else:
+            b, _, cv, h, w = readouts[0].shape
+            readout = readouts[0].new_empty(b, self.objects.num_objects, cv, h, w)  # [1, N, CV, h, w]
+            for group, r in zip(self.objects.groups, readouts, strict=True):
+                readout[:, self.objects.channels(group.ids)] = r
+        _, prob = self.model.segment(readout, feats)  # [1, N+1, Hp, Wp]
+        return prob[0].float()
+
+    def _merge_mask(self, prob: Tensor | None, old_ids: list[int], mask: Tensor, given: list[int]) -> Tensor:
+        """Merge a given mask into the predicted probabilities (STCN YouTube-VOS ``interact``).
+
+        Args:
+            prob: [N_old+1, Hp, Wp] predicted probabilities of ``old_ids`` (None when nothing was known).
+            old_ids: ids of the predicted channels, ascending.
+            mask: [Hp, Wp] int64 label map.
+            given: ids whose masks are given on this frame.
+
+        Returns:
+            [N+1, Hp, Wp] aggregated probabilities over all known objects (ascending ids).
+        """
+        given_t = torch.tensor(given, device=mask.device, dtype=mask.dtype)
+        region = torch.isin(mask, given_t)  # [Hp, Wp] foreground of the given mask
+        channels = []
+        for obj_id in self.objects.ids:
+            if obj_id in given:
+                channels.append((mask == obj_id).float())
+            elif prob is not None and obj_id in old_ids:
+                channels.append(prob[1 + old_ids.index(obj_id)].masked_fill(region, 0.0))
+            else:  # pragma: no cover - every known id is either given or old
+                channels.append(torch.zeros_like(mask, dtype=torch.float32))
+        return soft_aggregate(torch.stack(channels, dim=0))  # [N+1, Hp, Wp]
+
+    def _memorize(self, x: Tensor, feats: Any, prob: Tensor, *, temporary: bool) -> None:
+        """Encode the frame's values from the soft probabilities [N+1, Hp, Wp] and insert it into memory."""
+        value = self.model.encode_value(x, feats.f16, prob[1:][None])  # [1, N, CV, h, w]
+        if len(self.objects.groups) == 1:
+            values = [value]
+        else:
+            values = [value[:, self.objects.channels(g.ids)] for g in self.objects.groups]  # per group [1,N_g,CV,h,w]
+        self.memory.add(feats.key, values, temporary=temporary)
+        if not temporary:
+            self.last_memory_frame = self.frame_index
+
+    def _output(self, prob: Tensor) -> Tensor:
+        """Padded-size probabilities [C, Hp, Wp] -> [C, H, W] at the input size, float32."""
+        prob = unpad(prob, self.pad)  # [C, H', W']
+        assert self.input_shape is not None
+        if tuple(prob.shape[-2:]) != self.input_shape:
+            prob = F.interpolate(prob[None], size=self.input_shape, mode="bilinear", align_corners=False)[0]
+        return prob.float()
+
+    @torch.inference_mode()
+    def step(self, image: Tensor, mask: Tensor | np.ndarray | None = None, objects: list[int] | None = None, *,
+             end: bool = False) -> Tensor:
+        """Process the next frame of the video.
+
+        Args:
+            image: [3, H, W] float RGB in [0, 1], any size (every frame of a video has the same size).
+            mask: optional integer label map [H, W] (0 background, object ids otherwise) giving objects on this
+                frame: on the first frame, or on a later frame where new objects appear (YouTube-VOS).
+            objects: ids given by ``mask`` (default: its nonzero values); other values of ``mask`` are ignored.
+            end: this is the last frame (it is not added to memory).
+
+        Returns:
+            [N+1, H, W] float32 probabilities on the model's device: channel 0 background, then the N known
+            objects in ascending id order (see :attr:`object_ids`). Before any mask, [1, H, W] of ones.
+        """
+        x = self._prepare_image(image)
+        given: list[int] = []
+        mask_p = None
+        if mask is not None:
+            mask_p = self._prepare_mask(mask)
+            if objects is None:
+                given = sorted(int(i) for i in torch.unique(torch.as_tensor(mask)).tolist() if int(i) != 0)
+            else:
+                given = sorted({int(i) for i in objects})
+                if any(i <= 0 for i in given):
+                    raise ValueError(f"object ids must be positive, got {given}")
+        if self.objects.num_objects == 0 and not given:
+            self.frame_index += 1
+            return torch.ones(1, *self.input_shape, device=self.device)  # background only
+        with self._autocast():
+            feats = self.model.encode_key(x)  # QueryFeatures, key [1, CK, h, w]
+            old_ids = self.objects.ids
+            prob = self._segment(feats) if old_ids else None  # [N_old+1, Hp, Wp]
+            if mask_p is not None and given:
+                if self.objects.add(given, self.frame_index) is not None:
+                    self._lookup = torch.tensor([0, *self.objects.ids], dtype=torch.int64, device=self.device)
+                prob = self._merge_mask(prob, old_ids, mask_p, given)
+                if not end:
+                    self._memorize(x, feats, prob, temporary=False)
+            elif not end:
+                assert prob is not None and self.last_memory_frame is not None
+                is_memory_frame = self.frame_index - self.last_memory_frame >= self.mem_every
+                if is_memory_frame or self.include_last:
+                    self._memorize(x, feats, prob, temporary=not is_memory_frame)
+        self.frame_index += 1
+        return self._output(prob)
+
+    def prob_to_mask(self, prob: Tensor) -> Tensor:
+        """[N+1, H, W] probabilities -> int64 [H, W] label map with the original object ids (argmax)."""
+        lookup = self._lookup.to(prob.device)
+        if prob.shape[0] != lookup.numel():
+            raise ValueError(f"prob has {prob.shape[0]} channels, expected {lookup.numel()} (background + objects)")
+        return lookup[prob.argmax(dim=0)]
