@@ -1,16 +1,101 @@
-"""`corrvos train`: placeholder while the command is being written (see the open issues)."""
+"""`corrvos train`: train STCN (optionally with the correspondence losses) from a YAML experiment file.
+
+Thin layer over :class:`corrvos.training.trainer.Trainer`: parse options -> :func:`corrvos.config.load_config`
+-> ``init_distributed`` -> ``Trainer.run``. Works as a single process or under torchrun (one process per GPU, or
+several gloo processes on CPU); the configured batch sizes are global.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "(not implemented yet)"
-DESCRIPTION = HELP
+HELP = "train a model from a YAML config (stages, losses, data); resumable, torchrun-ready"
+DESCRIPTION = """Train STCN / STCN+correspondence from a YAML experiment file (overrides of the defaults).
+
+examples:
+  corrvos train --config configs/synthetic_demo.yaml --out runs/demo
+  corrvos train --config configs/stcn_corr_official.yaml --data-root /data --set stages.main.iterations=1000
+  corrvos train --resume runs/demo                      # continue from the latest checkpoint of the run
+  corrvos train --config finetune.yaml --init-from stcn_s03.pth     # fine-tune official weights
+  torchrun --standalone --nproc_per_node 2 $(which corrvos) train --config configs/stcn.yaml  # global batch
+
+--set KEY=VALUE overrides any field (dotted path; stages by name or index), e.g.
+  --set stages.main.batch_size=8 --set loss.mode=none --set optim.grad_clip=1.0 --set amp=off
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--config", metavar="FILE", help="YAML experiment file (overrides of the defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config field (repeatable), e.g. stages.main.lr=1e-5")
+    parser.add_argument("--resume", metavar="CKPT_OR_RUN",
+                        help="continue a run from a checkpoint file or a run folder (its latest step_*.pth); "
+                             "without --config the checkpoint's own configuration is used")
+    parser.add_argument("--init-from", metavar="CKPT",
+                        help="start from these weights (official STCN / VOS_Correspondence file or a corrvos "
+                             "checkpoint): fine-tuning")
+    parser.add_argument("--out", metavar="DIR", help="run folder (default: out_dir of the config)")
+    parser.add_argument("--data-root", metavar="DIR", help="root of the dataset folders (default: $CORRVOS_DATA)")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:K (default: the config's, 'auto')")
+    parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps of this invocation")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _resolve_config(args: argparse.Namespace):
+    from pathlib import Path
+
+    from corrvos.config import apply_overrides, config_from_dict, config_to_dict, load_config
+
+    overrides = list(args.overrides)
+    if args.out:
+        overrides.append(f"out_dir={args.out}")
+    if args.data_root:
+        overrides.append(f"data_root={args.data_root}")
+    if args.device:
+        overrides.append(f"device={args.device}")
+    if args.init_from:
+        overrides.append(f"model.init_checkpoint={args.init_from}")
+    if args.config or not args.resume:
+        return load_config(args.config, overrides)
+    from corrvos.training.checkpoint import find_latest_checkpoint, load_checkpoint
+
+    path = find_latest_checkpoint(args.resume)
+    cfg = config_from_dict(load_checkpoint(path)["config"], source=str(path))
+    if not args.out:
+        run_dir = Path(args.resume) if Path(args.resume).is_dir() else path.parent.parent
+        overrides.append(f"out_dir={run_dir}")
+    if overrides:
+        cfg = config_from_dict(apply_overrides(config_to_dict(cfg), overrides), source=f"{path} + --set")
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("corrvos train is not implemented yet")
+    import logging
+
+    from corrvos.config import config_to_yaml
+    from corrvos.errors import ConfigError
+
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ConfigError("--max-steps must be >= 1")
+    cfg = _resolve_config(args)
+    if args.print_config:
+        print(config_to_yaml(cfg), end="")
+        return 0
+
+    from corrvos.training.distributed import init_distributed, shutdown_distributed
+    from corrvos.training.trainer import Trainer
+
+    dist_info = init_distributed(cfg.device)
+    if not dist_info.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        trainer = Trainer(cfg, dist_info=dist_info, resume=args.resume, progress=not args.no_progress)
+        result = trainer.run(max_steps=args.max_steps)
+    finally:
+        shutdown_distributed(dist_info)
+    if dist_info.is_main:
+        state = "finished" if result.finished else "stopped"
+        print(f"{state} at stage {result.stage!r} step {result.step} (global step {result.global_step}); "
+              f"run folder {result.out_dir}")
+    return 0

@@ -1,0 +1,440 @@
+"""Typed training configuration: dataclass schemas, YAML overrides, dotted ``--set`` overrides, validation.
+
+The schema (and every default) lives in code. A YAML experiment file holds only overrides of those defaults; it
+may name a ``base:`` file (relative to itself) whose overrides it extends. Stages are an explicit list of named
+blocks with identical fields (``static``, ``bl30k``, ``main``); a YAML ``stages:`` list replaces the default list,
+and each block is merged onto :class:`StageConfig` defaults. ``--set a.b=c`` overrides are applied last; list
+elements are addressed by index or, for stages, by name (``stages.main.iterations=1000``). Values of ``--set`` are
+parsed as YAML scalars/flow sequences (``--set stages.main.lr_milestones=[100,200]``) and type-checked.
+
+Every batch size is **global** (summed over all processes); each of W processes loads ``batch_size / W`` clips.
+
+Unknown keys, wrong types and inconsistent values raise :class:`corrvos.errors.ConfigError` naming the key and the
+file (or ``--set``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from corrvos.errors import ConfigError
+from corrvos.losses.config import LossConfig
+
+__all__ = [
+    "DATA_ROOT_ENV",
+    "DataConfig",
+    "DatasetSpec",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "StageConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "config_to_yaml",
+    "load_config",
+    "resolve_data_root",
+    "stage_loss_config",
+]
+
+DATA_ROOT_ENV = "CORRVOS_DATA"
+"""Environment variable naming the data root when ``data_root`` is not set in the config."""
+
+
+@dataclass
+class ModelConfig:
+    """Which network to train and where its initial weights come from."""
+
+    arch: Literal["stcn", "stcn_corr"] = "stcn"
+    """"stcn": public hkchengrex/STCN network; "stcn_corr": the VOS_Correspondence network (fusion decoder +
+    the auxiliary ``key_proj2`` head used by the "official" correspondence losses)."""
+    pretrained_backbones: bool | str = False
+    """ImageNet initialisation of the ResNet encoders (passed to ``corrvos.models.build_model``)."""
+    init_checkpoint: str | None = None
+    """Fine-tune from this official or corrvos checkpoint (weights only; ``corrvos train --init-from``)."""
+
+
+@dataclass
+class DatasetSpec:
+    """One training source of a stage."""
+
+    kind: Literal["davis", "youtube", "static", "bl30k", "synthetic"] = "davis"
+    root: str = ""
+    """Folder of the dataset, relative to ``data_root`` unless absolute. For ``synthetic`` the folder is created
+    (under the run's output folder when empty) and filled by ``corrvos.data.synthetic.generate_dataset``."""
+    repeat: int = 1
+    """Oversampling factor (STCN repeats DAVIS 5 times next to YouTube-VOS)."""
+    subset: str | None = None
+    """Optional text file (relative to ``root``) listing the sequences to keep, one per line."""
+    sequences: int = 8
+    """synthetic only: number of generated sequences."""
+    frames: int = 12
+    """synthetic only: frames per generated sequence."""
+    size: list[int] = field(default_factory=lambda: [96, 96])
+    """synthetic only: [H, W] of the generated frames."""
+
+
+@dataclass
+class DataConfig:
+    """Clip sampling of one stage."""
+
+    datasets: list[DatasetSpec] = field(
+        default_factory=lambda: [
+            DatasetSpec(kind="davis", root="DAVIS/2017/trainval", repeat=5),
+            DatasetSpec(kind="youtube", root="YouTube/train_480p"),
+        ]
+    )
+    """Sources of the stage, concatenated (default: STCN's main mix, DAVIS-2017 train x5 + YouTube-VOS train)."""
+    crop_size: int = 384
+    """Square training crop (pixels); a multiple of 16."""
+    num_frames: int = 3
+    """T, frames per training clip (STCN: 3)."""
+    max_objects: int = 2
+    """N, object slots per clip (STCN: a target object and, when present, a second one)."""
+    max_skip_values: list[int] = field(default_factory=lambda: [5, 10, 15, 20, 25, 5])
+    """Max-skip curriculum: the largest gap between sampled frames, ``max_skip_values[i]`` from fraction
+    ``max_skip_fractions[i-1]`` of the stage on (STCN's defaults)."""
+    max_skip_fractions: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.9])
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser, parameter groups and step safety."""
+
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = 1e-7
+    encoder_lr_scale: float = 1.0
+    """lr factor of the key/value encoders' stem and layer1 (and the value encoder's fuser); official: 0.2."""
+    encoder_deep_lr_scale: float = 1.0
+    """lr factor of the key/value encoders' layer2 and layer3; official: 0.4."""
+    gamma: float = 0.1
+    """MultiStepLR decay factor at each milestone."""
+    grad_clip: float | None = None
+    """Clip the global gradient norm to this value (None: no clipping, as STCN)."""
+    freeze_bn: bool = True
+    """Keep BatchNorm layers in eval mode (running statistics frozen, affine parameters trained), as STCN."""
+    max_nonfinite: int = 5
+    """Stop training after this many non-finite losses in a row (each one skips its step)."""
+
+
+@dataclass
+class StageConfig:
+    """One training stage: its length, optimisation and data. Each stage restarts the optimiser and lr schedule."""
+
+    name: str = "main"
+    iterations: int = 150_000
+    batch_size: int = 16
+    """Global batch size (clips per optimiser step over all processes)."""
+    lr: float = 1e-5
+    lr_milestones: list[int] = field(default_factory=lambda: [125_000])
+    """Iterations (within the stage) at which the lr is multiplied by ``optim.gamma``."""
+    single_object: bool = False
+    """Train a single-object model (static-image pre-training); later multi-object stages widen it."""
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the top-level ``loss`` block for this stage only (keys are LossConfig fields)."""
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    seed: int = 14159265
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    """Mixed precision: "auto" = bf16 on CUDA when supported, else fp16 with a gradient scaler; off on CPU."""
+    out_dir: str = "runs/train"
+    data_root: str | None = None
+    """Root of all dataset folders; falls back to the CORRVOS_DATA environment variable."""
+    device: str = "auto"
+    """"auto" (CUDA when available), "cpu", "cuda" or "cuda:K"."""
+    num_workers: int = 4
+    """DataLoader workers per process."""
+    log_interval: int = 50
+    """Steps between TensorBoard scalar logs."""
+    image_interval: int = 1000
+    """Steps between TensorBoard image panels (0: never)."""
+    save_interval: int = 5000
+    """Steps between checkpoints (the end of every stage is always saved)."""
+    keep_checkpoints: int = 3
+    """How many periodic checkpoints to keep (stage-final ones are always kept)."""
+    deterministic: bool = False
+    """``torch.use_deterministic_algorithms(True)`` (slower on CUDA; needed for bit-exact resume there)."""
+
+
+# ----------------------------------------------------------------------------------------------------- building
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
+    """Check ``value`` against annotation ``tp``; build nested dataclasses; return the (converted) value."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is Union or origin is types.UnionType:
+        errors = []
+        for option in args:
+            try:
+                return _coerce(value, option, where, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{source}: '{where}' must be {_type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{source}: '{where}' must be null, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{where}' must be a mapping, got {value!r}")
+        return _build(tp, value, where, source)
+    if origin is Literal:
+        if value is False and "off" in args:  # YAML 1.1 reads a bare `off` as false
+            return "off"
+        if not isinstance(value, bool) and value in args:
+            return value
+        raise ConfigError(f"{source}: '{where}' must be one of {list(args)}, got {value!r}")
+    if origin in (list, Sequence) or tp is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: '{where}' must be a list, got {value!r}")
+        item = args[0] if args else Any
+        return [_coerce(v, item, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{where}' must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a schema annotation this function does not know
+        raise TypeError(f"unsupported annotation {tp!r} for {where}")
+    raise ConfigError(f"{source}: '{where}' must be {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls: type, data: dict[str, Any], where: str, source: str) -> Any:
+    """Build dataclass ``cls`` from ``data`` (missing fields keep their defaults)."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"{source}: unknown key '{path}' (valid keys: {', '.join(names)})")
+        kwargs[key] = _coerce(value, hints[key], path, source)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: invalid '{where or cls.__name__}': {exc}") from exc
+
+
+def stage_loss_config(cfg: TrainConfig, stage: StageConfig, source: str = "config") -> LossConfig:
+    """The loss configuration of ``stage``: the top-level ``loss`` block with the stage's overrides applied."""
+    merged = {**dataclasses.asdict(cfg.loss), **stage.loss}
+    return _build(LossConfig, merged, f"stages[{stage.name}].loss", source)
+
+
+def _validate(cfg: TrainConfig, source: str) -> None:
+    if not cfg.stages:
+        raise ConfigError(f"{source}: 'stages' must list at least one stage")
+    seen: set[str] = set()
+    for i, stage in enumerate(cfg.stages):
+        where = f"stages[{i}] ({stage.name})"
+        if stage.name in seen or not stage.name or stage.name.isdigit():
+            raise ConfigError(f"{source}: {where}: stage names must be unique, non-empty and not numbers")
+        seen.add(stage.name)
+        if stage.iterations <= 0 or stage.batch_size <= 0 or stage.lr <= 0:
+            raise ConfigError(f"{source}: {where}: iterations, batch_size and lr must be positive")
+        if list(stage.lr_milestones) != sorted(stage.lr_milestones) or any(m <= 0 for m in stage.lr_milestones):
+            raise ConfigError(f"{source}: {where}: lr_milestones must be positive and increasing")
+        data = stage.data
+        if data.crop_size <= 0 or data.crop_size % 16:
+            raise ConfigError(f"{source}: {where}: data.crop_size must be a positive multiple of 16")
+        if data.num_frames < 2 or data.max_objects < 1:
+            raise ConfigError(f"{source}: {where}: data.num_frames must be >= 2 and data.max_objects >= 1")
+        if len(data.max_skip_values) != len(data.max_skip_fractions) + 1:
+            raise ConfigError(
+                f"{source}: {where}: data.max_skip_values needs exactly one more entry than data.max_skip_fractions"
+            )
+        if any(not 0 <= f <= 1 for f in data.max_skip_fractions) or data.max_skip_fractions != sorted(
+            data.max_skip_fractions
+        ):
+            raise ConfigError(f"{source}: {where}: data.max_skip_fractions must be increasing in [0, 1]")
+        if not data.datasets:
+            raise ConfigError(f"{source}: {where}: data.datasets is empty")
+        for spec in data.datasets:
+            if spec.repeat < 1:
+                raise ConfigError(f"{source}: {where}: data.datasets repeat must be >= 1")
+        stage_loss_config(cfg, stage, source)
+    for name in ("log_interval", "save_interval", "keep_checkpoints"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{source}: '{name}' must be positive")
+    if cfg.image_interval < 0 or cfg.num_workers < 0 or cfg.optim.max_nonfinite < 1:
+        raise ConfigError(f"{source}: image_interval/num_workers must be >= 0 and optim.max_nonfinite >= 1")
+
+
+def config_from_dict(data: dict[str, Any], *, source: str = "config") -> TrainConfig:
+    """Build and validate a :class:`TrainConfig` from a (possibly partial) nested dict of overrides."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    cfg = _build(TrainConfig, data, "", source)
+    _validate(cfg, source)
+    return cfg
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain nested dict (only str/int/float/bool/None/list/dict) of ``cfg``; stored in checkpoints."""
+    return dataclasses.asdict(cfg)
+
+
+def config_to_yaml(cfg: TrainConfig) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------------------- loading
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in chain:
+        raise ConfigError(f"{path}: 'base' files form a cycle")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: 'base' must be a file name")
+    parent = _read_yaml((path.parent / base), (*chain, path))
+    return _deep_merge(parent, data)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], *, source: str = "--set") -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides to a full nested config dict (from :func:`config_to_dict`); returns a copy.
+
+    Keys must exist, except inside free-form mappings (a stage's ``loss`` block). List items are addressed by
+    index; stages also by name.
+    """
+    import copy
+
+    data = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{source} {item!r}: expected KEY=VALUE")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"{source} {item!r}: empty key component")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source} {item!r}: cannot parse the value: {exc}") from exc
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            here = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                index = _list_index(node, part)
+                if index is None:
+                    raise ConfigError(f"{source} {item!r}: no list item '{here}'")
+                if last:
+                    node[index] = value
+                else:
+                    node = node[index]
+            elif isinstance(node, dict):
+                free_form = depth >= 1 and parts[depth - 1] == "loss" and parts[0] == "stages"
+                if part not in node and not free_form:
+                    raise ConfigError(f"{source} {item!r}: unknown key '{here}'")
+                if last:
+                    node[part] = value
+                else:
+                    node = node[part]
+            else:
+                raise ConfigError(f"{source} {item!r}: '{'.'.join(parts[:depth])}' is not a mapping or list")
+    return data
+
+
+def _list_index(items: list[Any], part: str) -> int | None:
+    if part.lstrip("-").isdigit():
+        index = int(part)
+        return index if -len(items) <= index < len(items) else None
+    for i, entry in enumerate(items):
+        if isinstance(entry, dict) and entry.get("name") == part:
+            return i
+    return None
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Load a training configuration: defaults <- YAML file (and its ``base`` chain) <- ``--set`` overrides.
+
+    Args:
+        path: YAML file of overrides, or None for the defaults.
+        overrides: ``key.sub=value`` strings applied after the file.
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML, unknown key, wrong type or inconsistent values.
+    """
+    source = str(path) if path is not None else "defaults"
+    data = _read_yaml(Path(path)) if path is not None else {}
+    cfg = config_from_dict(data, source=source)
+    if overrides:
+        full = apply_overrides(config_to_dict(cfg), overrides)
+        cfg = config_from_dict(full, source=f"{source} + --set")
+    return cfg
+
+
+def resolve_data_root(cfg: TrainConfig) -> Path | None:
+    """``cfg.data_root``, else ``$CORRVOS_DATA``, else None (then dataset roots must be absolute)."""
+    root = cfg.data_root or os.environ.get(DATA_ROOT_ENV)
+    return Path(root).expanduser() if root else None

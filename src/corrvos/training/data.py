@@ -1,0 +1,178 @@
+"""Stage data for the trainer: datasets from a ``DataConfig``, a step-indexed sampler, and the DataLoader.
+
+Determinism: the clip of sample position g of a stage (g = step * global_batch + slot) is a pure function of
+(run seed, stage, g): the epoch is g // L (L = dataset length), the index is a seeded permutation of that epoch
+at g % L, and the dataset item is a pure function of (dataset seed, epoch, index) (``corrvos.data.clips``). The
+max skip of the curriculum is a function of the step. Each sample key carries (index, epoch, max_skip) to the
+worker, which sets them on its copy of the dataset before reading the item, so DataLoader workers, DDP ranks
+and resumed runs all see the same clips, and resuming needs only the step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from corrvos.config import DatasetSpec, StageConfig, TrainConfig, resolve_data_root
+from corrvos.errors import ConfigError
+from corrvos.training.distributed import DistInfo, barrier
+from corrvos.training.schedules import derive_seed, max_skip_at
+
+__all__ = ["StepBatchSampler", "build_stage_dataset", "build_stage_loader", "resolve_dataset_root"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_dataset_root(spec: DatasetSpec, cfg: TrainConfig, out_dir: Path) -> Path:
+    """Absolute folder of ``spec``: absolute roots as is, else under ``data_root`` ($CORRVOS_DATA).
+
+    An empty synthetic root means ``<out_dir>/synthetic_data``.
+    """
+    if spec.kind == "synthetic" and not spec.root:
+        return out_dir / "synthetic_data"
+    root = Path(spec.root).expanduser()
+    if root.is_absolute():
+        return root
+    base = resolve_data_root(cfg)
+    if base is None:
+        if spec.kind == "synthetic":
+            return out_dir / root
+        raise ConfigError(f"dataset root {spec.root!r} is relative but neither data_root nor $CORRVOS_DATA is set")
+    return base / root
+
+
+def _ensure_synthetic(spec: DatasetSpec, root: Path, seed: int, dist_info: DistInfo) -> None:
+    """Generate the synthetic DAVIS-layout dataset at ``root`` unless it exists (rank 0 writes, others wait)."""
+    if dist_info.is_main and not (root / "ImageSets").is_dir():
+        from corrvos.data.synthetic import generate_dataset
+
+        logger.info("generating the synthetic dataset (%d sequences) in %s", spec.sequences, root)
+        generate_dataset(root, sequences=spec.sequences, frames=spec.frames, size=(spec.size[0], spec.size[1]),
+                         seed=seed, layout="davis")
+    barrier(dist_info)
+
+
+def _one_dataset(spec: DatasetSpec, root: Path, stage: StageConfig, seed: int) -> Dataset:
+    from corrvos.data import clips
+    from corrvos.data.transforms import ClipAugmentConfig
+
+    data = stage.data
+    common = {"num_frames": data.num_frames, "max_objects": 1 if stage.single_object else data.max_objects,
+              "seed": seed}
+    video = {"max_skip": data.max_skip_values[0], "short_videos": "skip"}
+    subset = None if spec.subset is None else root / spec.subset
+    if spec.kind in ("davis", "synthetic"):
+        augment = ClipAugmentConfig.stcn_video(data.crop_size)
+        if subset is None:
+            return clips.davis_clip_dataset(root, split="train", augment=augment, **video, **common)
+        return clips.VOSClipDataset(root / "JPEGImages" / "480p", root / "Annotations" / "480p", subset=subset,
+                                    augment=augment, **video, **common)
+    if spec.kind == "youtube":
+        return clips.youtube_clip_dataset(root, subset=subset, augment=ClipAugmentConfig.stcn_video(data.crop_size),
+                                          **video, **common)
+    if spec.kind == "bl30k":
+        from corrvos.data.bl30k import bl30k_clip_dataset
+
+        return bl30k_clip_dataset(root, augment=ClipAugmentConfig.stcn_bl30k(data.crop_size), **video, **common)
+    if spec.kind == "static":
+        from corrvos.data.static import StaticPseudoVideoDataset
+
+        return StaticPseudoVideoDataset(root, augment=ClipAugmentConfig.stcn_static(data.crop_size), **common)
+    raise ConfigError(f"unknown dataset kind {spec.kind!r}")  # pragma: no cover - the config Literal forbids it
+
+
+def build_stage_dataset(cfg: TrainConfig, stage: StageConfig, *, out_dir: Path, dist_info: DistInfo) -> Dataset:
+    """Concatenate the stage's sources; a source with ``repeat: k`` appears k times with different item seeds."""
+    parts: list[Dataset] = []
+    for i, spec in enumerate(stage.data.datasets):
+        root = resolve_dataset_root(spec, cfg, out_dir)
+        if spec.kind == "synthetic":
+            _ensure_synthetic(spec, root, cfg.seed, dist_info)
+        for k in range(spec.repeat):
+            seed = derive_seed(cfg.seed, stage.name, "data", i, k) & 0x7FFFFFFF
+            parts.append(_one_dataset(spec, root, stage, seed))
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+class _KeyedItems(Dataset):
+    """Dataset view whose items are addressed by (index, epoch, max_skip) keys (set on the worker's copy)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int, int]):
+        from corrvos.data.clips import set_dataset_epoch
+
+        index, epoch, max_skip = key
+        set_dataset_epoch(self.dataset, epoch, max_skip=max_skip)
+        return self.dataset[index]
+
+
+class StepBatchSampler:
+    """Yields this rank's sample keys for steps ``start_step, start_step + 1, ...`` up to ``iterations``.
+
+    Args:
+        length: dataset length L.
+        global_batch: clips per step over all ranks.
+        rank, world_size: this process's slice of every global batch.
+        seed: permutation seed (one permutation of the L items per epoch).
+        iterations: stage length (the curriculum's denominator and the end of iteration).
+        max_skip_values, max_skip_fractions: the curriculum.
+        start_step: first step to yield (resume).
+    """
+
+    def __init__(self, *, length: int, global_batch: int, rank: int, world_size: int, seed: int, iterations: int,
+                 max_skip_values: list[int], max_skip_fractions: list[float], start_step: int = 0) -> None:
+        if global_batch % world_size:
+            raise ConfigError(f"batch_size {global_batch} is global and must be divisible by the {world_size} "
+                              f"processes")
+        self.length, self.global_batch = length, global_batch
+        self.local_batch = global_batch // world_size
+        self.rank, self.seed, self.iterations = rank, seed, iterations
+        self.values, self.fractions = list(max_skip_values), list(max_skip_fractions)
+        self.start_step = start_step
+        self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return max(self.iterations - self.start_step, 0)
+
+    def _index(self, position: int) -> tuple[int, int]:
+        epoch = position // self.length
+        if epoch != self._perm_epoch:
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, "perm", epoch))
+            self._perm, self._perm_epoch = torch.randperm(self.length, generator=gen), epoch
+        return int(self._perm[position % self.length]), epoch
+
+    def keys_for_step(self, step: int) -> list[tuple[int, int, int]]:
+        max_skip = max_skip_at(self.values, self.fractions, step, self.iterations)
+        first = step * self.global_batch + self.rank * self.local_batch
+        return [(*self._index(first + j), max_skip) for j in range(self.local_batch)]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        for step in range(self.start_step, self.iterations):
+            yield self.keys_for_step(step)
+
+
+def build_stage_loader(dataset: Dataset, *, cfg: TrainConfig, stage: StageConfig, dist_info: DistInfo,
+                       start_step: int) -> DataLoader:
+    """DataLoader over the stage's remaining steps (one batch per step, this rank's share of the global batch)."""
+    from corrvos.data.clips import collate_clips
+
+    sampler = StepBatchSampler(
+        length=len(dataset), global_batch=stage.batch_size, rank=dist_info.rank,  # type: ignore[arg-type]
+        world_size=dist_info.world_size, seed=derive_seed(cfg.seed, stage.name), iterations=stage.iterations,
+        max_skip_values=stage.data.max_skip_values, max_skip_fractions=stage.data.max_skip_fractions,
+        start_step=start_step,
+    )
+    return DataLoader(
+        _KeyedItems(dataset), batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate_clips,
+        pin_memory=dist_info.device.type == "cuda", persistent_workers=False,
+        prefetch_factor=2 if cfg.num_workers > 0 else None,
+    )

@@ -1,0 +1,210 @@
+"""Side effects of training, on rank 0 only: TensorBoard scalars and image panels, the progress bar, checkpoints.
+
+The trainer computes and applies steps; after each step it hands a :class:`StepRecord` to :class:`TrainHooks`.
+Scalars are averaged over the log interval (and, by the trainer, over processes) and written under ``train/``:
+every loss term, the total loss, the learning rate of each parameter group, the foreground IoU, the gradient
+norm, seconds per step and the count of skipped (non-finite) steps. Image panels show, for the first clip of the
+batch, the frames, the ground truth and the prediction as colour overlays.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+
+from corrvos.training.checkpoint import save_checkpoint
+
+__all__ = ["StepRecord", "TrainHooks", "clip_panel"]
+
+logger = logging.getLogger(__name__)
+
+_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass
+class StepRecord:
+    """What the trainer reports after one step."""
+
+    stage: str
+    step: int
+    """Steps done in the stage (after this one)."""
+    global_step: int
+    scalars: dict[str, float] = field(default_factory=dict)
+    """Per-step scalars (loss terms, lr, IoU, ...), already averaged over processes at log steps."""
+    stage_done: bool = False
+    """This step ended the stage (the trainer then writes the stage-final checkpoint itself)."""
+    frames: Tensor | None = None
+    """[T, 3, H, W] normalised frames of clip 0 (only on image steps)."""
+    labels: Tensor | None = None
+    """[T, H, W] ground-truth class map of clip 0."""
+    logits: Tensor | None = None
+    """[T-1, N+1, H, W] predicted logits of clip 0."""
+
+
+def _overlay(rgb: np.ndarray, label: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    colour = palette[label]  # [H, W, 3]
+    out = rgb.astype(np.float32)
+    fg = label > 0
+    out[fg] = (1 - alpha) * out[fg] + alpha * colour[fg]
+    return out.astype(np.uint8)
+
+
+def clip_panel(frames: Tensor, labels: Tensor, logits: Tensor) -> np.ndarray:
+    """Image panel of one clip: rows = frames, ground truth overlay, prediction overlay (frame 0: GT).
+
+    Args:
+        frames: [T, 3, H, W] ImageNet-normalised frames.
+        labels: [T, H, W] ground-truth class map.
+        logits: [T-1, N+1, H, W] predictions of frames 1..T-1.
+
+    Returns:
+        [3, 3H, T*W] uint8 CHW image for TensorBoard.
+    """
+    from corrvos.data.io import DAVIS_PALETTE
+
+    palette = DAVIS_PALETTE.astype(np.float32)  # [256, 3]
+    rgb = frames.detach().float().cpu().permute(0, 2, 3, 1).numpy()  # [T, H, W, 3]
+    rgb = np.clip((rgb * _STD + _MEAN) * 255.0, 0, 255).astype(np.uint8)
+    gt = labels.detach().cpu().numpy().astype(np.int64)  # [T, H, W]
+    pred = np.concatenate([gt[:1], logits.detach().float().argmax(dim=1).cpu().numpy()])  # [T, H, W]
+    rows = [
+        np.concatenate(list(rgb), axis=1),  # [H, T*W, 3]
+        np.concatenate([_overlay(r, g, palette) for r, g in zip(rgb, gt, strict=True)], axis=1),
+        np.concatenate([_overlay(r, p, palette) for r, p in zip(rgb, pred, strict=True)], axis=1),
+    ]
+    return np.ascontiguousarray(np.concatenate(rows, axis=0).transpose(2, 0, 1))  # [3, 3H, T*W]
+
+
+class TrainHooks:
+    """Logging, progress and checkpointing; every method is a no-op on ranks other than 0.
+
+    Args:
+        out_dir: run folder (``tb/`` and ``checkpoints/`` are created in it).
+        enabled: True on rank 0.
+        log_interval, image_interval, save_interval: in steps (global step counter).
+        keep_checkpoints: periodic checkpoints kept (those written by this process; stage ends are kept).
+        payload: callable returning the checkpoint dict (from the trainer).
+        progress: show a tqdm bar.
+    """
+
+    def __init__(self, out_dir: Path, *, enabled: bool, log_interval: int, image_interval: int, save_interval: int,
+                 keep_checkpoints: int, payload: Callable[[], dict[str, Any]], progress: bool = True) -> None:
+        self.out_dir = Path(out_dir)
+        self.enabled = enabled
+        self.log_interval, self.image_interval = log_interval, image_interval
+        self.save_interval, self.keep = save_interval, keep_checkpoints
+        self.payload = payload
+        self.progress = progress
+        self._writer = None
+        self._bar = None
+        self._sums: dict[str, float] = defaultdict(float)
+        self._counts: dict[str, int] = defaultdict(int)
+        self._periodic: list[Path] = []
+        self._last_time = time.perf_counter()
+        self._last_logged = 0
+
+    # -- queries the trainer uses to decide what to gather ------------------------------------------------
+    def is_log_step(self, global_step: int) -> bool:
+        return global_step % self.log_interval == 0
+
+    def is_image_step(self, global_step: int) -> bool:
+        return self.image_interval > 0 and global_step % self.image_interval == 0
+
+    def is_save_step(self, global_step: int) -> bool:
+        return global_step % self.save_interval == 0
+
+    # -- life cycle -----------------------------------------------------------------------------------------
+    def _tb(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.out_dir / "tb"))
+        return self._writer
+
+    def before_stage(self, stage: str, start_step: int, iterations: int, global_step: int) -> None:
+        if not self.enabled:
+            return
+        logger.info("stage %r: steps %d..%d", stage, start_step, iterations)
+        if self.progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=iterations, initial=start_step, desc=f"train[{stage}]", dynamic_ncols=True)
+        self._last_time = time.perf_counter()
+        self._last_logged = global_step
+
+    def accumulate(self, scalars: dict[str, float]) -> None:
+        """Add one step's local scalars to the running sums (every rank calls it; cheap)."""
+        for key, value in scalars.items():
+            self._sums[key] += value
+            self._counts[key] += 1
+
+    def interval_means(self) -> dict[str, float]:
+        """Means over the steps since the last log, then reset (called on every rank at log steps)."""
+        means = {k: v / self._counts[k] for k, v in self._sums.items()}
+        self._sums.clear()
+        self._counts.clear()
+        return means
+
+    def after_step(self, record: StepRecord) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(1)
+        g = record.global_step
+        if record.scalars:
+            now = time.perf_counter()
+            writer = self._tb()
+            for key, value in record.scalars.items():
+                writer.add_scalar(f"train/{key}", value, g)
+            steps = max(g - self._last_logged, 1)
+            writer.add_scalar("train/seconds_per_step", (now - self._last_time) / steps, g)
+            self._last_time, self._last_logged = now, g
+            if self._bar is not None:
+                self._bar.set_postfix(loss=f"{record.scalars.get('loss', float('nan')):.4f}",
+                                      iou=f"{record.scalars.get('iou', float('nan')):.3f}")
+        if record.frames is not None and record.labels is not None and record.logits is not None:
+            panel = clip_panel(record.frames, record.labels, record.logits)
+            self._tb().add_image(f"train/{record.stage}/clip", panel, g, dataformats="CHW")
+        if self.is_save_step(g) and not record.stage_done:
+            self.save(g, final=False)
+
+    def save(self, global_step: int, *, final: bool, stage: str | None = None) -> Path | None:
+        """Write ``checkpoints/step_<global_step>.pth`` (and ``<stage>_final.pth`` weights at stage ends)."""
+        if not self.enabled:
+            return None
+        folder = self.out_dir / "checkpoints"
+        payload = self.payload()
+        path = save_checkpoint(folder / f"step_{global_step:07d}.pth", payload)
+        if final:
+            weights = {k: payload[k] for k in ("arch", "single_object", "model", "config", "stage", "step",
+                                               "global_step") if k in payload}
+            save_checkpoint(folder / f"{stage}_final.pth", weights)
+        elif path not in self._periodic:
+            self._periodic.append(path)
+            while len(self._periodic) > self.keep:
+                old = self._periodic.pop(0)
+                old.unlink(missing_ok=True)
+        logger.info("saved %s", path)
+        return path
+
+    def after_stage(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        self.after_stage()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

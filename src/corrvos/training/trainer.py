@@ -1,0 +1,382 @@
+"""The trainer: parameter groups, optimiser, MultiStepLR, frozen BatchNorm, AMP, clipping, finite-loss check, stages.
+
+``Trainer(cfg).run()`` trains the stages of a :class:`corrvos.config.TrainConfig` in order. Each stage builds a
+fresh optimiser and lr schedule and counts its steps from 0 (the loss ramps use the stage step, as the release
+does with ``--load_network``); a single-object stage followed by a multi-object one widens the value encoder's
+first convolution with an orthogonally initialised "others" channel, as STCN's ``load_network`` does.
+
+One step (rule 10 of the style guide: the task computes the loss, the trainer applies the step, hooks do the
+side effects): task.step -> all processes agree the loss is finite (else the step is skipped everywhere, logged,
+and training stops after ``optim.max_nonfinite`` in a row) -> backward (scaled for fp16) -> optional gradient
+clipping -> optimiser and scheduler step -> hooks. Everything random in a step is seeded from (seed, stage, step,
+rank), and the data order from (seed, stage, sample position), so a run resumed from a checkpoint continues
+exactly (bit-identical weights on CPU; on CUDA with ``deterministic: true``).
+
+Parameter groups (wenguanwang/VOS_Correspondence:model/model.py): 0 = key/value-encoder parameters outside
+layer2/layer3 (stem, layer1, the value encoder's fuser) at ``encoder_lr_scale`` x lr; 1 = encoder layer2 and
+layer3 at ``encoder_deep_lr_scale`` x lr; 2 = everything else (key heads, decoder, projection head) at lr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from corrvos.config import StageConfig, TrainConfig, config_to_dict, stage_loss_config
+from corrvos.errors import ConfigError, CorrvosError
+from corrvos.training import checkpoint as ckpt_io
+from corrvos.training.data import build_stage_dataset, build_stage_loader
+from corrvos.training.distributed import DistInfo, all_reduce_flag, all_reduce_mean, init_distributed
+from corrvos.training.hooks import StepRecord, TrainHooks
+from corrvos.training.schedules import derive_seed
+from corrvos.training.task import CorrespondenceTask, clip_iou
+from corrvos.training.unroll import build_unroller
+
+__all__ = ["TrainResult", "Trainer", "TrainingDivergedError", "freeze_batchnorm", "parameter_groups", "resolve_amp"]
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(CorrvosError, FloatingPointError):
+    """Too many non-finite losses in a row."""
+
+
+@dataclass
+class TrainResult:
+    """Where a :meth:`Trainer.run` call stopped."""
+
+    out_dir: Path
+    stage: str
+    step: int
+    global_step: int
+    finished: bool
+    last_scalars: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for the ``amp`` setting: "auto" = bf16 (or fp16) on CUDA and off elsewhere."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm layer in eval mode (running statistics frozen; affine parameters still trained)."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def parameter_groups(model: nn.Module, extra: list[nn.Module], *, lr: float, encoder_scale: float,
+                     deep_scale: float) -> list[dict[str, Any]]:
+    """The three lr groups of the release (see the module docstring); empty groups are dropped."""
+    groups: list[list[nn.Parameter]] = [[], [], []]
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith(("key_encoder.", "value_encoder.")):
+            groups[1 if (".layer2." in name or ".layer3." in name) else 0].append(p)
+        else:
+            groups[2].append(p)
+    for module in extra:
+        groups[2].extend(p for p in module.parameters() if p.requires_grad)
+    scales = (encoder_scale, deep_scale, 1.0)
+    return [{"params": ps, "lr": lr * s, "name": n} for ps, s, n in zip(groups, scales, ("encoder", "encoder_deep",
+                                                                                       "rest"), strict=True) if ps]
+
+
+class Trainer:
+    """Train the stages of ``cfg`` (see the module docstring).
+
+    Args:
+        cfg: the run's configuration.
+        out_dir: run folder (default ``cfg.out_dir``): ``config.yaml``, ``tb/``, ``checkpoints/``.
+        dist_info: from :func:`corrvos.training.distributed.init_distributed` (called here when None).
+        resume: checkpoint file or run folder to continue from (its latest ``step_*.pth``).
+        init_from: weights to start from (official or corrvos file; overrides ``cfg.model.init_checkpoint``).
+        progress: show a progress bar on rank 0.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, out_dir: str | Path | None = None, dist_info: DistInfo | None = None,
+                 resume: str | Path | None = None, init_from: str | Path | None = None, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir if out_dir is not None else cfg.out_dir)
+        self.dist = dist_info if dist_info is not None else init_distributed(cfg.device)
+        self.device = self.dist.device
+        self.resume_path = ckpt_io.find_latest_checkpoint(resume) if resume is not None else None
+        self.init_from = init_from if init_from is not None else cfg.model.init_checkpoint
+        self.amp_dtype = resolve_amp(cfg.amp, self.device)
+        self.progress = progress
+        self.model: nn.Module | None = None
+        self.proj_head: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.scaler: torch.amp.GradScaler | None = None
+        self.stage_index, self.step, self.global_step = 0, 0, 0
+        self.hooks = TrainHooks(self.out_dir, enabled=self.dist.is_main, log_interval=cfg.log_interval,
+                                image_interval=cfg.image_interval, save_interval=cfg.save_interval,
+                                keep_checkpoints=cfg.keep_checkpoints, payload=self._payload, progress=progress)
+
+    # ------------------------------------------------------------------------------------------ model set-up
+    def _build_model(self, single_object: bool, *, pretrained: bool = False) -> nn.Module:
+        """A fresh network (seeded init); ImageNet backbones only when ``pretrained`` (not when weights follow)."""
+        from corrvos.models import build_model
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.cfg.seed, "model-init") & 0x7FFFFFFF)
+            return build_model(self.cfg.model.arch, single_object=single_object,
+                               pretrained_backbones=self.cfg.model.pretrained_backbones if pretrained else False)
+
+    def _load_init_weights(self, model: nn.Module, path: str | Path) -> None:
+        """Fine-tuning start: strict load of an official or corrvos file; ``key_proj2`` may be absent."""
+        from corrvos.models import load_model
+        from corrvos.models.convert import arch_name, check_and_load, variant_of_arch
+
+        source = load_model(path, widen_single_object_file=not model.single_object)
+        if source.variant != model.variant:
+            raise ConfigError(f"{path}: holds a {arch_name(source.variant)!r} network but model.arch is "
+                              f"{arch_name(variant_of_arch(self.cfg.model.arch))!r}")
+        check_and_load(model, source.state_dict(), path=path, optional_prefixes=("key_proj2.",))
+        logger.info("initial weights from %s", path)
+
+    def _widen_to_multi_object(self) -> None:
+        from corrvos.models.convert import widen_single_object
+
+        gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "widen") & 0x7FFFFFFF)
+        state = widen_single_object(self.model.state_dict(), init="orthogonal", generator=gen)
+        model = self._build_model(single_object=False)
+        model.load_state_dict(state, strict=True)
+        self.model = model
+        logger.info("single-object weights widened to a multi-object model (orthogonal 'others' channel)")
+
+    def _ensure_proj_head(self, loss_cfg) -> None:
+        if not loss_cfg.uses_projection_head or self.proj_head is not None:
+            return
+        from corrvos.models.heads import ProjectionHead
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.cfg.seed, "proj-head") & 0x7FFFFFFF)
+            self.proj_head = ProjectionHead(1024, loss_cfg.ocl_hidden_dim, loss_cfg.ocl_embed_dim)
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def _payload(self) -> dict[str, Any]:
+        from corrvos.models.convert import arch_name
+
+        stage = self.cfg.stages[self.stage_index]
+        return {
+            "arch": arch_name(self.model.variant),
+            "single_object": bool(self.model.single_object),
+            "model": self.model.state_dict(),
+            "extra": {"proj_head": self.proj_head.state_dict()} if self.proj_head is not None else {},
+            "config": config_to_dict(self.cfg),
+            "stage": stage.name,
+            "stage_index": self.stage_index,
+            "step": self.step,
+            "global_step": self.global_step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": ckpt_io.scheduler_state(self.scheduler),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": ckpt_io.capture_rng_state(),
+        }
+
+    def _restore(self) -> dict[str, Any] | None:
+        if self.resume_path is None:
+            return None
+        ckpt = ckpt_io.load_checkpoint(self.resume_path)
+        names = [s.name for s in self.cfg.stages]
+        if ckpt["stage"] not in names or names.index(ckpt["stage"]) != ckpt.get("stage_index", -1):
+            raise ConfigError(f"{self.resume_path}: stage {ckpt['stage']!r} does not match the configured stages "
+                              f"{names}")
+        if ckpt["config"] != config_to_dict(self.cfg):
+            logger.warning("%s: the configuration differs from the checkpoint's; resuming with the new one",
+                           self.resume_path)
+        self.stage_index, self.step, self.global_step = ckpt["stage_index"], ckpt["step"], ckpt["global_step"]
+        self.model = self._build_model(single_object=bool(ckpt["single_object"]))
+        self.model.load_state_dict(ckpt["model"], strict=True)
+        if "proj_head" in ckpt.get("extra", {}):
+            self._ensure_proj_head(stage_loss_config(self.cfg, self.cfg.stages[self.stage_index]))
+            if self.proj_head is None:
+                raise ConfigError(f"{self.resume_path}: has a projection head but the stage's loss uses none")
+            self.proj_head.load_state_dict(ckpt["extra"]["proj_head"])
+        ckpt_io.restore_rng_state(ckpt["rng"])
+        logger.info("resuming %s at stage %r step %d", self.resume_path, ckpt["stage"], self.step)
+        if self.step >= self.cfg.stages[self.stage_index].iterations:
+            self.stage_index, self.step = self.stage_index + 1, 0
+            return None
+        return ckpt
+
+    # ------------------------------------------------------------------------------------------ the run
+    def run(self, *, max_steps: int | None = None) -> TrainResult:
+        """Train until the last stage ends or ``max_steps`` steps were done by this call."""
+        cfg = self.cfg
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = not cfg.deterministic
+        torch.manual_seed(derive_seed(cfg.seed, "global", self.dist.rank) & 0x7FFFFFFF)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            from corrvos.config import config_to_yaml
+            from corrvos.utils import atomic_write_text
+
+            atomic_write_text(self.out_dir / "config.yaml", config_to_yaml(cfg))
+        resume_state = self._restore()
+        if self.model is None:
+            self.model = self._build_model(single_object=cfg.stages[0].single_object, pretrained=not self.init_from)
+            if self.init_from:
+                self._load_init_weights(self.model, self.init_from)
+        done, last = 0, {}
+        try:
+            while self.stage_index < len(cfg.stages):
+                stage = cfg.stages[self.stage_index]
+                if max_steps is not None and done >= max_steps:
+                    return TrainResult(self.out_dir, stage.name, self.step, self.global_step, False, last)
+                finished_stage, done, last = self._run_stage(stage, resume_state, done, max_steps)
+                resume_state = None
+                if not finished_stage:
+                    return TrainResult(self.out_dir, stage.name, self.step, self.global_step, False, last)
+                self.stage_index, self.step = self.stage_index + 1, 0
+        finally:
+            self.hooks.close()
+        return TrainResult(self.out_dir, cfg.stages[-1].name, cfg.stages[-1].iterations, self.global_step, True,
+                           last)
+
+    def _setup_stage(self, stage: StageConfig, resume_state: dict[str, Any] | None):
+        cfg = self.cfg
+        if self.model.single_object and not stage.single_object:
+            self._widen_to_multi_object()
+        elif stage.single_object and not self.model.single_object:
+            raise ConfigError(f"stage {stage.name!r} is single-object but the model is already multi-object")
+        loss_cfg = stage_loss_config(cfg, stage)
+        self._ensure_proj_head(loss_cfg)
+        self.model.to(self.device)
+        if self.proj_head is not None:
+            self.proj_head.to(self.device)
+        unroller = build_unroller(cfg.model.arch, self.model, second_view=loss_cfg.mode == "official")
+        if self.dist.distributed:
+            unroller = DistributedDataParallel(
+                unroller, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False, find_unused_parameters=True)
+        extra = [self.proj_head] if self.proj_head is not None else []
+        groups = parameter_groups(self.model, extra, lr=stage.lr, encoder_scale=cfg.optim.encoder_lr_scale,
+                                  deep_scale=cfg.optim.encoder_deep_lr_scale)
+        opt_cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(groups, lr=stage.lr, weight_decay=cfg.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, stage.lr_milestones, cfg.optim.gamma)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        if resume_state is not None:
+            self.optimizer.load_state_dict(resume_state["optimizer"])
+            ckpt_io.load_scheduler_state(self.scheduler, resume_state["scheduler"])
+            if self.scaler is not None and resume_state.get("scaler"):
+                self.scaler.load_state_dict(resume_state["scaler"])
+        task = CorrespondenceTask(unroller, loss_cfg, proj_head=self.proj_head, amp_dtype=self.amp_dtype)
+        dataset = build_stage_dataset(cfg, stage, out_dir=self.out_dir, dist_info=self.dist)
+        loader = build_stage_loader(dataset, cfg=cfg, stage=stage, dist_info=self.dist, start_step=self.step)
+        return unroller, task, loader
+
+    def _params(self) -> list[nn.Parameter]:
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        return params
+
+    def _sync_extra_grads(self) -> None:
+        """All-reduce (mean) the gradients of the modules DDP does not wrap (the projection head)."""
+        if not self.dist.distributed or self.proj_head is None:
+            return
+        params = list(self.proj_head.parameters())
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.flatten() for p in params])  # [P]
+        dist.all_reduce(flat)
+        flat /= self.dist.world_size
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad.copy_(flat[offset:offset + n].view_as(p))
+            offset += n
+
+    def _run_stage(self, stage: StageConfig, resume_state, done: int, max_steps: int | None):
+        cfg = self.cfg
+        unroller, task, loader = self._setup_stage(stage, resume_state)
+        unroller.train()
+        if cfg.optim.freeze_bn:
+            freeze_batchnorm(unroller)
+        if self.proj_head is not None:
+            self.proj_head.train()
+        self.hooks.before_stage(stage.name, self.step, stage.iterations, self.global_step)
+        nonfinite, last = 0, {}
+        for batch in loader:
+            if max_steps is not None and done >= max_steps:
+                return False, done, last
+            batch = batch.to(self.device, non_blocking=True)
+            seed = derive_seed(cfg.seed, stage.name, self.step, self.dist.rank)
+            result = task.step(batch, step=self.step, seed=seed)
+            loss = result["loss"]
+            finite = all_reduce_flag(bool(torch.isfinite(loss).item()), self.dist)
+            self.optimizer.zero_grad(set_to_none=True)
+            scalars: dict[str, float] = {}
+            if finite:
+                nonfinite = 0
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+                self._sync_extra_grads()
+                if self.scaler is not None:
+                    self.scaler.unscale_(self.optimizer)
+                max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else float("inf")
+                grad_norm = torch.nn.utils.clip_grad_norm_(self._params(), max_norm)
+                if self.scaler is not None:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+                scalars["grad_norm"] = float(grad_norm)
+            else:
+                nonfinite += 1
+                logger.warning("stage %r step %d: non-finite loss (%s), step skipped (%d in a row)", stage.name,
+                               self.step, float(loss.detach()), nonfinite)
+                if nonfinite >= cfg.optim.max_nonfinite:
+                    raise TrainingDivergedError(
+                        f"stage {stage.name!r} step {self.step}: {nonfinite} non-finite losses in a row; lower the "
+                        f"learning rate, enable optim.grad_clip or resume from an earlier checkpoint")
+            with warnings.catch_warnings():  # a skipped step still advances the schedule (as a skipped fp16 step)
+                warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+                self.scheduler.step()
+            self.step += 1
+            self.global_step += 1
+            done += 1
+            scalars.update(self._step_scalars(result, batch, finite))
+            self.hooks.accumulate(scalars)
+            record = StepRecord(stage.name, self.step, self.global_step, stage_done=self.step == stage.iterations)
+            if self.hooks.is_log_step(self.global_step) or record.stage_done:
+                record.scalars = all_reduce_mean(self.hooks.interval_means(), self.dist)
+                last = record.scalars
+            if self.hooks.is_image_step(self.global_step):
+                record.frames, record.labels = batch.frames[0], batch.labels[0]
+                record.logits = result["outputs"].logits[0]
+            self.hooks.after_step(record)
+        self.hooks.save(self.global_step, final=True, stage=stage.name)
+        self.hooks.after_stage()
+        return True, done, last
+
+    def _step_scalars(self, result: dict[str, Any], batch, finite: bool) -> dict[str, float]:
+        scalars = {"nonfinite": 0.0 if finite else 1.0, "iou": float(clip_iou(result["outputs"].logits, batch.labels))}
+        if finite:  # a skipped step's loss would poison the interval means
+            scalars["loss"] = float(result["loss"].detach())
+            for name, value in result["terms"].items():
+                scalars[f"terms/{name}"] = float(value.detach() if isinstance(value, torch.Tensor) else value)
+            scalars.update({f"weights/{k}": float(v) for k, v in result.get("weights", {}).items()})
+            scalars.update({f"stats/{k}": float(v) for k, v in result.get("stats", {}).items()})
+        for group in self.optimizer.param_groups:
+            scalars[f"lr/{group.get('name', 'group')}"] = float(group["lr"])
+        return scalars

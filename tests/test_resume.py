@@ -1,0 +1,122 @@
+"""Kill-and-resume: 6 uninterrupted steps equal 3 steps + resume + 3 steps, bit for bit (CPU).
+
+The interrupted run goes through the CLI (``--max-steps 3``, then ``--resume RUN``), uses a DataLoader worker
+while the reference run loads in the main process, and crosses an lr milestone and a max-skip switch after the
+restart, so the data order, augmentation, loss randomness, optimiser, scheduler and projection-head states must
+all be restored exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from corrvos.cli import main as cli_main
+from corrvos.config import config_from_dict
+from corrvos.data.synthetic import generate_dataset
+from corrvos.errors import CheckpointError
+from corrvos.training.checkpoint import find_latest_checkpoint, load_checkpoint
+from corrvos.training.trainer import Trainer
+
+
+@pytest.fixture(autouse=True)
+def _drop_checkpoints(tmp_path: Path):
+    """Checkpoints are ~0.9 GB each (STCN + AdamW state); do not leave them in pytest's kept temp folders."""
+    yield
+    for path in [*tmp_path.rglob("*.pth"), *tmp_path.rglob("*.pt")]:
+        path.unlink(missing_ok=True)
+
+
+def resume_config(root: Path, out: Path, workers: int) -> dict:
+    return {
+        "model": {"arch": "stcn"},
+        "loss": {"mode": "paper", "pcl_ramp_start": 0, "pcl_ramp_end": 1, "ocl_ramp_start": 0, "ocl_ramp_end": 1,
+                 "bootstrap_start": 0, "bootstrap_end": 4},
+        "optim": {"optimizer": "adamw", "grad_clip": 1.0},
+        "stages": [{"name": "main", "iterations": 6, "batch_size": 2, "lr": 1e-4, "lr_milestones": [4],
+                    "data": {"crop_size": 64, "datasets": [{"kind": "davis", "root": str(root)}],
+                             "max_skip_values": [1, 3], "max_skip_fractions": [0.5]}}],
+        "num_workers": workers, "log_interval": 1, "image_interval": 0, "save_interval": 3, "device": "cpu",
+        "amp": "off", "out_dir": str(out),
+    }
+
+
+def assert_same_state(a, b, where: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_kill_and_resume_is_bit_identical(tmp_path: Path):
+    root = generate_dataset(tmp_path / "davis", sequences=4, frames=6, size=(64, 64), seed=11)
+    # reference: 6 steps in one go, data read in the main process (only the final checkpoint is written)
+    ref_cfg = config_from_dict({**resume_config(root, tmp_path / "ref", workers=0), "save_interval": 100})
+    assert Trainer(ref_cfg, progress=False).run().finished
+    # interrupted: 3 steps through the CLI (one DataLoader worker), then resume the run folder
+    config_file = tmp_path / "resume.yaml"
+    config_file.write_text(yaml.safe_dump(resume_config(root, tmp_path / "cut", workers=1)), encoding="utf-8")
+    assert cli_main(["train", "--config", str(config_file), "--max-steps", "3", "--no-progress"]) == 0
+    assert find_latest_checkpoint(tmp_path / "cut").name == "step_0000003.pth"
+    assert cli_main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+
+    ref = load_checkpoint(tmp_path / "ref" / "checkpoints" / "step_0000006.pth")
+    cut = load_checkpoint(tmp_path / "cut" / "checkpoints" / "step_0000006.pth")
+    assert ref["global_step"] == cut["global_step"] == 6
+    assert_same_state(ref["model"], cut["model"], "model")
+    assert_same_state(ref["extra"], cut["extra"], "extra")  # the L_OCL projection head
+    assert_same_state(ref["optimizer"], cut["optimizer"], "optimizer")
+    assert ref["scheduler"]["_last_lr"] == cut["scheduler"]["_last_lr"] == pytest.approx([1e-5] * 3)
+    mid = load_checkpoint(tmp_path / "cut" / "checkpoints" / "step_0000003.pth")
+    assert any(not torch.equal(mid["model"][k], ref["model"][k]) for k in ref["model"])  # steps 4-6 did train
+
+
+def test_resume_errors(tmp_path: Path):
+    with pytest.raises(CheckpointError, match="no step_"):
+        find_latest_checkpoint(tmp_path)
+    bad = tmp_path / "weights.pth"
+    torch.save({"a": torch.zeros(1)}, bad)
+    with pytest.raises(CheckpointError, match="not a corrvos training checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_rng_and_scheduler_states_round_trip_under_weights_only(tmp_path: Path):
+    import random
+
+    import numpy as np
+
+    from corrvos.training.checkpoint import (
+        capture_rng_state,
+        load_scheduler_state,
+        restore_rng_state,
+        save_checkpoint,
+        scheduler_state,
+    )
+
+    opt = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [2, 4], 0.5)
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    random.random(), np.random.rand(), torch.rand(1)  # noqa: NPY002 - the global RNGs are what is saved
+    save_checkpoint(tmp_path / "c.pth", {"model": {}, "rng": capture_rng_state(), "sched": scheduler_state(sched)})
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))  # noqa: NPY002
+    loaded = torch.load(tmp_path / "c.pth", weights_only=True)
+    assert loaded["format_version"] == 1
+    restore_rng_state(loaded["rng"])
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected  # noqa: NPY002
+    fresh = torch.optim.lr_scheduler.MultiStepLR(torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0),
+                                                 [2, 4], 0.5)
+    load_scheduler_state(fresh, loaded["sched"])
+    assert fresh.state_dict() == sched.state_dict()
