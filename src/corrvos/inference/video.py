@@ -26,6 +26,7 @@ from torch import Tensor
 
 from corrvos.data.io import list_frames, read_image
 from corrvos.data.sequence import image_size
+from corrvos.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # the one definition, re-exported
 from corrvos.errors import DataError
 
 __all__ = [
@@ -47,8 +48,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 

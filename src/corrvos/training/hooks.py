@@ -20,14 +20,15 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from corrvos.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from corrvos.training.checkpoint import save_checkpoint
 
 __all__ = ["StepRecord", "TrainHooks", "clip_panel"]
 
 logger = logging.getLogger(__name__)
 
-_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+_MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
+_STD = np.array(IMAGENET_STD, dtype=np.float32)
 
 
 @dataclass
