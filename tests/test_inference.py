@@ -386,3 +386,13 @@ def test_cuda_matches_cpu(stcn, amp: str, monkeypatch) -> None:
     for a, b in zip(cpu, gpu, strict=True):
         assert b.device.type == "cuda" and b.dtype == torch.float32
         torch.testing.assert_close(b.cpu(), a, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 4, 7])
+def test_channel_argmax_equals_torch_argmax_including_ties(channels):
+    from corrvos.inference.core import channel_argmax
+
+    g = torch.Generator().manual_seed(channels)
+    prob = torch.rand(channels, 33, 47, generator=g)
+    prob[:, :5] = torch.round(prob[:, :5] * 2) / 2  # many exact ties: the first index must win, as in argmax
+    assert torch.equal(channel_argmax(prob), prob.argmax(dim=0))
