@@ -20,13 +20,12 @@ Conventions:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from corrvos.data.io import list_frames, read_label
-from corrvos.data.sequence import VideoSequence, image_size
+from corrvos.data.io import read_label
+from corrvos.data.sequence import SequenceCollection, VideoSequence, image_size, list_sequence_frames
 from corrvos.errors import DataError
 
 __all__ = ["DAVIS_SPLITS", "DavisDataset", "read_sequence_list"]
@@ -66,7 +65,7 @@ def read_sequence_list(path: str | Path) -> list[str]:
     return names
 
 
-class DavisDataset:
+class DavisDataset(SequenceCollection):
     """The sequences of one DAVIS split, read lazily.
 
     Args:
@@ -97,13 +96,6 @@ class DavisDataset:
         self.sequences: list[str] = read_sequence_list(self.imageset_path)
         logger.debug("DAVIS %s %s: %d sequences in %s", self.year, split, len(self.sequences), self.root)
 
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-    def __iter__(self) -> Iterator[VideoSequence]:
-        for name in self.sequences:
-            yield self.sequence(name)
-
     def __repr__(self) -> str:
         return f"DavisDataset(root={str(self.root)!r}, year={self.year!r}, split={self.split!r}, " \
                f"sequences={len(self.sequences)})"
@@ -118,11 +110,7 @@ class DavisDataset:
         if name not in self.sequences:
             raise DataError(self.imageset_path, f"sequence {name!r} is not in this split")
         frame_dir = self.image_root / name
-        if not frame_dir.is_dir():
-            raise DataError(frame_dir, f"frame folder of sequence {name!r} not found")
-        frame_paths = list_frames(frame_dir)
-        if not frame_paths:
-            raise DataError(frame_dir, f"no frames (.jpg/.png) in the folder of sequence {name!r}")
+        frame_paths = list_sequence_frames(frame_dir, name, kind="sequence")
         frame_ids = [p.stem for p in frame_paths]
         size = image_size(frame_paths[0])
 

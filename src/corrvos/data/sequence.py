@@ -12,16 +12,17 @@ Conventions:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from corrvos.data.io import read_image, read_label
+from corrvos.data.io import list_frames, read_image, read_label
 from corrvos.errors import DataError
 
-__all__ = ["VideoSequence", "image_size"]
+__all__ = ["SequenceCollection", "VideoSequence", "image_size", "list_sequence_frames"]
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -131,3 +132,36 @@ class VideoSequence:
         if self.binarize:
             label = (label > 0).astype(np.uint8)
         return label
+
+
+def list_sequence_frames(frame_dir: Path, name: str, *, kind: str = "sequence") -> list[Path]:
+    """Sorted frame files of one sequence folder.
+
+    Raises:
+        DataError: the folder is missing or holds no frames (the message names the ``kind`` and ``name``).
+    """
+    if not frame_dir.is_dir():
+        raise DataError(frame_dir, f"frame folder of {kind} {name!r} not found")
+    frame_paths = list_frames(frame_dir)
+    if not frame_paths:
+        raise DataError(frame_dir, f"no frames (.jpg/.png) in the folder of {kind} {name!r}")
+    return frame_paths
+
+
+class SequenceCollection:
+    """Shared behaviour of a dataset split: ``len`` and iteration over its sequences in split order.
+
+    Subclasses set ``sequences`` (names) and implement ``sequence(name) -> VideoSequence``.
+    """
+
+    sequences: list[str]
+
+    def sequence(self, name: str) -> VideoSequence:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __iter__(self) -> Iterator[VideoSequence]:
+        for name in self.sequences:
+            yield self.sequence(name)

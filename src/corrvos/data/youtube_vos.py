@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 from corrvos.data.io import list_frames
-from corrvos.data.sequence import VideoSequence, image_size
+from corrvos.data.sequence import SequenceCollection, VideoSequence, image_size, list_sequence_frames
 from corrvos.errors import DataError
 
 __all__ = ["YOUTUBE_SPLITS", "YOUTUBE_YEARS", "YouTubeVOSDataset", "read_meta"]
@@ -76,7 +75,7 @@ def read_meta(path: str | Path) -> dict[str, dict[int, list[str]]]:
     return videos
 
 
-class YouTubeVOSDataset:
+class YouTubeVOSDataset(SequenceCollection):
     """The videos of one YouTube-VOS split, read lazily.
 
     Args:
@@ -115,13 +114,6 @@ class YouTubeVOSDataset:
         self.sequences: list[str] = sorted(self.meta)
         logger.debug("YouTube-VOS %s %s: %d videos in %s", self.year, split, len(self.sequences), self.root)
 
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-    def __iter__(self) -> Iterator[VideoSequence]:
-        for name in self.sequences:
-            yield self.sequence(name)
-
     def __repr__(self) -> str:
         return f"YouTubeVOSDataset(root={str(self.root)!r}, year={self.year!r}, split={self.split!r}, " \
                f"all_frames={self.all_frames}, sequences={len(self.sequences)})"
@@ -136,11 +128,7 @@ class YouTubeVOSDataset:
         if name not in self.meta:
             raise DataError(self.meta_path, f"video {name!r} is not in meta.json")
         frame_dir = self.image_root / name
-        if not frame_dir.is_dir():
-            raise DataError(frame_dir, f"frame folder of video {name!r} not found")
-        frame_paths = list_frames(frame_dir)
-        if not frame_paths:
-            raise DataError(frame_dir, f"no frames (.jpg/.png) in the folder of video {name!r}")
+        frame_paths = list_sequence_frames(frame_dir, name, kind="video")
         frame_ids = [p.stem for p in frame_paths]
         index_of = {fid: i for i, fid in enumerate(frame_ids)}
 
