@@ -95,7 +95,6 @@ class ClipUnroller(nn.Module):
         if self.second_view:
             # keys2 only when the losses use them: an output that receives no gradient would stall DDP
             out.keys2 = per_frame(feats.key2)  # [B, T, CK, h, w]
-        if self.second_view:
             out.view2_keys2, out.view2_theta = self._second_view_keys(frames)
         return out
 
