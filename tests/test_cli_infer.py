@@ -203,3 +203,68 @@ def test_video_writer_is_atomic(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="size"):
             video.write(np.zeros((10, 10, 3), np.uint8))
     assert path.is_file() and path.stat().st_size > 0
+
+
+def test_infer_davis_void_in_first_mask_is_not_an_object(tmp_path: Path, checkpoint: Path, capsys) -> None:
+    """DAVIS 255 (void) in the frame-0 annotation is ignored, as documented: it must not become object 255."""
+    root = _davis_root(tmp_path / "DAVIS", seqs=("aaa",), frames=3)
+    first = _scene(0)[1].copy()
+    first[:3] = 255  # a void band
+    write_label(root / "Annotations" / "480p" / "aaa" / "00000.png", first)
+    out = tmp_path / "results"
+    assert main(["infer", "--model", str(checkpoint), "--davis-root", str(root), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    for t in range(3):
+        assert set(np.unique(read_label(out / "aaa" / f"{t:05d}.png")).tolist()) <= {0, 1, 2}
+    assert np.array_equal(read_label(out / "aaa" / "00000.png"), np.where(first == 255, 0, first))
+    assert main(["eval", "--davis-root", str(root), "--results", str(out), "--workers", "1", "--quiet"]) == 0
+
+
+def test_infer_youtube_train_split_gives_only_new_objects(tmp_path: Path, checkpoint: Path) -> None:
+    """On a fully annotated split (YouTube-VOS train), the mask of a frame where a new object appears also shows
+    the known objects; only the new object may be taken from it, the others stay predictions (no GT leak)."""
+    root = tmp_path / "YouTube"
+    vid = "v1"
+    names = [f"{5 * t:05d}" for t in range(4)]
+    scenes = [_scene(t, ids=(1, 3) if t >= 2 else (3,)) for t in range(4)]
+    for name, (rgb, label) in zip(names, scenes, strict=True):
+        write_image(root / "train" / "JPEGImages" / vid / f"{name}.jpg", rgb)
+        write_label(root / "train" / "Annotations" / vid / f"{name}.png", label)  # every object, every frame
+    meta = {"videos": {vid: {"objects": {"3": {"category": "x", "frames": names},
+                                         "1": {"category": "y", "frames": names[2:]}}}}}
+    (root / "train" / "meta.json").write_text(json.dumps(meta))
+    out = tmp_path / "yv_out"
+    assert main(["infer", "--model", str(checkpoint), "--youtube-root", str(root), "--set", "train",
+                 "--out", str(out), "--size", "-1", "--device", "cpu"]) == 0
+    # independent run: frame 0 gives object 3, frame 2 gives only object 1's mask
+    from corrvos.models import load_model
+
+    core = InferenceCore(load_model(checkpoint))
+    for t, name in enumerate(names):
+        rgb = cv2.cvtColor(cv2.imread(str(root / "train" / "JPEGImages" / vid / f"{name}.jpg")), cv2.COLOR_BGR2RGB)
+        label = scenes[t][1]
+        mask = {0: np.where(label == 3, 3, 0), 2: np.where(label == 1, 1, 0)}.get(t)
+        prob = core.step(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255,
+                         None if mask is None else torch.from_numpy(mask).long(), end=t == 3)
+        expected = core.prob_to_mask(prob).numpy()
+        assert np.array_equal(read_label(out / "Annotations" / vid / f"{name}.png"), expected), name
+    # object 3 is predicted, not copied from the ground truth, on frame 2
+    assert not np.array_equal(read_label(out / "Annotations" / vid / f"{names[2]}.png"), scenes[2][1])
+
+
+def test_output_path_that_is_a_file_is_a_clear_error(tmp_path: Path, checkpoint: Path, capsys) -> None:
+    root = _davis_root(tmp_path / "DAVIS", seqs=("aaa",), frames=3)
+    blocker = tmp_path / "out"
+    blocker.write_text("")
+    assert main(["infer", "--model", str(checkpoint), "--davis-root", str(root), "--out", str(blocker),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("corrvos infer: error: ") and str(blocker) in err
+    video = tmp_path / "clip.mp4"
+    _write_mp4(video, frames=2)
+    mask = tmp_path / "first.png"
+    write_label(mask, _scene(0)[1])
+    assert main(["segment", "--model", str(checkpoint), "--video", str(video), "--mask", str(mask), "--out",
+                 str(blocker), "--device", "cpu", "--size", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("corrvos segment: error: ") and str(blocker) in err

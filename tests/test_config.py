@@ -159,3 +159,50 @@ def test_cli_print_config_and_bad_config_exit_status(tmp_path: Path, capsys: pyt
     assert cli_main(["train", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "corrvos train: error:" in err and str(bad) in err and "optim.momentum" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        # official-mode losses need the key_proj2 head of arch stcn_corr (else the trainer failed with a traceback)
+        ("model: {arch: stcn}\nloss: {mode: official}\n", "needs model.arch 'stcn_corr'"),
+        ("model: {arch: stcn}\nstages:\n  - {name: main, loss: {mode: official}}\n", "needs model.arch 'stcn_corr'"),
+        # a max skip below 1 later in the curriculum failed only when the curriculum reached it
+        ("stages:\n  - {name: main, data: {max_skip_values: [5, 0], max_skip_fractions: [0.5]}}\n",
+         "max_skip_values must be >= 1"),
+        # a single-object stage after a multi-object one failed only when that stage started
+        ("stages:\n  - {name: main}\n  - {name: static, single_object: true}\n", "single-object stage"),
+        # a subset list was silently ignored for these kinds; a bad synthetic size raised an IndexError later
+        ("stages:\n  - {name: s, data: {datasets: [{kind: static, root: x, subset: a.txt}]}}\n",
+         "subset is only read for davis, youtube and synthetic"),
+        ("stages:\n  - {name: s, data: {datasets: [{kind: synthetic, size: [64]}]}}\n", "size must be [H, W]"),
+        # optimiser values: grad_clip 0 silently zeroed every gradient; negative lrs / decay raised in torch later
+        ("optim: {grad_clip: 0}\n", "optim.grad_clip must be > 0"),
+        ("optim: {encoder_lr_scale: -0.2}\n", "optim.encoder_lr_scale must be > 0"),
+        ("optim: {weight_decay: -1.0e-7}\n", "optim.weight_decay must be >= 0"),
+        ("optim: {gamma: 0}\n", "optim.gamma must be > 0"),
+        # loss frame indices outside the clip raised a ValueError traceback at the first training step
+        ("loss: {mode: paper, pcl_frame_t1: 3}\n", "loss.pcl_frame_t1 = 3 is outside a clip of 3 frames"),
+        ("loss: {mode: paper, ocl_frame_q: -4}\n", "loss.ocl_frame_q = -4 is outside a clip of 3 frames"),
+    ],
+)
+def test_inconsistent_recipes_fail_at_load_time(tmp_path: Path, text: str, needle: str):
+    path = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert needle in str(info.value)
+
+
+def test_consistent_recipes_still_load(tmp_path: Path):
+    ok = write(tmp_path, "ok.yaml", "model: {arch: stcn_corr}\nloss: {mode: official}\nstages:\n"
+               "  - {name: static, single_object: true}\n  - {name: main, loss: {mode: none}}\n")
+    cfg = load_config(ok)
+    assert [stage_loss_config(cfg, s).mode for s in cfg.stages] == ["official", "none"]
+    cfg = load_config(None, ["loss.mode=none"])  # arch stcn with official mode switched off per stage
+    assert stage_loss_config(cfg, cfg.stages[0]).mode == "none"
+    # frame indices are checked against each stage's own T, and only for the terms that run
+    cfg = load_config(None, ["loss.pcl_frame_t1=5", "stages.main.data.num_frames=8"])
+    assert stage_loss_config(cfg, cfg.stages[0]).pcl_frame_t1 == 5
+    cfg = load_config(None, ["loss.pcl_frame_t1=5", "loss.pcl_weight=0", "loss.mode=paper"])
+    assert stage_loss_config(cfg, cfg.stages[0]).pcl_weight == 0

@@ -396,3 +396,26 @@ def test_channel_argmax_equals_torch_argmax_including_ties(channels):
     prob = torch.rand(channels, 33, 47, generator=g)
     prob[:, :5] = torch.round(prob[:, :5] * 2) / 2  # many exact ties: the first index must win, as in argmax
     assert torch.equal(channel_argmax(prob), prob.argmax(dim=0))
+
+
+def test_copy_first_frame_baseline_drops_void(tmp_path) -> None:
+    """The baseline copies the frame-0 objects; DAVIS void (255) is no object (it would be an id > N in eval)."""
+    from corrvos.data.io import read_label, write_image, write_label
+    from corrvos.evaluation import evaluate_davis
+    from corrvos.inference.baseline import copy_first_frame
+
+    root = tmp_path / "DAVIS"
+    _, labels = moving_video(t_len=4, h=32, w=48)
+    first = labels[0].copy()
+    first[:2] = 255  # a void band in the first annotation
+    for t, lab in enumerate([first, *labels[1:]]):
+        write_image(root / "JPEGImages" / "480p" / "s" / f"{t:05d}.jpg", np.zeros((32, 48, 3), np.uint8))
+        write_label(root / "Annotations" / "480p" / "s" / f"{t:05d}.png", lab)
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("s\n")
+    out = copy_first_frame(root, tmp_path / "res", progress=False)
+    expected = np.where(first == 255, 0, first)
+    for t in range(4):
+        assert np.array_equal(read_label(out / "s" / f"{t:05d}.png"), expected)
+    res = evaluate_davis(root, out, workers=1, write_csv=False, progress=False)
+    assert res.object_names == ["s_1", "s_2", "s_3", "s_4", "s_5"]  # N = 5 from frame 0 (ids 2 and 5)

@@ -156,3 +156,23 @@ def test_list_frames_sorted_and_filtered(tmp_path: Path):
     assert [p.name for p in list_frames(tmp_path)] == ["00001.PNG", "00002.jpg", "00003.jpeg", "00010.jpg"]
     with pytest.raises(DataError, match="folder not found"):
         list_frames(tmp_path / "missing")
+
+
+def test_read_image_ignores_exif_orientation(tmp_path: Path):
+    """Pixels as stored, like PIL (the official loaders) and the header size used by the readers: an EXIF
+    rotation must not turn a 40x60 frame into 60x40 (it would no longer match its mask)."""
+    from corrvos.data.sequence import image_size
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[:10, :, 0] = 250  # a red top band
+    img = Image.fromarray(rgb)
+    exif = img.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees on display
+    path = tmp_path / "phone.jpg"
+    img.save(path, quality=95, exif=exif)
+    out = read_image(path)
+    with Image.open(path) as pil:
+        reference = np.array(pil.convert("RGB"))
+    assert out.shape == reference.shape == (40, 60, 3) and image_size(path) == (40, 60)
+    assert np.abs(out.astype(int) - reference.astype(int)).max() <= 8  # same pixels up to JPEG decoder rounding
+    assert out[:10, :, 0].mean() > 200 and out[20:, :, 0].mean() < 50

@@ -125,6 +125,19 @@ def test_config_validation_and_presets():
     assert LossConfig.paper().uses_projection_head and not off.uses_projection_head
 
 
+def test_config_rejects_wrong_types_with_a_config_error():
+    # from_dict promises a ConfigError for bad values; a string weight used to escape as a TypeError from `<`
+    with pytest.raises(ConfigError, match=r"loss\.pcl_weight: must be float"):
+        LossConfig.from_dict({"pcl_weight": "0.2"})
+    with pytest.raises(ConfigError, match=r"loss\.temp_grid: must be int"):
+        LossConfig.from_dict({"temp_grid": 8.5})
+    with pytest.raises(ConfigError, match=r"loss\.pcl_label_within_clip: must be bool"):
+        LossConfig.from_dict({"pcl_label_within_clip": "yes"})
+    with pytest.raises(ConfigError, match=r"loss\.ocl_num_objects: must be int"):
+        LossConfig(ocl_num_objects=True)
+    assert LossConfig.from_dict({"pcl_weight": 1}).pcl_weight == 1  # an int is a valid float
+
+
 # --- compute_losses ---------------------------------------------------------------------------------------------
 
 

@@ -28,3 +28,37 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("crash while writing")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_output_folder_blocked_by_a_file_is_a_data_error(tmp_path):
+    """A file where an output folder must go is a user error naming the path (the CLI prints it, exit 2)."""
+    from corrvos.errors import DataError
+    from corrvos.utils import make_output_dir
+
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError) as exc:
+        atomic_write_text(blocker / "seq" / "out.txt", "x")
+    assert str(blocker) in str(exc.value) and "not a folder" in str(exc.value)
+    with pytest.raises(DataError, match="not a folder"):
+        make_output_dir(blocker / "masks")
+    assert make_output_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b" and (tmp_path / "a" / "b").is_dir()
+    assert blocker.read_text() == "not a folder"
+
+
+def test_cli_output_path_that_is_a_file(tmp_path, capsys):
+    from corrvos.cli import main
+
+    blocker = tmp_path / "out"
+    blocker.write_text("")
+    root = tmp_path / "ds"
+    assert main(["synth", "--out", str(root), "--sequences", "2", "--frames", "4", "--size", "16x16",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    from corrvos.inference.baseline import copy_first_frame
+
+    copy_first_frame(root, tmp_path / "res", progress=False)
+    assert main(["eval", "--davis-root", str(root), "--results", str(tmp_path / "res"), "--output", str(blocker),
+                 "--workers", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("corrvos eval: error: ") and str(blocker) in err and "Traceback" not in err

@@ -118,3 +118,31 @@ def test_pack_youtube_layout_and_checks(tmp_path) -> None:
     assert cli_main(["pack-youtube", "--results", str(res), "--out", str(bad)]) == 0
     with zipfile.ZipFile(bad) as zf:
         assert len([n for n in zf.namelist() if n.endswith(".png")]) == 7
+
+
+def test_pack_youtube_fills_frames_before_the_first_reference_mask(tmp_path) -> None:
+    """`corrvos infer` writes nothing before a video's first reference mask (as the official scripts); the zip
+    still needs a PNG for every frame, so those frames are packed as background. Other missing frames stay errors."""
+    root = make_youtube_root(tmp_path, {"a": (16, 24), "b": (20, 30)})
+    write_label(root / "valid" / "Annotations" / "a" / "00000.png", np.ones((16, 24), np.uint8))
+    write_label(root / "valid" / "Annotations" / "b" / "00005.png", np.ones((20, 30), np.uint8))  # starts late
+    res = tmp_path / "res" / "Annotations"
+    for vid, (h, w), names in (("a", (16, 24), FRAMES[:3]), ("b", (20, 30), FRAMES[1:3])):
+        for name in names:
+            write_label(res / vid / f"{name}.png", np.full((h, w), 1, np.uint8))
+    out = tmp_path / "sub.zip"
+    assert cli_main(["pack-youtube", "--results", str(res.parent), "--out", str(out), "--youtube-root",
+                     str(root)]) == 0
+    with zipfile.ZipFile(out) as zf:
+        names = sorted(n for n in zf.namelist() if n.endswith(".png"))
+        assert names == [f"Annotations/{v}/{f}.png" for v in "ab" for f in FRAMES[:3]]
+        zf.extractall(tmp_path / "x")
+    blank = tmp_path / "x" / "Annotations" / "b" / "00000.png"
+    assert np.array_equal(read_label(blank), np.zeros((20, 30), np.uint8))
+    with Image.open(blank) as img:
+        assert img.mode == "P"
+    assert np.array_equal(read_label(tmp_path / "x" / "Annotations" / "b" / "00005.png"), np.ones((20, 30)))
+    # a frame after the first reference mask is still required
+    (res / "b" / "00010.png").unlink()
+    with pytest.raises(DataError, match=r"b/00010\.png: missing"):
+        pack_youtube(res, tmp_path / "bad.zip", youtube_root=root)

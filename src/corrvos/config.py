@@ -283,6 +283,8 @@ def _validate(cfg: TrainConfig, source: str) -> None:
             raise ConfigError(f"{source}: {where}: data.crop_size must be a positive multiple of 16")
         if data.num_frames < 2 or data.max_objects < 1:
             raise ConfigError(f"{source}: {where}: data.num_frames must be >= 2 and data.max_objects >= 1")
+        if any(v < 1 for v in data.max_skip_values):
+            raise ConfigError(f"{source}: {where}: data.max_skip_values must be >= 1, got {data.max_skip_values}")
         if len(data.max_skip_values) != len(data.max_skip_fractions) + 1:
             raise ConfigError(
                 f"{source}: {where}: data.max_skip_values needs exactly one more entry than data.max_skip_fractions"
@@ -296,7 +298,36 @@ def _validate(cfg: TrainConfig, source: str) -> None:
         for spec in data.datasets:
             if spec.repeat < 1:
                 raise ConfigError(f"{source}: {where}: data.datasets repeat must be >= 1")
-        stage_loss_config(cfg, stage, source)
+            if spec.subset is not None and spec.kind not in ("davis", "youtube", "synthetic"):
+                raise ConfigError(f"{source}: {where}: a {spec.kind} dataset has a subset, but a subset is only read "
+                                  "for davis, youtube and synthetic datasets")
+            if spec.kind == "synthetic" and (len(spec.size) != 2 or min(spec.size) < 1 or spec.sequences < 1):
+                raise ConfigError(f"{source}: {where}: synthetic size must be [H, W] of positive sizes and sequences "
+                                  f">= 1, got size {spec.size} and {spec.sequences} sequences")
+        if stage.single_object and any(not s.single_object for s in cfg.stages[:i]):
+            raise ConfigError(f"{source}: {where}: a single-object stage cannot follow a multi-object stage")
+        loss = stage_loss_config(cfg, stage, source)
+        if loss.mode == "official" and cfg.model.arch != "stcn_corr":
+            raise ConfigError(f"{source}: {where}: loss.mode 'official' needs model.arch 'stcn_corr' (its key_proj2 "
+                              f"head), got {cfg.model.arch!r}")
+        frame_fields = []
+        if loss.mode == "paper" and loss.pcl_weight > 0:
+            frame_fields += ["pcl_remote_frame", "pcl_frame_t1", "pcl_frame_t2"]
+        if loss.mode == "paper" and loss.ocl_weight > 0:
+            frame_fields += ["ocl_frame_p", "ocl_frame_q"]
+        for name in frame_fields:
+            index = getattr(loss, name)
+            if not -data.num_frames <= index < data.num_frames:
+                raise ConfigError(f"{source}: {where}: loss.{name} = {index} is outside a clip of {data.num_frames} "
+                                  f"frames")
+    optim = cfg.optim
+    for name in ("encoder_lr_scale", "encoder_deep_lr_scale", "gamma"):
+        if getattr(optim, name) <= 0:
+            raise ConfigError(f"{source}: optim.{name} must be > 0, got {getattr(optim, name)}")
+    if optim.weight_decay < 0:
+        raise ConfigError(f"{source}: optim.weight_decay must be >= 0, got {optim.weight_decay}")
+    if optim.grad_clip is not None and optim.grad_clip <= 0:
+        raise ConfigError(f"{source}: optim.grad_clip must be > 0 (or null: no clipping), got {optim.grad_clip}")
     for name in ("log_interval", "save_interval", "keep_checkpoints"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{source}: '{name}' must be positive")

@@ -1,4 +1,4 @@
-"""Small helpers shared across the package: atomic file writes.
+"""Small helpers shared across the package: atomic file writes, output folders.
 
 Outputs and checkpoints are written to a temporary file in the destination folder and moved into place with
 ``os.replace``, so a crash never leaves a half-written file under the final name.
@@ -12,7 +12,24 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text"]
+from corrvos.errors import DataError
+
+__all__ = ["atomic_path", "atomic_write_text", "make_output_dir"]
+
+
+def make_output_dir(path: str | Path) -> Path:
+    """Create the output folder ``path`` (and its parents) if needed and return it.
+
+    Raises:
+        DataError: a file stands where the folder (or one of its parents) must go.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise DataError(blocker, "is a file, not a folder: cannot write outputs under it") from exc
+    return path
 
 
 @contextlib.contextmanager
@@ -25,7 +42,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
             infer the format from the extension, like OpenCV and PIL, still work).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_output_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix,
                                dir=path.parent)
     os.close(fd)

@@ -125,9 +125,12 @@ def infer_sequence(core: Any, seq: Any, out_dir: Any, *, progress: bool = True) 
             continue
         image = torch.from_numpy(seq.read_frame(t)).permute(2, 0, 1).float().div(255)  # [3, H, W]
         mask = torch.from_numpy(seq.read_mask(t).astype("int64")) if has_mask else None
+        # only the objects this mask introduces: DAVIS void (255) is no object, and on a fully annotated split
+        # (YouTube-VOS train) the known objects of this frame must stay predictions
+        objects = seq.objects_at(t) if has_mask else None
         sync()
         start = time.perf_counter()
-        prob = core.step(image, mask, end=end)
+        prob = core.step(image, mask, objects, end=end)
         label = core.prob_to_mask(prob).to("cpu", torch.uint8).numpy() if save else None
         sync()
         seconds += time.perf_counter() - start
@@ -145,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     from corrvos.errors import ConfigError
     from corrvos.inference import InferenceCore
     from corrvos.models import load_model
+    from corrvos.utils import make_output_dir
 
     dataset, layout = _open_dataset(args)
     names = list(dataset.sequences)
@@ -163,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     model.eval()
     out = Path(args.out)
     out_root = out / "Annotations" if layout == "youtube" else out
-    out_root.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out_root)
 
     total_frames, total_seconds = 0, 0.0
     bar = tqdm(names, desc=f"infer {layout}", unit="seq")

@@ -9,9 +9,10 @@ DESCRIPTION = """\
 Write the YouTube-VOS submission zip: Annotations/<video>/<frame>.png, one palette PNG per frame.
 
 With --youtube-root, every frame listed in <root>/<split>/JPEGImages/<video> must have a prediction of the same
-size; only those frames are packed (extra frames from all-frames inference are left out). All missing or
-wrongly sized PNGs are reported at once, with exit status 2 and no zip. Without --youtube-root, every
-<video>/*.png of the results folder is packed as is.
+size; only those frames are packed (extra frames from all-frames inference are left out). Frames before a
+video's first reference mask (<split>/Annotations/<video>) that have no prediction, as `corrvos infer` and the
+official scripts leave them, are packed as background. All missing or wrongly sized PNGs are reported at once,
+with exit status 2 and no zip. Without --youtube-root, every <video>/*.png of the results folder is packed as is.
 
 example:
   corrvos pack-youtube --results output/yt19-valid --out output/yt19-valid.zip --youtube-root data/YouTube2019

@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from corrvos.inference import InferenceCore
     from corrvos.inference.video import open_frames, to_float_image
     from corrvos.models import load_model
+    from corrvos.utils import make_output_dir
     from corrvos.visualize.overlay import VideoWriter, overlay
 
     if args.top_k < 1 or args.mem_every < 1:
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     mask_dir = out / "masks"
-    mask_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(mask_dir)
     writer = contextlib.nullcontext() if args.no_overlay else VideoWriter(out / "overlay.mp4",
                                                                            fps=args.fps or source.fps)
     frames, seconds = 0, 0.0

@@ -115,7 +115,8 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "image not found")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    # pixels as stored, as PIL (the official loaders) and image_size() see them: no EXIF rotation
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None:
         raise DataError(path, "cannot decode image (corrupt or unsupported format)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # [H, W, 3] RGB

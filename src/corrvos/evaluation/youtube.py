@@ -18,6 +18,7 @@ the conventions that papers and visionml/pytracking:pytracking/analysis/evaluate
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import zipfile
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from corrvos.data.io import read_label
+from corrvos.data.io import DAVIS_PALETTE, read_label
 from corrvos.errors import DataError
 from corrvos.evaluation.metrics import boundary_radius, frame_scores
 from corrvos.evaluation.parallel import raise_problems, run_pool
@@ -190,6 +191,15 @@ def evaluate_youtube(gt_dir: str | Path, results_dir: str | Path, *, videos: lis
     return result
 
 
+def _background_png(size: tuple[int, int]) -> bytes:
+    """An all-background palette PNG (DAVIS palette) of ``size`` = (W, H)."""
+    img = Image.new("P", size, 0)
+    img.putpalette(DAVIS_PALETTE.reshape(-1).tolist())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _png_problem(path: Path, size: tuple[int, int] | None) -> str | None:
     """Header check of a submission PNG: exists, palette/grayscale, and (W, H) == size when given."""
     if not path.is_file():
@@ -215,7 +225,9 @@ def pack_youtube(results_dir: str | Path, out_zip: str | Path, *, youtube_root: 
         out_zip: the zip file to write (atomically).
         youtube_root: YouTube-VOS root; when given, every frame of ``<split>/JPEGImages/<video>`` must have a
             prediction of its size, and only those frames are packed (extra frames, e.g. from all-frames
-            inference, are left out).
+            inference, are left out); frames before the video's first reference mask in
+            ``<split>/Annotations/<video>`` that have no prediction (the official scripts write none) are packed
+            as background.
         split: ``valid`` or ``test``.
 
     Returns:
@@ -230,6 +242,7 @@ def pack_youtube(results_dir: str | Path, out_zip: str | Path, *, youtube_root: 
     if not src.is_dir():
         raise DataError(src, "results folder not found")
     entries: list[tuple[str, Path]] = []  # (video, png)
+    blanks: dict[Path, tuple[int, int]] = {}  # frames before a video's first reference mask: (W, H) of background
     problems: list[str] = []
     if youtube_root is not None:
         frames_root = Path(youtube_root) / split / "JPEGImages"
@@ -242,10 +255,16 @@ def pack_youtube(results_dir: str | Path, out_zip: str | Path, *, youtube_root: 
             if listed and listed != set(videos):
                 logger.warning("%s lists %d videos, %s holds %d", meta, len(listed), frames_root, len(videos))
         for video in videos:
+            # the official scripts (and `corrvos infer`) write nothing before the first reference mask
+            refs = sorted((Path(youtube_root) / split / "Annotations" / video).glob("*.png"))
             for jpg in sorted((frames_root / video).glob("*.jpg")):
                 with Image.open(jpg) as img:
                     size = img.size  # (W, H)
                 png = src / video / f"{jpg.stem}.png"
+                if refs and jpg.stem < refs[0].stem and not png.exists():
+                    blanks[png] = size
+                    entries.append((video, png))
+                    continue
                 problem = _png_problem(png, size)
                 if problem:
                     problems.append(problem)
@@ -270,6 +289,11 @@ def pack_youtube(results_dir: str | Path, out_zip: str | Path, *, youtube_root: 
             if video not in seen:
                 zf.writestr(f"Annotations/{video}/", b"")
                 seen.add(video)
-            zf.write(png, f"Annotations/{video}/{png.name}")
+            if png in blanks:
+                zf.writestr(f"Annotations/{video}/{png.name}", _background_png(blanks[png]))
+            else:
+                zf.write(png, f"Annotations/{video}/{png.name}")
+    if blanks:
+        logger.info("%d frame(s) before their video's first reference mask packed as background", len(blanks))
     logger.info("wrote %d PNGs of %d videos to %s", len(entries), len({v for v, _ in entries}), out_zip)
     return len(entries)

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from corrvos.data.davis import DavisDataset
-from corrvos.data.io import read_label, write_label
+from corrvos.data.io import write_label
 
 __all__ = ["copy_first_frame"]
 
 
 def copy_first_frame(davis_root: str | Path, out_dir: str | Path, *, split: str = "val", year: str = "2017",
                      progress: bool = True) -> Path:
-    """Write ``<out_dir>/<seq>/<frame id>.png`` = the frame-0 annotation, for every frame of every sequence.
+    """Write ``<out_dir>/<seq>/<frame id>.png``: the frame-0 objects (void 255 -> 0) for every frame of every sequence.
 
     Args:
         davis_root: a DAVIS-layout root (``JPEGImages/480p``, ``Annotations/480p``, ``ImageSets``).
@@ -35,7 +36,8 @@ def copy_first_frame(davis_root: str | Path, out_dir: str | Path, *, split: str 
     out_dir = Path(out_dir)
     for name in tqdm(dataset.sequences, desc="copy-first-frame", unit="seq", disable=not progress):
         seq = dataset.sequence(name)
-        first = read_label(seq.mask_paths[0])
+        first = seq.read_mask(0)
+        first[~np.isin(first, seq.object_ids)] = 0  # only the objects: DAVIS void (255) is background
         for frame_id in seq.frame_ids:
             write_label(out_dir / name / f"{frame_id}.png", first)
     return out_dir

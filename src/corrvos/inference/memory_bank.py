@@ -10,7 +10,7 @@ Conventions (shape legend of :mod:`corrvos.types`):
   own bank started at its first annotated frame (every later memory frame is added to every group);
 - the temporary entry (STCN's ``include_last``) holds one frame that is appended after the permanent frames when
   reading and is dropped by the next insertion of any kind;
-- reading calls the model's ``read_memory`` (L2 affinity, top-k softmax without max-subtraction, readout) once
+- reading calls the model's ``read_memory`` (L2 affinity, top-k softmax of ``topk_softmax``, readout) once
   per group, so all objects of a group share one affinity.
 """
 

@@ -23,6 +23,7 @@ from corrvos.errors import ConfigError
 __all__ = ["MODES", "LossConfig"]
 
 MODES = ("none", "paper", "official")
+_FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
 
 @dataclass
@@ -83,6 +84,10 @@ class LossConfig:
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first invalid field."""
+        for f in fields(self):  # annotations are strings here (postponed evaluation)
+            value = getattr(self, f.name)
+            if not isinstance(value, _FIELD_TYPES[f.type]) or (f.type != "bool" and isinstance(value, bool)):
+                raise ConfigError(f"loss.{f.name}: must be {f.type}, got {value!r}")
         if self.mode not in MODES:
             raise ConfigError(f"loss.mode: {self.mode!r} is not one of {', '.join(MODES)}")
         if self.ocl_similarity not in ("cosine", "dot"):

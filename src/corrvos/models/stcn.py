@@ -223,7 +223,7 @@ class STCN(nn.Module):
             mem_key: [B, CK, T, h, w] memory keys.
             mem_value: [B, N, CV, T, h, w] memory values.
             query_key: [B, CK, h, w] query keys.
-            top_k: keep the top-k affinities per query (inference; no max-subtraction) or, when ``None``, use the
+            top_k: keep the top-k affinities per query (inference; see ``topk_softmax``) or, when ``None``, use the
                 full max-subtracted softmax (training).
 
         Returns:
