@@ -268,3 +268,15 @@ def test_output_path_that_is_a_file_is_a_clear_error(tmp_path: Path, checkpoint:
                  str(blocker), "--device", "cpu", "--size", "-1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("corrvos segment: error: ") and str(blocker) in err
+
+
+def test_segment_rejects_bad_fps_before_work(tmp_path: Path, checkpoint: Path, capsys) -> None:
+    video = tmp_path / "clip.mp4"
+    _write_mp4(video, frames=2)
+    mask = tmp_path / "first.png"
+    write_label(mask, _scene(0)[1])
+    out = tmp_path / "seg"
+    assert main(["segment", "--model", str(checkpoint), "--video", str(video), "--mask", str(mask), "--out",
+                 str(out), "--device", "cpu", "--size", "-1", "--fps", "-5"]) == 2
+    assert "--fps" in capsys.readouterr().err
+    assert not out.exists()  # nothing written

@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--top-k and --mem-every must be >= 1")
     if not 0.0 <= args.alpha <= 1.0:
         raise ConfigError(f"--alpha must lie in [0, 1], got {args.alpha}")
+    if args.fps is not None and not args.fps > 0:
+        raise ConfigError(f"--fps must be > 0, got {args.fps}")
     source = open_frames(args.video)
     if not 0 <= args.mask_frame < len(source):
         raise ConfigError(f"--mask-frame {args.mask_frame} is outside the video's {len(source)} frames")
