@@ -223,7 +223,9 @@ class Trainer:
         cfg = self.cfg
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
+            # warn_only: an op without a deterministic CUDA kernel (e.g. grid_sample's backward in official mode)
+            # warns instead of stopping the run; such a run is then not guaranteed to resume bit-exactly
+            torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = not cfg.deterministic
         torch.manual_seed(derive_seed(cfg.seed, "global", self.dist.rank) & 0x7FFFFFFF)
         self.out_dir.mkdir(parents=True, exist_ok=True)
