@@ -172,6 +172,10 @@ def worker(args: argparse.Namespace) -> dict:
         run = lambda keep: run_official(official, model, frames.to(device), first, amp=args.amp, keep_probs=keep)  # noqa: E731
     else:
         model = build_model(args.seed).to(device)
+        if args.fold_bn:  # `corrvos infer --fold-bn`
+            from corrvos.models.fuse import fold_batchnorm
+
+            fold_batchnorm(model)
         run = lambda keep: run_corrvos(model, frames.to(device), first, amp=args.amp, keep_probs=keep)  # noqa: E731
     with torch.inference_mode():
         for _ in range(args.warmup):  # warm-up (CUDA lazy loading, cuDNN heuristics, allocator); not timed
@@ -185,7 +189,8 @@ def worker(args: argparse.Namespace) -> dict:
             times.append(seconds)
         seconds = float(np.median(times))
     record = {
-        "engine": args.engine, "device": args.device, "amp": args.amp, "frames": args.frames,
+        "engine": args.engine, "fold_bn": args.engine == "corrvos" and args.fold_bn,
+        "device": args.device, "amp": args.amp, "frames": args.frames,
         "size": [args.height, args.width], "objects": args.objects, "seconds": seconds, "fps": args.frames / seconds,
         "all_seconds": times,
         "threads": torch.get_num_threads(), "tf32_conv": torch.backends.cudnn.allow_tf32,
@@ -211,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="cuda is skipped when unavailable")
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="CUDA runs only")
     p.add_argument("--no-tf32", action="store_true", help="CUDA: disable TF32 convolutions/matmuls (exact fp32)")
+    p.add_argument("--fold-bn", action="store_true",
+                   help="corrvos: fold BatchNorm into the convs (as infer --fold-bn); faster, float-rounding diffs")
     p.add_argument("--official-root", default=str(DEFAULT_OFFICIAL), help="official STCN checkout (optional)")
     p.add_argument("--no-official", action="store_true", help="skip the official comparison")
     p.add_argument("--out", default=None, help="JSON file for the results")
@@ -238,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                        "--frames", str(args.frames), "--height", str(args.height), "--width", str(args.width),
                        "--objects", str(args.objects), "--seed", str(args.seed), "--warmup", str(args.warmup),
                        "--repeats", str(args.repeats), "--official-root",
-                       args.official_root, "--probs-out", probs, *(["--no-tf32"] if args.no_tf32 else [])]
+                       args.official_root, "--probs-out", probs, *(["--no-tf32"] if args.no_tf32 else []),
+                       *(["--fold-bn"] if args.fold_bn else [])]
                 pythonpath = os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])
                 env = dict(os.environ, PYTHONPATH=pythonpath)
                 res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)

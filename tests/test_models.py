@@ -281,3 +281,33 @@ def test_parameter_groups_as_official_corr_training(corr: STCN) -> None:
     assert ids["key_encoder.layer3.5.conv3.weight"] in la and ids["value_encoder.layer2.0.conv1.bias"] in la
     assert ids["key_proj2.key_proj.weight"] in r and ids["decoder.fuser.block1.conv1.weight"] in r
     assert not (e & la or e & r or la & r)
+
+
+def test_fold_batchnorm_keeps_outputs_and_removes_every_batchnorm():
+    import copy
+
+    from torch import nn
+
+    from corrvos.models.fuse import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = STCN().eval()
+    g = torch.Generator().manual_seed(1)
+    for mod in model.modules():  # non-trivial statistics, so a wrong fold cannot pass
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.copy_(torch.rand(mod.num_features, generator=g) - 0.5)
+            mod.running_var.copy_(torch.rand(mod.num_features, generator=g) + 0.5)
+            mod.weight.data.copy_(torch.rand(mod.num_features, generator=g) + 0.5)
+            mod.bias.data.copy_(torch.rand(mod.num_features, generator=g) - 0.5)
+    fused = fold_batchnorm(copy.deepcopy(model))
+    assert fused.folded_batchnorms == 58
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    frame = torch.randn(1, 3, 64, 96, generator=g)
+    masks = torch.rand(1, 2, 64, 96, generator=g)
+    with torch.inference_mode():
+        a, b = model.encode_key(frame), fused.encode_key(frame)
+        va, vb = model.encode_value(frame, a.f16, masks), fused.encode_value(frame, b.f16, masks)
+    for x, y in [(a.key, b.key), (a.f16, b.f16), (a.f8, b.f8), (a.f4, b.f4), (va, vb)]:
+        assert torch.allclose(x, y, rtol=1e-4, atol=1e-4 * float(x.abs().max()))
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(STCN().train())

@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "resized back (default: none for DAVIS, 480 for YouTube-VOS; -1 disables)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast (CUDA only)")
+    parser.add_argument("--fold-bn", action="store_true",
+                        help="fold the BatchNorm layers into the convolutions: about 5%% faster, outputs equal to "
+                             "float rounding (not bit-comparable with the official code, so off by default)")
 
 
 def pick_device(name: str) -> Any:
@@ -148,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from corrvos.errors import ConfigError
     from corrvos.inference import InferenceCore
     from corrvos.models import load_model
+    from corrvos.models.fuse import fold_batchnorm
     from corrvos.utils import make_output_dir
 
     dataset, layout = _open_dataset(args)
@@ -164,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     check_amp(args.amp, device)
     model = load_model(args.model, map_location=device)
+    if args.fold_bn:
+        fold_batchnorm(model)
     model.eval()
     out = Path(args.out)
     out_root = out / "Annotations" if layout == "youtube" else out

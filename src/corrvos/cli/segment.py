@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-last", action="store_true", help="keep the previous frame as temporary memory")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast (CUDA only)")
+    parser.add_argument("--fold-bn", action="store_true",
+                        help="fold the BatchNorm layers into the convolutions: about 5%% faster, outputs equal to "
+                             "float rounding (not bit-comparable with the official code, so off by default)")
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     parser.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay (default 0.5)")
     parser.add_argument("--fps", type=float, default=None,
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from corrvos.inference import InferenceCore
     from corrvos.inference.video import open_frames, to_float_image
     from corrvos.models import load_model
+    from corrvos.models.fuse import fold_batchnorm
     from corrvos.utils import make_output_dir
     from corrvos.visualize.overlay import VideoWriter, overlay
 
@@ -101,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     check_amp(args.amp, device)
     model = load_model(args.model, map_location=device)
+    if args.fold_bn:
+        fold_batchnorm(model)
     model.eval()
     core = InferenceCore(model, top_k=args.top_k, mem_every=args.mem_every, include_last=args.include_last,
                          internal_size=None if args.size <= 0 else args.size, amp=args.amp)
