@@ -280,3 +280,16 @@ def test_segment_rejects_bad_fps_before_work(tmp_path: Path, checkpoint: Path, c
                  str(out), "--device", "cpu", "--size", "-1", "--fps", "-5"]) == 2
     assert "--fps" in capsys.readouterr().err
     assert not out.exists()  # nothing written
+
+
+def test_segment_fold_bn_runs_and_echoes_the_first_mask(tmp_path: Path, checkpoint: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    _write_mp4(video)
+    mask = tmp_path / "first.png"
+    write_label(mask, _scene(0)[1])
+    out = tmp_path / "seg"
+    rc = main(["segment", "--model", str(checkpoint), "--video", str(video), "--mask", str(mask), "--out", str(out),
+               "--size", "-1", "--device", "cpu", "--no-overlay", "--fold-bn"])
+    assert rc == 0
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{t:05d}.png" for t in range(5)]
+    assert np.array_equal(read_label(out / "masks" / "00000.png"), _scene(0)[1])

@@ -47,18 +47,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "as the official STCN evaluation")
     parser.add_argument("--sequences", nargs="+", default=None, metavar="NAME", help="only these sequences")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--top-k", type=int, default=20, help="memory positions kept per query (default 20)")
-    parser.add_argument("--mem-every", type=int, default=5,
-                        help="a memory frame every N frames (default 5; the STCN author uses 3 on test-dev)")
-    parser.add_argument("--include-last", action="store_true", help="keep the previous frame as temporary memory")
     parser.add_argument("--size", type=int, default=None,
                         help="resize frames so that their shorter side is SIZE before the network; outputs are "
                              "resized back (default: none for DAVIS, 480 for YouTube-VOS; -1 disables)")
+    add_engine_arguments(parser)
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the inference engine shared by ``infer`` and ``segment``."""
+    parser.add_argument("--top-k", type=int, default=20, help="memory positions kept per query (default 20)")
+    parser.add_argument("--mem-every", type=int, default=5,
+                        help="a memory frame every N frames (default 5; the STCN author uses 3 on DAVIS test-dev)")
+    parser.add_argument("--include-last", action="store_true", help="keep the previous frame as temporary memory")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast (CUDA only)")
     parser.add_argument("--fold-bn", action="store_true",
                         help="fold the BatchNorm layers into the convolutions: about 5%% faster, outputs equal to "
                              "float rounding (not bit-comparable with the official code, so off by default)")
+
+
+def check_engine_arguments(args: argparse.Namespace) -> None:
+    """Validate the shared engine options before any slow work (ConfigError naming the option)."""
+    from corrvos.errors import ConfigError
+
+    if args.top_k < 1 or args.mem_every < 1:
+        raise ConfigError("--top-k and --mem-every must be >= 1")
+
+
+def load_inference_model(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Device, AMP check, checkpoint loading (and ``--fold-bn``) for ``infer`` / ``segment``: (model, device)."""
+    from corrvos.models import load_model
+    from corrvos.models.fuse import fold_batchnorm
+
+
+    device = pick_device(args.device)
+    check_amp(args.amp, device)
+    model = load_model(args.model, map_location=device)
+    if args.fold_bn:
+        fold_batchnorm(model)
+    return model.eval(), device
 
 
 def pick_device(name: str) -> Any:
@@ -150,8 +177,6 @@ def run(args: argparse.Namespace) -> int:
 
     from corrvos.errors import ConfigError
     from corrvos.inference import InferenceCore
-    from corrvos.models import load_model
-    from corrvos.models.fuse import fold_batchnorm
     from corrvos.utils import make_output_dir
 
     dataset, layout = _open_dataset(args)
@@ -163,14 +188,8 @@ def run(args: argparse.Namespace) -> int:
         names = [s for s in names if s in args.sequences]
     size = args.size if args.size is not None else (480 if layout == "youtube" else None)
     size = None if size is not None and size <= 0 else size
-    if args.top_k < 1 or args.mem_every < 1:
-        raise ConfigError("--top-k and --mem-every must be >= 1")
-    device = pick_device(args.device)
-    check_amp(args.amp, device)
-    model = load_model(args.model, map_location=device)
-    if args.fold_bn:
-        fold_batchnorm(model)
-    model.eval()
+    check_engine_arguments(args)
+    model, device = load_inference_model(args)
     out = Path(args.out)
     out_root = out / "Annotations" if layout == "youtube" else out
     make_output_dir(out_root)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from corrvos.cli.infer import add_engine_arguments
+
 HELP = "segment your own video (mp4 or frame folder) from a first-frame mask; writes masks + overlay.mp4"
 DESCRIPTION = """\
 Propagate the objects of one annotated frame through a video with a trained checkpoint.
@@ -40,14 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--size", type=int, default=480,
                         help="shorter side used inside the network (default 480; -1 keeps the frame size)")
-    parser.add_argument("--top-k", type=int, default=20, help="memory positions kept per query (default 20)")
-    parser.add_argument("--mem-every", type=int, default=5, help="a memory frame every N frames (default 5)")
-    parser.add_argument("--include-last", action="store_true", help="keep the previous frame as temporary memory")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
-    parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast (CUDA only)")
-    parser.add_argument("--fold-bn", action="store_true",
-                        help="fold the BatchNorm layers into the convolutions: about 5%% faster, outputs equal to "
-                             "float rounding (not bit-comparable with the official code, so off by default)")
+    add_engine_arguments(parser)
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     parser.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay (default 0.5)")
     parser.add_argument("--fps", type=float, default=None,
@@ -82,18 +77,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from corrvos.cli.infer import check_amp, pick_device
+    from corrvos.cli.infer import check_engine_arguments, load_inference_model
     from corrvos.data.io import write_label
     from corrvos.errors import ConfigError
     from corrvos.inference import InferenceCore
     from corrvos.inference.video import open_frames, to_float_image
-    from corrvos.models import load_model
-    from corrvos.models.fuse import fold_batchnorm
     from corrvos.utils import make_output_dir
     from corrvos.visualize.overlay import VideoWriter, overlay
 
-    if args.top_k < 1 or args.mem_every < 1:
-        raise ConfigError("--top-k and --mem-every must be >= 1")
+    check_engine_arguments(args)
     if not 0.0 <= args.alpha <= 1.0:
         raise ConfigError(f"--alpha must lie in [0, 1], got {args.alpha}")
     if args.fps is not None and not args.fps > 0:
@@ -102,12 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.mask_frame < len(source):
         raise ConfigError(f"--mask-frame {args.mask_frame} is outside the video's {len(source)} frames")
     first_mask = _read_first_mask(args, source.size)  # fail before the (slow) model load
-    device = pick_device(args.device)
-    check_amp(args.amp, device)
-    model = load_model(args.model, map_location=device)
-    if args.fold_bn:
-        fold_batchnorm(model)
-    model.eval()
+    model, device = load_inference_model(args)
     core = InferenceCore(model, top_k=args.top_k, mem_every=args.mem_every, include_last=args.include_last,
                          internal_size=None if args.size <= 0 else args.size, amp=args.amp)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
