@@ -135,13 +135,7 @@ def _write_mp4(path: Path, frames: int = 5) -> None:
 
 
 def test_segment_mp4(tmp_path: Path, checkpoint: Path, capsys) -> None:
-    video = tmp_path / "clip.mp4"
-    _write_mp4(video)
-    mask = tmp_path / "first.png"
-    write_label(mask, _scene(0)[1])
-    out = tmp_path / "seg"
-    rc = main(["segment", "--model", str(checkpoint), "--video", str(video), "--mask", str(mask), "--out", str(out),
-               "--size", "-1", "--device", "cpu"])
+    rc, out = _segment_test_mp4(tmp_path, checkpoint)
     assert rc == 0
     assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{t:05d}.png" for t in range(5)]
     assert np.array_equal(read_label(out / "masks" / "00000.png"), _scene(0)[1])
@@ -283,13 +277,19 @@ def test_segment_rejects_bad_fps_before_work(tmp_path: Path, checkpoint: Path, c
 
 
 def test_segment_fold_bn_runs_and_echoes_the_first_mask(tmp_path: Path, checkpoint: Path) -> None:
+    rc, out = _segment_test_mp4(tmp_path, checkpoint, "--no-overlay", "--fold-bn")
+    assert rc == 0
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{t:05d}.png" for t in range(5)]
+    assert np.array_equal(read_label(out / "masks" / "00000.png"), _scene(0)[1])
+
+
+def _segment_test_mp4(tmp_path: Path, checkpoint: Path, *extra: str) -> tuple[int, Path]:
+    """Run ``corrvos segment`` on the 5-frame test mp4 with its frame-0 mask; returns (exit status, out folder)."""
     video = tmp_path / "clip.mp4"
     _write_mp4(video)
     mask = tmp_path / "first.png"
     write_label(mask, _scene(0)[1])
     out = tmp_path / "seg"
     rc = main(["segment", "--model", str(checkpoint), "--video", str(video), "--mask", str(mask), "--out", str(out),
-               "--size", "-1", "--device", "cpu", "--no-overlay", "--fold-bn"])
-    assert rc == 0
-    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{t:05d}.png" for t in range(5)]
-    assert np.array_equal(read_label(out / "masks" / "00000.png"), _scene(0)[1])
+               "--size", "-1", "--device", "cpu", *extra])
+    return rc, out

@@ -104,11 +104,7 @@ def test_set_overrides_by_stage_name_and_index(tmp_path: Path):
     ],
 )
 def test_bad_files_name_the_file_and_the_key(tmp_path: Path, text: str, needle: str):
-    path = write(tmp_path, "bad.yaml", text)
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    assert str(path) in str(info.value)
-    assert needle in str(info.value)
+    _assert_config_error(tmp_path, text, needle)
 
 
 @pytest.mark.parametrize(
@@ -187,11 +183,7 @@ def test_cli_print_config_and_bad_config_exit_status(tmp_path: Path, capsys: pyt
     ],
 )
 def test_inconsistent_recipes_fail_at_load_time(tmp_path: Path, text: str, needle: str):
-    path = write(tmp_path, "bad.yaml", text)
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    assert str(path) in str(info.value)
-    assert needle in str(info.value)
+    _assert_config_error(tmp_path, text, needle)
 
 
 def test_consistent_recipes_still_load(tmp_path: Path):
@@ -206,3 +198,12 @@ def test_consistent_recipes_still_load(tmp_path: Path):
     assert stage_loss_config(cfg, cfg.stages[0]).pcl_frame_t1 == 5
     cfg = load_config(None, ["loss.pcl_frame_t1=5", "loss.pcl_weight=0", "loss.mode=paper"])
     assert stage_loss_config(cfg, cfg.stages[0]).pcl_weight == 0
+
+
+def _assert_config_error(tmp_path: Path, text: str, needle: str) -> None:
+    """Loading ``text`` as a config file raises a ConfigError that names the file and contains ``needle``."""
+    path = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert needle in str(info.value)

@@ -45,6 +45,7 @@ from corrvos.inference.video import (
     resized_shape,
     unpad,
 )
+from corrvos.models.stcn import aggregate_logits
 
 __all__ = ["InferenceCore", "channel_argmax", "soft_aggregate"]
 
@@ -63,9 +64,7 @@ def soft_aggregate(prob: Tensor) -> Tensor:
         [N+1, ...] probabilities (background first) summing to 1 over dim 0: the softmax of the logits of the
         clamped (1e-7, 1 - 1e-7) values, with background = prod(1 - prob).
     """
-    with_bg = torch.cat([torch.prod(1 - prob, dim=0, keepdim=True), prob], dim=0).clamp(1e-7, 1 - 1e-7)
-    logits = torch.log(with_bg / (1 - with_bg))
-    return torch.softmax(logits, dim=0)
+    return torch.softmax(aggregate_logits(prob[None]), dim=1)[0]  # [1, N, ...] -> [1, N+1, ...] -> [N+1, ...]
 
 
 class InferenceCore:

@@ -16,7 +16,6 @@ a model file. Everything in it is a tensor, number, string, bool, None, list or 
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from collections import Counter
@@ -96,9 +95,6 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save({"format_version": FORMAT_VERSION, **payload}, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # the temporary file is created 0600; give it the usual permissions
     return path
 
 
