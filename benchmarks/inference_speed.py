@@ -5,8 +5,11 @@ A 480p video (854x480 by default) with 3 moving objects is generated in memory; 
 segments it from the first-frame mask, on CPU and, when available, CUDA. Timing excludes I/O and model
 construction, as the official ``eval_davis.py``: frames are already on the device; the clock runs from the first
 frame to the last label map (argmax included); after ``--warmup`` untimed passes, the median of ``--repeats``
-timed passes is reported. Each (engine, device) run is a fresh subprocess, so that the CPU
-peak memory (max RSS) is its own.
+timed passes is reported, with the best pass beside it. Each (engine, device) run is a fresh subprocess, so that
+the CPU peak memory (max RSS) is its own. With ``--kernel-time`` (CUDA), one more pass runs under the PyTorch
+profiler and the GPU kernel time and launches per frame are reported: on a shared host, the wall clock of a
+GPU-bound loop carries the host's noise, the kernel time does not. The last lines give the speed ratios
+official / corrvos (above 1: corrvos is faster).
 
 When the official STCN repository is present under ``.ref/STCN`` (fetched for local comparison only, never
 committed; a torchvision stand-in in ``.ref/shim`` is used if present), the same weights and frames also go
@@ -156,6 +159,21 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
+def kernel_profile(run, frames: int) -> dict:
+    """GPU kernel time and kernel launches per frame of one more pass, from the PyTorch profiler.
+
+    On a shared host the wall clock of a GPU-bound loop picks up the host's noise; the summed kernel durations
+    measure the device work alone (they exclude launch gaps, so they bound the speed from above).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    total_ms = sum(e.device_time for e in kernels) / 1000  # device_time is in microseconds
+    return {"kernel_ms_per_frame": total_ms / frames, "kernels_per_frame": len(kernels) / frames}
+
+
 def worker(args: argparse.Namespace) -> dict:
     """One (engine, device) measurement in this process; prints and returns its JSON record."""
     device = torch.device(args.device)
@@ -188,11 +206,12 @@ def worker(args: argparse.Namespace) -> dict:
             probs = out if r == 0 else probs
             times.append(seconds)
         seconds = float(np.median(times))
+        kernels = kernel_profile(lambda: run(False), args.frames) if device.type == "cuda" and args.kernel_time else {}
     record = {
         "engine": args.engine, "fold_bn": args.engine == "corrvos" and args.fold_bn,
         "device": args.device, "amp": args.amp, "frames": args.frames,
         "size": [args.height, args.width], "objects": args.objects, "seconds": seconds, "fps": args.frames / seconds,
-        "all_seconds": times,
+        "all_seconds": times, "best_seconds": min(times), "best_fps": args.frames / min(times), **kernels,
         "threads": torch.get_num_threads(), "tf32_conv": torch.backends.cudnn.allow_tf32,
         "peak_memory_mib": (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
                             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -218,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-tf32", action="store_true", help="CUDA: disable TF32 convolutions/matmuls (exact fp32)")
     p.add_argument("--fold-bn", action="store_true",
                    help="corrvos: fold BatchNorm into the convs (as infer --fold-bn); faster, float-rounding diffs")
+    p.add_argument("--kernel-time", action="store_true",
+                   help="CUDA: also profile one pass and report GPU kernel time and launches per frame")
     p.add_argument("--official-root", default=str(DEFAULT_OFFICIAL), help="official STCN checkout (optional)")
     p.add_argument("--no-official", action="store_true", help="skip the official comparison")
     p.add_argument("--out", default=None, help="JSON file for the results")
@@ -246,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                        "--objects", str(args.objects), "--seed", str(args.seed), "--warmup", str(args.warmup),
                        "--repeats", str(args.repeats), "--official-root",
                        args.official_root, "--probs-out", probs, *(["--no-tf32"] if args.no_tf32 else []),
-                       *(["--fold-bn"] if args.fold_bn else [])]
+                       *(["--fold-bn"] if args.fold_bn else []), *(["--kernel-time"] if args.kernel_time else [])]
                 pythonpath = os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])
                 env = dict(os.environ, PYTHONPATH=pythonpath)
                 res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -257,8 +278,11 @@ def main(argv: list[str] | None = None) -> int:
                 record = json.loads(lines[-1][len("RESULT "):])
                 outs[engine] = probs
                 records.append(record)
-                print(f"{engine:8s} {device:4s} amp={amp:4s} {record['fps']:8.2f} FPS  "
-                      f"peak {record['peak_memory_mib']:9.1f} MiB ({record['peak_memory_kind']})", flush=True)
+                kernel = (f"  GPU kernels {record['kernel_ms_per_frame']:.3f} ms/frame "
+                          f"({record['kernels_per_frame']:.0f} launches)" if "kernel_ms_per_frame" in record else "")
+                print(f"{engine:8s} {device:4s} amp={amp:4s} {record['fps']:8.2f} FPS "
+                      f"(best pass {record['best_fps']:.2f})  peak {record['peak_memory_mib']:9.1f} MiB "
+                      f"({record['peak_memory_kind']}){kernel}", flush=True)
             if len(outs) == 2:
                 a, b = torch.load(outs["corrvos"], weights_only=True), torch.load(outs["official"], weights_only=True)
                 diff = max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
@@ -266,6 +290,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"corrvos vs official on {device}: max |prob diff| = {diff:.3g} over {len(a)} frames, "
                       f"identical label maps on {same:.0%} of the frames")
                 records.append({"compare": device, "max_abs_prob_diff": diff, "identical_label_frames": same})
+    by = {(r["engine"], r["device"]): r for r in records if "engine" in r}
+    for device in devices:
+        ours, ref = by.get(("corrvos", device)), by.get(("official", device))
+        if ours and ref:
+            ratio = {"speed_ratio": ref["seconds"] / ours["seconds"],  # > 1: corrvos is faster
+                     "best_speed_ratio": ref["best_seconds"] / ours["best_seconds"]}
+            if "kernel_ms_per_frame" in ours and "kernel_ms_per_frame" in ref:
+                ratio["kernel_time_ratio"] = ref["kernel_ms_per_frame"] / ours["kernel_ms_per_frame"]
+            print(f"corrvos / official speed on {device}: " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()))
+            records.append({"ratios": device, **ratio})
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(records, indent=2) + "\n")

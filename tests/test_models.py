@@ -133,6 +133,48 @@ def test_read_memory_matches_l2_softmax() -> None:
     torch.testing.assert_close(STCN.read_memory(model, mk, mv, qk, top_k=100), got, atol=1e-5, rtol=1e-4)
 
 
+def test_l2_affinity_formula_with_and_without_autocast() -> None:
+    from corrvos.models.memory import l2_affinity
+
+    torch.manual_seed(6)
+    mk, qk = torch.randn(2, 64, 3, 4, 5), torch.randn(2, 64, 4, 5)
+    m, q = mk.flatten(2).double(), qk.flatten(2).double()  # [B, CK, M], [B, CK, Q]
+    expected = (2 * torch.einsum("bcm,bcq->bmq", m, q) - (m**2).sum(1)[:, :, None]) / 8.0  # sqrt(64) = 8
+    got = l2_affinity(mk, qk)
+    assert got.shape == (2, 60, 20) and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected, atol=1e-4, rtol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # half-precision product, ||k||^2 kept in float32
+        low = l2_affinity(mk, qk)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low.double(), expected, atol=0.5, rtol=2e-2)
+
+
+def test_topk_softmax_inplace_and_k_entries_per_query() -> None:
+    from corrvos.models.memory import topk_softmax
+
+    torch.manual_seed(7)
+    affinity = torch.randn(2, 30, 11) * 20
+    fresh = topk_softmax(affinity, 4)
+    assert (fresh != 0).sum(dim=1).eq(4).all()  # exactly k kept per query
+    torch.testing.assert_close(fresh.sum(dim=1), torch.ones(2, 11))
+    kept = torch.topk(affinity, 4, dim=1)
+    torch.testing.assert_close(fresh.gather(1, kept.indices), torch.softmax(kept.values.double(), 1).float())
+    scratch = affinity.clone()
+    out = topk_softmax(scratch, 4, inplace=True)
+    assert out.data_ptr() == scratch.data_ptr() and torch.equal(out, fresh)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_repeat_per_object_orders_objects_fastest(batch: int) -> None:
+    from corrvos.models.stcn import repeat_per_object
+
+    x = torch.randn(batch, 5, 3, 4)
+    got = repeat_per_object(x, 3)
+    assert torch.equal(got, x.repeat_interleave(3, dim=0))  # [B*N, ...], object index fastest
+    if batch == 1:
+        assert got.stride(0) == 0  # a broadcast view: the frame's features are not copied per object
+
+
 def test_aggregate_logits_formula() -> None:
     prob = torch.tensor([[[[0.2]], [[0.9]]]])  # [1, 2, 1, 1]
     bg = (1 - 0.2) * (1 - 0.9)

@@ -64,6 +64,17 @@ def aggregate_logits(prob: Tensor) -> Tensor:
     return torch.log(p / (1 - p))
 
 
+def repeat_per_object(x: Tensor, n: int) -> Tensor:
+    """[B, ...] -> [B*N, ...], each entry repeated for N objects (object index fastest).
+
+    With B = 1 (inference) this is a broadcast view, not a copy: the convolutions and ``torch.cat`` that consume
+    it read the one frame's features directly, as the official ``expand`` does.
+    """
+    if x.shape[0] == 1:
+        return x.expand(n, *x.shape[1:])  # [N, ...] view
+    return x.unsqueeze(1).expand(x.shape[0], n, *x.shape[1:]).flatten(0, 1)  # [B*N, ...] copy
+
+
 class ValueEncoder(MaskResNet18):
     """Mask ResNet-18 trunk + ``fuser = FeatureFusionBlock(256 + 1024 -> 512)`` on ``cat([layer3, key f16])``.
 
@@ -207,11 +218,9 @@ class STCN(nn.Module):
         else:
             others = [masks[:, [j for j in range(n) if j != k]].sum(dim=1) for k in range(n)]  # N x [B, H, W]
             extra = torch.stack([masks, torch.stack(others, dim=1)], dim=2)  # [B, N, 2, H, W]
-        image = frame.unsqueeze(1).expand(b, n, *frame.shape[1:])  # [B, N, 3, H, W]
-        key_f16 = f16.unsqueeze(1).expand(b, n, *f16.shape[1:])  # [B, N, 1024, h, w]
         v = self.value_encoder(
-            image.reshape(b * n, *frame.shape[1:]),  # [B*N, 3, H, W]
-            key_f16.reshape(b * n, *f16.shape[1:]),  # [B*N, 1024, h, w]
+            repeat_per_object(frame, n),  # [B*N, 3, H, W]
+            repeat_per_object(f16, n),  # [B*N, 1024, h, w]
             extra.reshape(b * n, extra.shape[2], hh, ww),  # [B*N, extra, H, W]
         )  # [B*N, CV, h, w]
         return v.view(b, n, *v.shape[1:])  # [B, N, CV, h, w]
@@ -230,7 +239,10 @@ class STCN(nn.Module):
             [B, N, CV, h, w] readout.
         """
         affinity = l2_affinity(mem_key, query_key)  # [B, T*h*w, h*w]
-        weights = softmax_affinity(affinity) if top_k is None else topk_softmax(affinity, top_k)
+        if top_k is None:
+            weights = softmax_affinity(affinity)
+        else:  # the affinity is ours: overwrite it unless autograd needs it
+            weights = topk_softmax(affinity, top_k, inplace=not affinity.requires_grad)
         return readout(weights, mem_value)
 
     def decode(self, readout16: Tensor, feats: QueryFeatures) -> Tensor:
@@ -251,7 +263,7 @@ class STCN(nn.Module):
             q16 = feats.f16_thin
         else:
             q16 = feats.f16
-        q16 = q16.unsqueeze(1).expand(b, n, *q16.shape[1:]).flatten(0, 1)  # [B*N, C16, h, w]
+        q16 = repeat_per_object(q16, n)  # [B*N, C16, h, w]
         logits = self.decoder(r, q16, feats.f8, feats.f4)  # [B*N, 1, H, W]
         return logits.view(b, n, *logits.shape[-2:])  # [B, N, H, W]
 
