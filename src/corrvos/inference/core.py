@@ -123,8 +123,7 @@ class InferenceCore:
         self.last_memory_frame: int | None = None
         self.input_shape: tuple[int, int] | None = None
         self.pad = (0, 0, 0, 0)
-        self._lookup = torch.zeros(1, dtype=torch.int64, device=self.device)  # channel -> object id
-        self._identity_lookup = True  # ids are 1..N: channel k is object k, no lookup needed
+        self._lookup: Tensor | None = None  # channel -> object id; None while the ids are 1..N (the identity)
 
     @property
     def object_ids(self) -> list[int]:
@@ -269,8 +268,9 @@ class InferenceCore:
             prob = self._segment(feats) if old_ids else None  # [N_old+1, Hp, Wp]
             if mask_p is not None and given:
                 if self.objects.add(given, self.frame_index) is not None:
-                    self._lookup = torch.tensor([0, *self.objects.ids], dtype=torch.int64, device=self.device)
-                    self._identity_lookup = self.objects.ids == list(range(1, self.objects.num_objects + 1))
+                    ids = self.objects.ids
+                    identity = ids == list(range(1, len(ids) + 1))
+                    self._lookup = None if identity else torch.tensor([0, *ids], dtype=torch.int64, device=self.device)
                 prob = self._merge_mask(prob, old_ids, mask_p, given)
                 if not end:
                     self._memorize(x, feats, prob, temporary=False)
@@ -284,11 +284,11 @@ class InferenceCore:
 
     def prob_to_mask(self, prob: Tensor) -> Tensor:
         """[N+1, H, W] probabilities -> int64 [H, W] label map with the original object ids (argmax)."""
-        lookup = self._lookup.to(prob.device)
-        if prob.shape[0] != lookup.numel():
-            raise ValueError(f"prob has {prob.shape[0]} channels, expected {lookup.numel()} (background + objects)")
+        channels = self.objects.num_objects + 1
+        if prob.shape[0] != channels:
+            raise ValueError(f"prob has {prob.shape[0]} channels, expected {channels} (background + objects)")
         index = channel_argmax(prob)  # [H, W] channels
-        return index if self._identity_lookup else lookup[index]
+        return index if self._lookup is None else self._lookup.to(prob.device)[index]
 
 
 def channel_argmax(prob: Tensor) -> Tensor:
