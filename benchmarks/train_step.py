@@ -57,8 +57,9 @@ def run_mode(args: argparse.Namespace) -> dict:
     from corrvos.config import LossConfig
     from corrvos.models import build_model
     from corrvos.models.heads import ProjectionHead
+    from corrvos.models.params import optimizer_groups
     from corrvos.training.task import CorrespondenceTask
-    from corrvos.training.trainer import freeze_batchnorm, parameter_groups, resolve_amp
+    from corrvos.training.trainer import freeze_batchnorm, resolve_amp
     from corrvos.training.unroll import ClipUnroller
 
     device = torch.device(args.device)
@@ -72,7 +73,7 @@ def run_mode(args: argparse.Namespace) -> dict:
         if loss_cfg.uses_projection_head else None
     unroller = ClipUnroller(model, second_view=mode == "official").train()
     freeze_batchnorm(unroller)
-    groups = parameter_groups(model, [head] if head is not None else [], lr=1e-5, encoder_scale=0.2, deep_scale=0.4)
+    groups = optimizer_groups(model, [head] if head is not None else [], lr=1e-5, encoder_scale=0.2, deep_scale=0.4)
     opt = torch.optim.AdamW(groups, lr=1e-5, weight_decay=1e-7)
     amp = resolve_amp(args.amp, device)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
@@ -126,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="none,paper,official")
     parser.add_argument("--mode", help=argparse.SUPPRESS)  # internal: run one mode in this process
     args = parser.parse_args(argv)
-    import torch
 
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    from corrvos.devices import resolve_device
+
+    args.device = str(resolve_device(args.device, option="--device"))
     cuda = args.device.startswith("cuda")
     args.crop = args.crop or (384 if cuda else 128)
     args.batch = args.batch or (8 if cuda else 2)

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from corrvos.errors import CheckpointError
-from corrvos.models import STCN, load_model, load_weights_into
-from corrvos.models.convert import detect_architecture, widen_single_object
+from corrvos.models import STCN, XMem, arch_of, build_model, load_model, load_weights_into
+from corrvos.models.archs import detect_architecture
+from corrvos.models.convert import widen_single_object
 
 _CALLS: list[str] = []
 
@@ -99,7 +100,7 @@ def test_stage0_file_widened_with_zeros(tmp_path: Path) -> None:
     torch.manual_seed(2)
     so = STCN(single_object=True).eval()
     torch.save(so.state_dict(), tmp_path / "s0.pth")
-    assert detect_architecture(so.state_dict()).single_object
+    assert detect_architecture(so.state_dict())[1]["single_object"]
     model = load_model(tmp_path / "s0.pth")
     w = model.value_encoder.conv1.weight
     assert w.shape == (64, 5, 7, 7)
@@ -148,8 +149,9 @@ def test_unknown_and_xmem_files(tmp_path: Path) -> None:
     torch.save({"backbone.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="unknown architecture"):
         load_model(tmp_path / "other.pth")
-    torch.save({"key_proj.d_proj.weight": torch.zeros(1)}, tmp_path / "xmem.pth")
-    with pytest.raises(CheckpointError, match="XMem"):
+    xmem = {k: v for k, v in _cheap(XMem().state_dict()).items() if not k.startswith("value_encoder.fuser.")}
+    torch.save(xmem, tmp_path / "xmem.pth")  # XMem heads, but a size key is missing
+    with pytest.raises(CheckpointError, match="XMem state_dict without"):
         load_model(tmp_path / "xmem.pth")
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="no network weights found"):
@@ -183,3 +185,56 @@ def test_load_weights_into_partial_across_variants(tmp_path: Path) -> None:
     got = model.state_dict()
     assert torch.equal(got["decoder.pred.weight"], state["decoder.pred.weight"])
     assert torch.equal(got["key_encoder.layer3.5.bn3.running_var"], state["key_encoder.layer3.5.bn3.running_var"])
+
+
+# ---------------------------------------------------------------------------------------------------- XMem files
+
+
+@pytest.mark.parametrize(("kwargs", "entries"), [({}, 412), ({"hidden_dim": 0}, 402)])
+def test_official_xmem_file_loads_strictly(tmp_path: Path, kwargs: dict, entries: int) -> None:
+    state = _cheap(XMem(**kwargs).state_dict())
+    assert len(state) == entries
+    torch.save(state, tmp_path / "XMem.pth")
+    model = load_model(tmp_path / "XMem.pth")
+    assert isinstance(model, XMem) and arch_of(model) == "xmem" and not model.training
+    assert model.hidden_dim == kwargs.get("hidden_dim", 64)
+    _assert_same_weights(model, state)
+
+
+def test_xmem_stage0_file_widened_and_wrong_keys_listed(tmp_path: Path) -> None:
+    so = _cheap(XMem(single_object=True).state_dict())
+    torch.save(so, tmp_path / "XMem-s0.pth")
+    model = load_model(tmp_path / "XMem-s0.pth")
+    w = model.state_dict()["value_encoder.conv1.weight"]
+    assert w.shape == (64, 5, 7, 7) and torch.equal(w[:, :4], so["value_encoder.conv1.weight"])
+    assert not w[:, 4].any()  # eval convention: a zero "others" channel
+    assert load_model(tmp_path / "XMem-s0.pth", widen_single_object_file=False).single_object
+    bad = dict(_cheap(XMem().state_dict()))
+    bad["decoder.pred.weights"] = bad.pop("decoder.pred.weight")
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match=r"missing keys \(1\): decoder.pred.weight; unexpected keys \(1\)"):
+        load_model(tmp_path / "bad.pth")
+
+
+def test_corrvos_checkpoint_records_model_args(tmp_path: Path) -> None:
+    model = build_model("xmem", hidden_dim=0)
+    ckpt = {"format_version": 1, "arch": "xmem", "model_args": model.init_args(), "model": _cheap(model.state_dict())}
+    torch.save(ckpt, tmp_path / "c.pth")
+    loaded = load_model(tmp_path / "c.pth")
+    assert loaded.init_args() == model.init_args()
+    ckpt["arch"] = "stcn"
+    torch.save(ckpt, tmp_path / "lie.pth")
+    with pytest.raises(CheckpointError, match="declares arch 'stcn' but its keys are those of 'xmem'"):
+        load_model(tmp_path / "lie.pth")
+    ckpt["arch"], ckpt["model_args"] = "xmem", {**model.init_args(), "hidden_dim": 64}
+    torch.save(ckpt, tmp_path / "args.pth")
+    with pytest.raises(CheckpointError, match="model_args disagree"):
+        load_model(tmp_path / "args.pth")
+
+
+@pytest.mark.parametrize("arch", ["stcn", "stcn_corr", "xmem"])
+def test_architecture_table_round_trip(arch: str) -> None:
+    model = build_model(arch)
+    name, kwargs = detect_architecture(model.state_dict())
+    assert name == arch == arch_of(model)
+    assert type(model)(**kwargs).init_args() == model.init_args()

@@ -16,7 +16,7 @@ import torch
 
 from corrvos.cli import main
 from corrvos.data.io import read_label, write_image, write_label
-from corrvos.inference import InferenceCore
+from corrvos.inference import InferenceConfig, InferenceCore
 from corrvos.visualize.overlay import VideoWriter, colorize, overlay
 
 H, W = 48, 80
@@ -84,7 +84,7 @@ def test_infer_davis_then_eval(tmp_path: Path, checkpoint: Path, capsys) -> None
     from corrvos.models import load_model
 
     model = load_model(checkpoint)
-    core = InferenceCore(model, mem_every=2)
+    core = InferenceCore(model, InferenceConfig(mem_every=2))
     for t in range(4):
         rgb = cv2.cvtColor(cv2.imread(str(root / "JPEGImages/480p/aaa" / f"{t:05d}.jpg")), cv2.COLOR_BGR2RGB)
         image = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255

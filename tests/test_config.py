@@ -166,6 +166,9 @@ def test_cli_print_config_and_bad_config_exit_status(tmp_path: Path, capsys: pyt
         # a max skip below 1 later in the curriculum failed only when the curriculum reached it
         ("stages:\n  - {name: main, data: {max_skip_values: [5, 0], max_skip_fractions: [0.5]}}\n",
          "max_skip_values must be >= 1"),
+        # one curriculum rule for the config and SkipCurriculum: fractions increase strictly within (0, 1]
+        ("stages:\n  - {name: main, data: {max_skip_values: [5, 10, 15], max_skip_fractions: [0.5, 0.5]}}\n",
+         "fractions must increase within (0, 1]"),
         # a single-object stage after a multi-object one failed only when that stage started
         ("stages:\n  - {name: main}\n  - {name: static, single_object: true}\n", "single-object stage"),
         # a subset list was silently ignored for these kinds; a bad synthetic size raised an IndexError later

@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from corrvos.inference import InferenceCore
+from corrvos.inference import InferenceConfig, InferenceCore
 from corrvos.inference.objects import ObjectManager
 from corrvos.inference.video import pad_to_multiple, resized_shape, unpad
 from corrvos.models.memory import l2_affinity, readout, softmax_affinity, topk_softmax
-from corrvos.types import QueryFeatures
+from corrvos.types import QueryFeatures, SegmentOutput
 
 
 class TinyVOS(nn.Module):
@@ -31,8 +31,11 @@ class TinyVOS(nn.Module):
     12 * channel 0 of the readout, upsampled x4.
     """
 
+    family = "stcn"
     key_dim = 8
     value_dim = 2
+    hidden_dim = 0
+    single_object = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -42,28 +45,30 @@ class TinyVOS(nn.Module):
             self.key_proj.weight.copy_(torch.randn(8, 3, 4, 4, generator=g) * 0.15)
             self.key_proj.bias.zero_()
 
-    def encode_key(self, frame: Tensor) -> QueryFeatures:
+    def encode_key(self, frame: Tensor, *, need_shrinkage: bool = True, need_selection: bool = True) -> QueryFeatures:
         key = self.key_proj(frame)  # [B, 8, h, w]
         f16 = F.avg_pool2d(frame, 4)  # [B, 3, h, w]
         return QueryFeatures(key=key, f16=f16, f8=f16, f4=f16)
 
-    def encode_value(self, frame: Tensor, f16: Tensor, masks: Tensor) -> Tensor:
+    def encode_value(self, frame: Tensor, f16: Tensor, masks: Tensor, hidden=None, *, deep_update: bool = True):
         others = masks.sum(dim=1, keepdim=True) - masks  # [B, N, H, W]
         v = torch.stack([F.avg_pool2d(masks, 4), F.avg_pool2d(others, 4)], dim=2)  # [B, N, 2, h, w]
-        return v - 0.5
+        return v - 0.5, hidden
 
-    def read_memory(self, mem_key: Tensor, mem_value: Tensor, query_key: Tensor, *, top_k: int | None = None):
+    def read_memory(self, mem_key: Tensor, mem_value: Tensor, query_key: Tensor, *, top_k: int | None = None,
+                    mem_shrinkage=None, query_selection=None):
         affinity = l2_affinity(mem_key, query_key)
         weights = softmax_affinity(affinity) if top_k is None else topk_softmax(affinity, top_k)
         return readout(weights, mem_value)
 
-    def segment(self, readout16: Tensor, feats: QueryFeatures, *, selector: Tensor | None = None):
+    def segment(self, readout16: Tensor, feats: QueryFeatures, hidden=None, *, selector: Tensor | None = None,
+                update_hidden: bool = True) -> SegmentOutput:
         logits = 12 * readout16[:, :, 0]  # [B, N, h, w]
         prob = torch.sigmoid(F.interpolate(logits, scale_factor=4, mode="bilinear", align_corners=False))
         bg = torch.prod(1 - prob, dim=1, keepdim=True)  # [B, 1, H, W]
         p = torch.cat([bg, prob], dim=1).clamp(1e-7, 1 - 1e-7)
         agg_logits = torch.log(p / (1 - p))
-        return agg_logits, torch.softmax(agg_logits, dim=1)
+        return SegmentOutput(agg_logits, torch.softmax(agg_logits, dim=1))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -115,7 +120,7 @@ def reference_run(model, frames: Tensor, masks: dict[int, np.ndarray], *, top_k,
                 mk = torch.stack(ks, dim=2)  # [1, CK, T, h, w]
                 mv = torch.stack(vs, dim=3)  # [1, 1, CV, T, h, w]
                 reads.append(model.read_memory(mk, mv, feats.key, top_k=top_k))
-            _, prob = model.segment(torch.cat(reads, dim=1), feats)
+            prob = model.segment(torch.cat(reads, dim=1), feats).prob
             probs = {oi: prob[0, 1 + i] for i, oi in enumerate(enabled)}
         memorize = None
         if t in masks:
@@ -138,7 +143,7 @@ def reference_run(model, frames: Tensor, masks: dict[int, np.ndarray], *, top_k,
             elif include_last:
                 memorize = "temp"
         if memorize:
-            values = model.encode_value(x, feats.f16, torch.stack([probs[oi] for oi in enabled])[None])
+            values, _ = model.encode_value(x, feats.f16, torch.stack([probs[oi] for oi in enabled])[None])
             for i, oi in enumerate(enabled):
                 b = banks[oi]
                 b["tk"], b["tv"] = None, None
@@ -220,7 +225,7 @@ def test_core_matches_reference_all_objects_on_first_frame(include_last: bool, m
     model = TinyVOS().eval()
     frames, labels = moving_video()
     masks = {0: labels[0]}
-    core = InferenceCore(model, top_k=5, mem_every=mem_every, include_last=include_last)
+    core = InferenceCore(model, InferenceConfig(top_k=5, mem_every=mem_every, include_last=include_last))
     got = run_core(core, frames, masks)
     ref = reference_run(model, frames, masks, top_k=5, mem_every=mem_every, include_last=include_last)
     for t, (a, b) in enumerate(zip(got, ref, strict=True)):
@@ -248,7 +253,7 @@ def test_object_introduced_mid_video_matches_reference() -> None:
     first = np.where(labels[0] == 5, 5, 0).astype(np.uint8)
     later = np.where(labels[4] == 2, 2, 0).astype(np.uint8)
     masks = {1: first, 4: later}  # nothing known on frame 0; object 2 (smaller id) appears on frame 4
-    core = InferenceCore(model, top_k=7, mem_every=2, include_last=True)
+    core = InferenceCore(model, InferenceConfig(top_k=7, mem_every=2, include_last=True))
     got = run_core(core, frames, masks)
     ref = reference_run(model, frames, masks, top_k=7, mem_every=2, include_last=True)
     assert got[0].shape == (1, 40, 72) and torch.all(got[0] == 1)  # before any mask: background only
@@ -268,31 +273,31 @@ def test_topk_covering_memory_equals_full_softmax() -> None:
     frames, labels = moving_video(t_len=6)
     outs = []
     for top_k in (10**6, None):
-        outs.append(run_core(InferenceCore(model, top_k=top_k, mem_every=1), frames, {0: labels[0]}))
+        outs.append(run_core(InferenceCore(model, InferenceConfig(top_k=top_k, mem_every=1)), frames, {0: labels[0]}))
     for a, b in zip(*outs, strict=True):
         # two float32 softmaxes over the same values, summed in different orders (sorted top-k vs memory order),
         # each within ~2e-6 of a float64 softmax; TinyVOS' decoder multiplies the readout by 12 and every frame's
         # probabilities feed the next memory values, so the rounding grows to ~1.5e-5 by frame 5
         torch.testing.assert_close(a, b, atol=5e-5, rtol=0)
-    small = run_core(InferenceCore(model, top_k=1, mem_every=1), frames, {0: labels[0]})
+    small = run_core(InferenceCore(model, InferenceConfig(top_k=1, mem_every=1)), frames, {0: labels[0]})
     assert (small[-1] - outs[1][-1]).abs().max() > 1e-3  # top-k is not a no-op
 
 
 def test_runs_are_identical_and_reset_restarts() -> None:
     model = TinyVOS().eval()
     frames, labels = moving_video(t_len=5)
-    core = InferenceCore(model, top_k=4, mem_every=2)
+    core = InferenceCore(model, InferenceConfig(top_k=4, mem_every=2))
     a = run_core(core, frames, {0: labels[0]})
     core.reset()
     b = run_core(core, frames, {0: labels[0]})
-    c = run_core(InferenceCore(model, top_k=4, mem_every=2), frames, {0: labels[0]})
+    c = run_core(InferenceCore(model, InferenceConfig(top_k=4, mem_every=2)), frames, {0: labels[0]})
     for x, y, z in zip(a, b, c, strict=True):
         assert torch.equal(x, y) and torch.equal(x, z)
 
 
 def test_internal_resize_returns_input_size() -> None:
     frames, labels = moving_video(t_len=3, h=40, w=72)
-    core = InferenceCore(TinyVOS().eval(), internal_size=32)
+    core = InferenceCore(TinyVOS().eval(), InferenceConfig(internal_size=32))
     outs = run_core(core, frames, {0: labels[0]})
     assert all(o.shape == (3, 40, 72) for o in outs)
     assert core.pad == (3, 4, 0, 0)  # 32 x 57 -> padded to 32 x 64
@@ -302,7 +307,7 @@ def test_internal_resize_returns_input_size() -> None:
 def test_skip_frame_follows_memory_schedule() -> None:
     frames, labels = moving_video(t_len=8)
     model = TinyVOS().eval()
-    core = InferenceCore(model, mem_every=3)
+    core = InferenceCore(model, InferenceConfig(mem_every=3))
     needed = []
     for t in range(8):
         if t == 0:
@@ -312,8 +317,8 @@ def test_skip_frame_follows_memory_schedule() -> None:
         core.step(frames[t], end=t == 7)
     assert needed == [False, False, True, False, False, True, False]
     # skipping the unneeded frames leaves the outputs of the kept frames unchanged
-    full = run_core(InferenceCore(model, mem_every=3), frames, {0: labels[0]})
-    core = InferenceCore(model, mem_every=3)
+    full = run_core(InferenceCore(model, InferenceConfig(mem_every=3)), frames, {0: labels[0]})
+    core = InferenceCore(model, InferenceConfig(mem_every=3))
     core.step(frames[0], labels[0])
     for t in range(1, 8):
         if t in (3, 6, 7):
@@ -332,7 +337,7 @@ def test_bad_inputs_raise() -> None:
     with pytest.raises(ValueError, match="size"):
         core.step(torch.rand(3, 32, 32))
     with pytest.raises(ValueError, match="amp"):
-        InferenceCore(TinyVOS(), amp="fp16")
+        InferenceCore(TinyVOS(), InferenceConfig(amp="fp16"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -355,7 +360,7 @@ def test_real_stcn_matches_reference(stcn) -> None:
     lab0 = labels[0].copy()
     lab0[40:60, 5:25] = 9  # a third object
     masks = {0: lab0}
-    got = run_core(InferenceCore(stcn, top_k=20, mem_every=2), frames, masks)
+    got = run_core(InferenceCore(stcn, InferenceConfig(top_k=20, mem_every=2)), frames, masks)
     ref = reference_run(stcn, frames, masks, top_k=20, mem_every=2, include_last=False)
     for a, b in zip(got, ref, strict=True):
         assert a.shape == (4, 64, 96)
@@ -368,21 +373,21 @@ def test_channels_last_decoder_keeps_outputs(stcn) -> None:
     frames, labels = moving_video(t_len=4, h=64, w=96)
     nchw = copy.deepcopy(stcn).to(memory_format=torch.contiguous_format)  # the fixture may have been converted
     model = copy.deepcopy(nchw)
-    core = InferenceCore(model, top_k=20, mem_every=2)  # channels_last_decoder=True by default
+    core = InferenceCore(model, InferenceConfig(top_k=20, mem_every=2))  # channels_last_decoder=True by default
     assert model.decoder.pred.weight.is_contiguous(memory_format=torch.channels_last)
     assert not model.key_encoder.conv1.weight.is_contiguous(memory_format=torch.channels_last)  # encoders stay NCHW
     got = run_core(core, frames, {0: labels[0]})
     ref = reference_run(nchw, frames, {0: labels[0]}, top_k=20, mem_every=2, include_last=False)
     for a, b in zip(got, ref, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)  # same values, another convolution algorithm
-    InferenceCore(nchw, channels_last_decoder=False)  # opting out leaves the model's layout alone
+    InferenceCore(nchw, InferenceConfig(channels_last_decoder=False))  # opting out leaves the model's layout alone
     assert not nchw.decoder.pred.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_real_stcn_object_later_and_odd_size(stcn) -> None:
     frames, labels = moving_video(t_len=4, h=50, w=70)
     masks = {0: np.where(labels[0] == 5, 5, 0).astype(np.uint8), 2: np.where(labels[2] == 2, 2, 0).astype(np.uint8)}
-    got = run_core(InferenceCore(stcn, top_k=20, mem_every=5, include_last=True), frames, masks)
+    got = run_core(InferenceCore(stcn, InferenceConfig(top_k=20, mem_every=5, include_last=True)), frames, masks)
     ref = reference_run(stcn, frames, masks, top_k=20, mem_every=5, include_last=True)
     torch.testing.assert_close(got[1], ref[1][[0, 2]], atol=1e-5, rtol=0)
     for t in (2, 3):
@@ -399,9 +404,9 @@ def test_cuda_matches_cpu(stcn, amp: str, monkeypatch) -> None:
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 convolutions differ from CPU by ~1e-3
 
     frames, labels = moving_video(t_len=4, h=64, w=96)
-    cpu = run_core(InferenceCore(stcn, mem_every=2), frames, {0: labels[0]})
+    cpu = run_core(InferenceCore(stcn, InferenceConfig(mem_every=2)), frames, {0: labels[0]})
     gpu_model = copy.deepcopy(stcn).cuda()
-    gpu = run_core(InferenceCore(gpu_model, mem_every=2, amp=amp), frames, {0: labels[0]})
+    gpu = run_core(InferenceCore(gpu_model, InferenceConfig(mem_every=2, amp=amp)), frames, {0: labels[0]})
     tol = 1e-4 if amp == "none" else 5e-2
     for a, b in zip(cpu, gpu, strict=True):
         assert b.device.type == "cuda" and b.dtype == torch.float32

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from corrvos.errors import CheckpointError
 from corrvos.models import STCN, VOSModel, build_model
 from corrvos.models.backbones import KeyEncoder, MaskResNet18
-from corrvos.models.stcn import aggregate_logits, parameter_groups
+from corrvos.models.params import parameter_groups
+from corrvos.models.stcn import aggregate_logits
 
 KEYS = json.loads((Path(__file__).parent / "data" / "stcn_keys.json").read_text())
 
@@ -79,11 +80,12 @@ def test_stage_shapes(variant: str, n: int, stcn: STCN, corr: STCN) -> None:
         assert f.f8.shape == (b, 512, 4, 6) and f.f4.shape == (b, 256, 8, 12)
         assert (f.f16_thin is None) == (variant == "corr")
         assert (f.key2 is None) == (variant == "stcn")
-        v = model.encode_value(frame, f.f16, torch.rand(b, n, hh, ww))
+        v = model.encode_value(frame, f.f16, torch.rand(b, n, hh, ww))[0]
         assert v.shape == (b, n, 512, 2, 3)
         r = model.read_memory(f.key[:, :, None], v[:, :, :, None], f.key)
         assert r.shape == (b, n, 512, 2, 3)
-        logits, prob = model.segment(r, f)
+        seg = model.segment(r, f)
+        logits, prob = seg.logits, seg.prob
     assert logits.shape == prob.shape == (b, n + 1, hh, ww)
     torch.testing.assert_close(prob.sum(1), torch.ones(b, hh, ww))
     torch.testing.assert_close(prob, F.softmax(logits, dim=1))
@@ -94,7 +96,7 @@ def test_encode_value_others_channel(stcn: STCN) -> None:
     frame, masks = torch.randn(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         f16 = stcn.encode_key(frame).f16
-        got = stcn.encode_value(frame, f16, masks)
+        got = stcn.encode_value(frame, f16, masks)[0]
         for k in range(3):
             others = sum(masks[:, j] for j in range(3) if j != k)
             x = torch.cat([frame, masks[:, k : k + 1], others[:, None]], dim=1)  # [1, 5, H, W]
@@ -103,7 +105,7 @@ def test_encode_value_others_channel(stcn: STCN) -> None:
 
 def test_encode_value_without_objects(stcn: STCN) -> None:
     with torch.no_grad():
-        v = stcn.encode_value(torch.zeros(2, 3, 32, 32), torch.zeros(2, 1024, 2, 2), torch.zeros(2, 0, 32, 32))
+        v = stcn.encode_value(torch.zeros(2, 3, 32, 32), torch.zeros(2, 1024, 2, 2), torch.zeros(2, 0, 32, 32))[0]
     assert v.shape == (2, 0, 512, 2, 2)
 
 
@@ -113,8 +115,8 @@ def test_single_object_ignores_other_masks() -> None:
     frame, masks = torch.randn(1, 3, 32, 32), torch.rand(1, 2, 32, 32)
     with torch.no_grad():
         f16 = model.encode_key(frame).f16
-        a = model.encode_value(frame, f16, masks)
-        b = model.encode_value(frame, f16, torch.stack([masks[:, 0], torch.rand(1, 32, 32)], 1))
+        a = model.encode_value(frame, f16, masks)[0]
+        b = model.encode_value(frame, f16, torch.stack([masks[:, 0], torch.rand(1, 32, 32)], 1))[0]
     torch.testing.assert_close(a[:, 0], b[:, 0])
 
 
@@ -196,7 +198,8 @@ def test_segment_batched_objects_equal_single_and_selector(stcn: STCN) -> None:
         for k in range(3):
             torch.testing.assert_close(joint[:, k : k + 1], stcn.decode(r[:, k : k + 1], f), atol=1e-5, rtol=1e-5)
         selector = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
-        logits, prob = stcn.segment(r, f, selector=selector)
+        seg = stcn.segment(r, f, selector=selector)
+        logits, prob = seg.logits, seg.prob
     expected = aggregate_logits(torch.sigmoid(joint) * selector[:, :, None, None])
     torch.testing.assert_close(logits, expected)
     assert prob[0, 3].max() < 1e-5 and prob[1, 2:].max() < 1e-5
@@ -207,8 +210,8 @@ def test_backward_reaches_both_encoders() -> None:
     model = STCN(variant="corr")
     frame = torch.randn(1, 3, 32, 32)
     f = model.encode_key(frame)
-    v = model.encode_value(frame, f.f16, torch.rand(1, 2, 32, 32))
-    logits, _ = model.segment(model.read_memory(f.key[:, :, None], v[:, :, :, None], f.key), f)
+    v = model.encode_value(frame, f.f16, torch.rand(1, 2, 32, 32))[0]
+    logits = model.segment(model.read_memory(f.key[:, :, None], v[:, :, :, None], f.key), f).logits
     (logits.mean() + f.key2.mean()).backward()
     for p in (
         model.key_encoder.conv1.weight,
@@ -348,8 +351,30 @@ def test_fold_batchnorm_keeps_outputs_and_removes_every_batchnorm():
     masks = torch.rand(1, 2, 64, 96, generator=g)
     with torch.inference_mode():
         a, b = model.encode_key(frame), fused.encode_key(frame)
-        va, vb = model.encode_value(frame, a.f16, masks), fused.encode_value(frame, b.f16, masks)
+        va, vb = model.encode_value(frame, a.f16, masks)[0], fused.encode_value(frame, b.f16, masks)[0]
     for x, y in [(a.key, b.key), (a.f16, b.f16), (a.f8, b.f8), (a.f4, b.f4), (va, vb)]:
         assert torch.allclose(x, y, rtol=1e-4, atol=1e-4 * float(x.abs().max()))
     with pytest.raises(ValueError, match="eval mode"):
         fold_batchnorm(STCN().train())
+
+
+def test_similarity_reduces_to_stcn_and_matches_float64_reference() -> None:
+    from corrvos.models.memory import l2_affinity, similarity
+
+    g = torch.Generator().manual_seed(5)
+    mk = torch.randn(2, 8, 3, 4, 5, generator=g)  # [B, CK, T, h, w]
+    qk = torch.randn(2, 8, 4, 5, generator=g)  # [B, CK, h, w]
+    s = torch.rand(2, 1, 3, 4, 5, generator=g) * 3 + 1  # shrinkage >= 1
+    e = torch.rand(2, 8, 4, 5, generator=g)  # selection in [0, 1]
+    assert torch.equal(similarity(mk, qk), l2_affinity(mk, qk))  # the exact STCN path
+    m64, q64 = mk.double().flatten(2), qk.double().flatten(2)  # [B, CK, M], [B, CK, Q]
+    diff2 = (m64[:, :, :, None] - q64[:, :, None, :]).pow(2)  # [B, CK, M, Q]
+    e64, s64 = e.double().flatten(2), s.double().flatten(1)  # [B, CK, Q], [B, M]
+    ref = -(s64[:, :, None] * (e64[:, :, None, :] * diff2).sum(1)) / 8**0.5  # anisotropic L2 [B, M, Q]
+    got = similarity(mk, qk, mem_shrinkage=s, query_selection=e)
+    torch.testing.assert_close(got.double(), ref, atol=1e-4, rtol=1e-5)
+    # selection alone: the b^2 term stays; shrinkage alone: STCN's form scaled by s_i (XMem's rule)
+    ref_e = -(e64[:, :, None, :] * diff2).sum(1) / 8**0.5
+    torch.testing.assert_close(similarity(mk, qk, query_selection=e).double(), ref_e, atol=1e-4, rtol=1e-5)
+    ref_s = (2 * m64.transpose(1, 2) @ q64 - m64.pow(2).sum(1)[:, :, None]) * s64[:, :, None] / 8**0.5
+    torch.testing.assert_close(similarity(mk, qk, mem_shrinkage=s).double(), ref_s, atol=1e-4, rtol=1e-5)

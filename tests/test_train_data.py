@@ -16,12 +16,11 @@ from corrvos.data.clips import (
     VOSClipDataset,
     collate_clips,
     davis_clip_dataset,
-    detect_layout,
-    open_clip_dataset,
     set_dataset_epoch,
     youtube_clip_dataset,
 )
 from corrvos.data.io import read_image, read_label, write_image, write_label
+from corrvos.data.layouts import detect_layout, open_clip_dataset
 from corrvos.data.sampling import (
     STCN_CURRICULUM,
     XMEM_CURRICULUM,
@@ -141,6 +140,15 @@ def test_effective_max_skip_and_curricula():
         SkipCurriculum(5, (0.3, 0.2), (10, 15))
     with pytest.raises(ConfigError, match=">= 1"):
         SkipCurriculum(0, (0.5,), (3,))
+    # the trainer's form: one value more than fractions, switched at the exact step
+    stage = SkipCurriculum.from_values([5, 10, 15, 20, 25, 5], [0.1, 0.2, 0.3, 0.4, 0.9])
+    assert stage == STCN_CURRICULUM
+    assert [stage.at_step(s, 100) for s in (0, 9, 10, 39, 40, 89, 90, 99)] == [5, 5, 10, 20, 25, 25, 5, 5]
+    assert SkipCurriculum.from_values([2], []).at_step(7, 0) == 2
+    with pytest.raises(ConfigError, match="one more entry"):
+        SkipCurriculum.from_values([5, 10], [])
+    with pytest.raises(ConfigError, match="max_skip_values must be >= 1"):
+        SkipCurriculum.from_values([5, 0], [0.5])
 
 
 def test_select_objects_and_item_rng():

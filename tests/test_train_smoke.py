@@ -15,8 +15,9 @@ import torch
 from corrvos.config import config_from_dict
 from corrvos.data.synthetic import generate_dataset
 from corrvos.errors import ConfigError
+from corrvos.models.params import optimizer_groups
 from corrvos.training.checkpoint import load_checkpoint
-from corrvos.training.trainer import Trainer, TrainingDivergedError, parameter_groups
+from corrvos.training.trainer import Trainer, TrainingDivergedError
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +132,7 @@ def test_parameter_groups_follow_the_release():
 
     model = build_model("stcn_corr")
     head = torch.nn.Linear(2, 2)
-    groups = parameter_groups(model, [head], lr=1.0, encoder_scale=0.2, deep_scale=0.4)
+    groups = optimizer_groups(model, [head], lr=1.0, encoder_scale=0.2, deep_scale=0.4)
     assert [(g["name"], g["lr"]) for g in groups] == [("encoder", 0.2), ("encoder_deep", 0.4), ("rest", 1.0)]
     ids = [{id(p) for p in g["params"]} for g in groups]
     names = {id(p): n for n, p in model.named_parameters()}
@@ -143,6 +144,9 @@ def test_parameter_groups_follow_the_release():
     rest = {names[i] for i in ids[2] if i in names}
     assert any(n.startswith("key_proj2.") for n in rest) and any(n.startswith("decoder.") for n in rest)
     assert {id(p) for p in head.parameters()} <= ids[2]
+    model.key_encoder.conv1.weight.requires_grad_(False)  # frozen parameters are left out of the optimiser
+    frozen = optimizer_groups(model, [head], lr=1.0, encoder_scale=0.2, deep_scale=0.4)
+    assert sum(len(g["params"]) for g in frozen) == sum(len(i) for i in ids) - 1
 
 
 def test_init_from_an_official_state_dict(synthetic_root: Path, tmp_path: Path):

@@ -1,4 +1,5 @@
-"""Atomic writes: nothing half-written under the final name, usual permissions, cleanup on failure."""
+"""Small shared helpers: atomic writes (nothing half-written under the final name, usual permissions, cleanup on
+failure) and device selection."""
 
 from __future__ import annotations
 
@@ -62,3 +63,23 @@ def test_cli_output_path_that_is_a_file(tmp_path, capsys):
                  "--workers", "1", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("corrvos eval: error: ") and str(blocker) in err and "Traceback" not in err
+
+
+def test_resolve_device_names_the_option_on_errors(monkeypatch: pytest.MonkeyPatch):
+    import torch
+
+    from corrvos.devices import resolve_device
+    from corrvos.errors import ConfigError
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="--device 'gpu0': not a device"):
+        resolve_device("gpu0", option="--device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match=r"--device 'cuda:1': CUDA is not available .*use --device cpu"):
+        resolve_device("cuda:1", option="--device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == torch.device("cuda")  # unindexed without a local rank
+    assert resolve_device("cuda", local_rank=3) == torch.device("cuda", 1)  # one GPU per torchrun process
+    assert resolve_device("cuda:0", local_rank=3) == torch.device("cuda", 0)

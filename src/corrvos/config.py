@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
+from corrvos.data.sampling import SkipCurriculum
 from corrvos.errors import ConfigError
 from corrvos.losses.config import LossConfig
 from corrvos.yaml_dataclasses import build_dataclass, read_yaml_chain
@@ -102,7 +103,8 @@ class DataConfig:
     """N, object slots per clip (STCN: a target object and, when present, a second one)."""
     max_skip_values: list[int] = field(default_factory=lambda: [5, 10, 15, 20, 25, 5])
     """Max-skip curriculum: the largest gap between sampled frames, ``max_skip_values[i]`` from fraction
-    ``max_skip_fractions[i-1]`` of the stage on (STCN's defaults)."""
+    ``max_skip_fractions[i-1]`` of the stage on (STCN's defaults; see ``corrvos.data.sampling.SkipCurriculum``).
+    The fractions increase strictly within (0, 1]."""
     max_skip_fractions: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.9])
 
 
@@ -198,16 +200,10 @@ def _validate(cfg: TrainConfig, source: str) -> None:
             raise ConfigError(f"{source}: {where}: data.crop_size must be a positive multiple of 16")
         if data.num_frames < 2 or data.max_objects < 1:
             raise ConfigError(f"{source}: {where}: data.num_frames must be >= 2 and data.max_objects >= 1")
-        if any(v < 1 for v in data.max_skip_values):
-            raise ConfigError(f"{source}: {where}: data.max_skip_values must be >= 1, got {data.max_skip_values}")
-        if len(data.max_skip_values) != len(data.max_skip_fractions) + 1:
-            raise ConfigError(
-                f"{source}: {where}: data.max_skip_values needs exactly one more entry than data.max_skip_fractions"
-            )
-        if any(not 0 <= f <= 1 for f in data.max_skip_fractions) or data.max_skip_fractions != sorted(
-            data.max_skip_fractions
-        ):
-            raise ConfigError(f"{source}: {where}: data.max_skip_fractions must be increasing in [0, 1]")
+        try:  # the trainer builds the same curriculum, so a bad one fails here and not when its stage starts
+            SkipCurriculum.from_values(data.max_skip_values, data.max_skip_fractions)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {where}: data: {exc}") from None
         if not data.datasets:
             raise ConfigError(f"{source}: {where}: data.datasets is empty")
         for spec in data.datasets:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 from torch import Tensor
 
-__all__ = ["ClipBatch", "ClipOutputs", "QueryFeatures"]
+__all__ = ["ClipBatch", "ClipOutputs", "QueryFeatures", "SegmentOutput"]
 
 
 def _to(obj, device: torch.device | str, non_blocking: bool = False):
@@ -37,6 +37,10 @@ class QueryFeatures:
             for the VOS_Correspondence fused-decoder variant, whose decoder takes f16 directly.
         key2: [B, CK, h, w] the auxiliary ``key_proj2`` head of the VOS_Correspondence variant (used only by
             the "official" correspondence losses); ``None`` when the model has no such head.
+        shrinkage: [B, 1, h, w] XMem's shrinkage s >= 1 of each position as a *memory* key (``d_proj``; scales
+            the similarity of every query to this position); ``None`` for STCN or when not requested.
+        selection: [B, CK, h, w] XMem's selection e in [0, 1] of each position as a *query* key (``e_proj``;
+            weights the key channels); ``None`` for STCN or when not requested.
     """
 
     key: Tensor
@@ -45,9 +49,27 @@ class QueryFeatures:
     f4: Tensor
     f16_thin: Tensor | None = None
     key2: Tensor | None = None
+    shrinkage: Tensor | None = None
+    selection: Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> QueryFeatures:
         return _to(self, device, non_blocking)
+
+
+@dataclass
+class SegmentOutput:
+    """What ``segment`` returns for a batch of query frames.
+
+    Attributes:
+        logits: [B, N+1, H, W] soft-aggregated logits, background first.
+        prob: [B, N+1, H, W] ``softmax(logits, dim=1)``.
+        hidden: [B, N, CH, h, w] the updated hidden (sensory) state of models that keep one (XMem), when the
+            update was asked for; ``None`` otherwise (STCN, or ``update_hidden=False``).
+    """
+
+    logits: Tensor
+    prob: Tensor
+    hidden: Tensor | None = None
 
 
 @dataclass
@@ -92,6 +114,9 @@ class ClipOutputs:
         logits: [B, T-1, N+1, H, W] aggregated logits (background first) of frames 1..T-1.
         keys: [B, T, CK, h, w] matching keys of all T frames (the features L_PCL trains).
         res4: [B, T, 1024, h, w] key-encoder stride-16 features of all frames (RoIAlign input of L_OCL).
+        shrinkage: [B, T, 1, h, w] XMem shrinkage of every frame (the memory side of the model's similarity), or
+            ``None`` for models without it (STCN).
+        selection: [B, T, CK, h, w] XMem selection of every frame (the query side), or ``None``.
         keys2: [B, T, CK, h, w] auxiliary ``key_proj2`` keys, or ``None`` when the model has no such head.
         view2_keys2: [B, T, CK, h, w] ``key_proj2`` keys of the second (flipped / zoom-cropped) view, used by the
             "official" correspondence losses (frame 0 with gradient, later frames without); else ``None``.
@@ -103,6 +128,8 @@ class ClipOutputs:
     logits: Tensor
     keys: Tensor
     res4: Tensor
+    shrinkage: Tensor | None = None
+    selection: Tensor | None = None
     keys2: Tensor | None = None
     view2_keys2: Tensor | None = None
     view2_theta: Tensor | None = None

@@ -29,19 +29,22 @@ trained); memory grows with the number of memory frames, so raise --mem-every fo
 examples:
   corrvos segment --model stcn.pth --video clip.mp4 --mask clip_00000.png --out out/clip
   corrvos segment --model stcn.pth --video frames/ --mask frames_mask.png --out out/frames --device cuda --amp fp16
+  corrvos segment --model XMem.pth --video long.mp4 --mask long_00000.png --out out/long --mem-every 10
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="checkpoint: official STCN / VOS_Correspondence or corrvos")
+    parser.add_argument("--model", required=True,
+                        help="checkpoint: official STCN / VOS_Correspondence / XMem file or a corrvos checkpoint")
     parser.add_argument("--video", required=True, help="video file (.mp4, .avi, .mov, .mkv, ...) or frame folder")
     parser.add_argument("--mask", required=True, help="label-map PNG of the annotated frame (same size as the frames)")
     parser.add_argument("--mask-frame", type=int, default=0, help="index of the annotated frame (default 0)")
     parser.add_argument("--resize-mask", action="store_true",
                         help="accept a mask of another size and resize it to the frame size (nearest neighbour)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--size", type=int, default=480,
-                        help="shorter side used inside the network (default 480; -1 keeps the frame size)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="shorter side used inside the network (default 480, as both models were evaluated; "
+                             "-1 keeps the frame size)")
     add_engine_arguments(parser)
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     parser.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay (default 0.5)")
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from corrvos.cli.infer import check_engine_arguments, load_inference_model
+    from corrvos.cli.infer import check_engine_arguments, engine_config, load_inference_model
     from corrvos.data.io import write_label
     from corrvos.errors import ConfigError
     from corrvos.inference import InferenceCore
@@ -95,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--mask-frame {args.mask_frame} is outside the video's {len(source)} frames")
     first_mask = _read_first_mask(args, source.size)  # fail before the (slow) model load
     model, device = load_inference_model(args)
-    core = InferenceCore(model, top_k=args.top_k, mem_every=args.mem_every, include_last=args.include_last,
-                         internal_size=None if args.size <= 0 else args.size, amp=args.amp)
+    core = InferenceCore(model, engine_config(args, model, default_size=480), video_length=len(source))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     out = Path(args.out)

@@ -6,8 +6,8 @@ Contents:
 - :func:`collate_clips`: a list of items -> :class:`corrvos.types.ClipBatch` (pass it as the DataLoader's
   ``collate_fn``);
 - :class:`VOSClipDataset`: clips from an image root and an annotation root with one folder per video;
-- :func:`davis_clip_dataset`, :func:`youtube_clip_dataset`: the two standard layouts; :func:`open_clip_dataset`
-  detects the layout (DAVIS, YouTube-VOS or BL30K) of a folder;
+- :func:`davis_clip_dataset`, :func:`youtube_clip_dataset`: the two standard layouts (BL30K:
+  :mod:`corrvos.data.bl30k`; layout detection: :mod:`corrvos.data.layouts`);
 - :func:`set_dataset_epoch`: forward ``set_epoch`` / ``set_max_skip`` through ``ConcatDataset`` / ``Subset``.
 
 Layout read by :class:`VOSClipDataset`: ``image_root/<video>/<frame>.jpg`` (or .jpeg/.png/.bmp) and
@@ -47,9 +47,7 @@ __all__ = [
     "VOSClipDataset",
     "collate_clips",
     "davis_clip_dataset",
-    "detect_layout",
     "index_video",
-    "open_clip_dataset",
     "read_subset",
     "set_dataset_epoch",
     "youtube_clip_dataset",
@@ -334,45 +332,3 @@ def youtube_clip_dataset(root: str | PathLike, *, split: str = "train", skip_div
     root = Path(root)
     base = root if (root / "JPEGImages").is_dir() else root / split
     return VOSClipDataset(base / "JPEGImages", base / "Annotations", skip_divisor=skip_divisor, **kwargs)
-
-
-LAYOUTS = ("davis", "youtube", "bl30k")
-
-
-def detect_layout(root: str | PathLike) -> str:
-    """"davis" (``JPEGImages/480p``), "youtube" (``train/JPEGImages``, or a split folder with ``meta.json``) or
-    "bl30k" (``JPEGImages`` + ``Annotations`` here or in segment folders).
-
-    Raises:
-        DataError: none of these layouts is found.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(root, "dataset folder not found")
-    if (root / "JPEGImages" / "480p").is_dir():
-        return "davis"
-    if (root / "train" / "JPEGImages").is_dir() or ((root / "JPEGImages").is_dir() and (root / "meta.json").is_file()):
-        return "youtube"
-    from corrvos.data.bl30k import find_bl30k_parts
-
-    find_bl30k_parts(root)  # raises DataError when nothing matches
-    return "bl30k"
-
-
-def open_clip_dataset(root: str | PathLike, *, layout: str = "auto", **kwargs) -> VOSClipDataset:
-    """Training clips of a DAVIS, YouTube-VOS or BL30K folder (``layout="auto"`` detects which).
-
-    Keyword arguments go to :func:`davis_clip_dataset`, :func:`youtube_clip_dataset` or
-    :func:`corrvos.data.bl30k.bl30k_clip_dataset`. Works for the synthetic sets of ``corrvos synth``.
-    """
-    if layout == "auto":
-        layout = detect_layout(root)
-    if layout == "davis":
-        return davis_clip_dataset(root, **kwargs)
-    if layout == "youtube":
-        return youtube_clip_dataset(root, **kwargs)
-    if layout == "bl30k":
-        from corrvos.data.bl30k import bl30k_clip_dataset
-
-        return bl30k_clip_dataset(root, **kwargs)
-    raise ConfigError(f"unknown dataset layout {layout!r}; choose 'auto' or one of {LAYOUTS}")

@@ -25,7 +25,9 @@ from corrvos.utils import atomic_path
 __all__ = [
     "DAVIS_PALETTE",
     "IMAGE_EXTENSIONS",
+    "LABEL_MODES",
     "davis_palette",
+    "label_header_problem",
     "list_frames",
     "read_image",
     "read_label",
@@ -34,6 +36,8 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+#: Pillow modes of a label-map PNG: palette, 8-bit grayscale, and 1-bit (read as 0/1).
+LABEL_MODES = ("P", "L", "1")
 
 
 def davis_palette() -> np.ndarray:
@@ -72,7 +76,7 @@ def read_label(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             mode = img.mode
-            if mode not in ("P", "L", "1"):
+            if mode not in LABEL_MODES:
                 raise DataError(path, f"label map must be a palette or 8-bit grayscale PNG, got mode {mode!r} "
                                       "(save masks as indexed PNGs, e.g. with corrvos.data.io.write_label)")
             array = np.array(img)
@@ -104,6 +108,34 @@ def write_label(path: str | Path, label: np.ndarray, palette: np.ndarray | None 
     img.putpalette((DAVIS_PALETTE if palette is None else np.asarray(palette, np.uint8)).reshape(-1).tolist())
     with atomic_path(path, suffix=".png") as tmp:
         img.save(tmp, format="PNG")
+
+
+def label_header_problem(path: str | Path, expected: tuple[int, int] | None = None, *,
+                         reference: str = "the ground truth") -> tuple[str | None, tuple[int, int] | None]:
+    """Check a label-map PNG from its header only (the pixels are not decoded), as the evaluators do up front.
+
+    Args:
+        path: the PNG.
+        expected: (H, W) it must have, or None.
+        reference: what ``expected`` comes from, for the message (e.g. "its input frame").
+
+    Returns:
+        (problem, size): a one-line message that starts with the path, or None when the file is fine; and the
+        file's (H, W), or None when it cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return f"{path}: missing", None
+    try:
+        with Image.open(path) as img:
+            mode, (w, h) = img.mode, img.size
+    except Exception as exc:  # Pillow raises many types for corrupt files
+        return f"{path}: cannot read image ({exc})", None
+    if mode not in LABEL_MODES:
+        return f"{path}: must be a palette or 8-bit grayscale PNG, got mode {mode!r}", (h, w)
+    if expected is not None and (h, w) != tuple(expected):
+        return f"{path}: size {h}x{w} (HxW) differs from {reference} {expected[0]}x{expected[1]}", (h, w)
+    return None, (h, w)
 
 
 def read_image(path: str | Path) -> np.ndarray:

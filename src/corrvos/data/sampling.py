@@ -66,6 +66,24 @@ class SkipCurriculum:
         if self.initial < 1 or any(v < 1 for v in self.values):
             raise ConfigError(f"max-skip values must be >= 1, got initial {self.initial} and {self.values}")
 
+    @classmethod
+    def from_values(cls, values: Sequence[int], fractions: Sequence[float]) -> SkipCurriculum:
+        """The curriculum of a stage config: ``values[i]`` from ``fractions[i-1]`` of the stage on.
+
+        Args:
+            values: ``max_skip_values``, e.g. STCN's [5, 10, 15, 20, 25, 5] (one more entry than ``fractions``).
+            fractions: ``max_skip_fractions``, e.g. STCN's [0.1, 0.2, 0.3, 0.4, 0.9].
+
+        Raises:
+            ConfigError: the lengths do not match, a value is below 1 or the fractions do not increase in (0, 1].
+        """
+        if len(values) != len(fractions) + 1:
+            raise ConfigError(f"max_skip_values needs exactly one more entry than max_skip_fractions, got "
+                              f"{len(values)} values and {len(fractions)} fractions")
+        if any(v < 1 for v in values):
+            raise ConfigError(f"max_skip_values must be >= 1, got {list(values)}")
+        return cls(int(values[0]), tuple(fractions), tuple(values[1:]))
+
     def at_fraction(self, progress: float) -> int:
         """Max skip after ``progress`` (0..1) of the training iterations (XMem switches by iteration)."""
         value = self.initial
@@ -84,6 +102,14 @@ class SkipCurriculum:
             if epoch >= round(total_epochs * fraction):
                 value = v
         return value
+
+    def at_step(self, step: int, iterations: int) -> int:
+        """Max skip at 0-based ``step`` of a stage of ``iterations`` steps.
+
+        STCN switches at epoch boundaries (:meth:`at_epoch`); the trainer switches at the exact step, which does
+        not depend on the dataset size or the process count.
+        """
+        return self.at_fraction(step / max(iterations, 1))
 
 
 #: STCN main training (DAVIS + YouTube-VOS): 5, then 10, 15, 20, 25 and 5 at 10/20/30/40/90 % of training.

@@ -1,7 +1,10 @@
-"""Writers of synthetic datasets in the DAVIS and YouTube-VOS file layouts (see :mod:`corrvos.data.synthetic`).
+"""Writers of synthetic datasets in the DAVIS and YouTube-VOS file layouts: :func:`generate_dataset`.
+
+The videos come from :mod:`corrvos.data.synthetic_video`; :mod:`corrvos.data.synthetic` re-exports both.
 
 Conventions:
-- videos are named ``synth000``, ``synth001``, ...; video i is drawn from ``SeedSequence(seed).spawn(n)[i]``;
+- videos are named ``synth000``, ``synth001``, ...; video i is drawn from ``SeedSequence(seed).spawn(n)[i]`` (its
+  content does not depend on how many videos are generated); the same arguments give byte-identical files;
 - frames are JPEG (quality 95) named by their 5-digit frame number, label maps palette PNGs (DAVIS palette);
 - a ``corrvos_synthetic.json`` file at the root (written first) records the arguments and the splits; a folder
   holding it may be regenerated in place (its layout folders are deleted first), any other non-empty folder is
@@ -23,14 +26,15 @@ import numpy as np
 from tqdm import tqdm
 
 from corrvos.data.io import write_image, write_label
-from corrvos.data.synthetic import LAYOUTS, SyntheticVideo, synthesize_video
+from corrvos.data.synthetic_video import SyntheticVideo, synthesize_video
 from corrvos.errors import ConfigError, DataError
 from corrvos.utils import atomic_write_text
 
-__all__ = ["MARKER", "SAMPLE_STEP", "write_dataset"]
+__all__ = ["LAYOUTS", "MARKER", "SAMPLE_STEP", "generate_dataset"]
 
 logger = logging.getLogger(__name__)
 
+LAYOUTS = ("davis", "youtube")
 MARKER = "corrvos_synthetic.json"
 SAMPLE_STEP = 5  # YouTube-VOS annotates every 5th frame
 _LAYOUT_DIRS = ("JPEGImages", "Annotations", "ImageSets", "train", "valid", "valid_all_frames")
@@ -107,10 +111,35 @@ def _write_youtube_video(root: Path, name: str, video: SyntheticVideo, *, split:
     return {"objects": objects}
 
 
-def write_dataset(out_dir: Path, *, sequences: int, frames: int, size: tuple[int, ...], seed: int, layout: str,
-                  val_fraction: float, progress: bool) -> Path:
-    """Implementation of :func:`corrvos.data.synthetic.generate_dataset` (same arguments)."""
-    _check_args(sequences=sequences, frames=frames, size=size, seed=seed, layout=layout, val_fraction=val_fraction)
+def generate_dataset(out_dir: str | Path, *, sequences: int, frames: int, size: tuple[int, int], seed: int,
+                     layout: str = "davis", val_fraction: float = 0.5, progress: bool = False) -> Path:
+    """Write a complete synthetic dataset in the DAVIS or the YouTube-VOS layout.
+
+    DAVIS: ``JPEGImages/480p/<seq>/00000.jpg``, ``Annotations/480p/<seq>/00000.png`` (every frame, DAVIS palette),
+    ``ImageSets/2017/{train,val}.txt`` and ``ImageSets/2016/{train,val}.txt``. YouTube-VOS: ``train/`` (every 5th
+    frame, all annotated, meta.json with categories), ``valid/`` (every 5th frame, annotations only where an object
+    first appears, meta.json) and ``valid_all_frames/JPEGImages`` (every frame). See the README, "Data".
+
+    Args:
+        out_dir: destination; must be empty, absent, or a previous corrvos synthetic dataset (which is replaced).
+        sequences: number of videos (>= 1); the last ``round(sequences * val_fraction)`` (at least 1) form the
+            validation split, the others the training split (a single video is in both).
+        frames: frames per video (>= 1); for YouTube-VOS, the length of the all-frames video.
+        size: (H, W) of the frames, each >= 16.
+        seed: random seed (>= 0).
+        layout: "davis" or "youtube".
+        val_fraction: fraction of the videos in the validation split, in (0, 1).
+        progress: show a progress bar.
+
+    Returns:
+        ``out_dir`` as a Path.
+
+    Raises:
+        ConfigError: an argument is out of range. DataError: ``out_dir`` holds something else.
+    """
+    out_dir = Path(out_dir)
+    _check_args(sequences=sequences, frames=frames, size=tuple(size), seed=seed, layout=layout,
+                val_fraction=val_fraction)
     size = (int(size[0]), int(size[1]))
     _prepare(out_dir)
     names = [f"synth{i:03d}" for i in range(sequences)]

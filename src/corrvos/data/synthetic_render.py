@@ -9,7 +9,8 @@ smooth trajectories drawn in z-order (later objects occlude earlier ones). Coord
   world by a rotation, a scale and a translation.
 
 Rendering gives the frames and an *instance map* per frame (0 background, i + 1 where object i of
-``SceneSpec.objects`` is visible); which instances become annotated labels is decided by ``corrvos.data.synthetic``.
+``SceneSpec.objects`` is visible); which instances become annotated labels is decided by
+``corrvos.data.synthetic_video``.
 All randomness is drawn in :func:`sample_scene`; :func:`render_scene` is deterministic.
 """
 

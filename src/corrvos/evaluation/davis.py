@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from corrvos.data.io import read_label
+from corrvos.data.io import label_header_problem, read_label
 from corrvos.errors import ConfigError, DataError
 from corrvos.evaluation.metrics import boundary_radius, db_statistics, frame_scores, label_confusion
 from corrvos.evaluation.parallel import TaskRunner, raise_problems
@@ -40,7 +39,6 @@ __all__ = ["SETS", "DavisEvalResult", "SequenceScores", "evaluate_davis", "forma
 logger = logging.getLogger(__name__)
 
 SETS = ("train", "val", "test-dev", "test-challenge")
-_LABEL_MODES = ("P", "L", "1")
 
 
 @dataclass
@@ -102,30 +100,14 @@ def _frame_id(path: Path) -> str:
     return "".join(path.name.split(".")[:-1])  # official: dots of a multi-dot name are dropped
 
 
-def _label_header_problem(path: Path, expected: tuple[int, int] | None) -> tuple[str | None, tuple[int, int] | None]:
-    """Check a label PNG from its header only; returns (problem or None, (H, W) or None)."""
-    try:
-        with Image.open(path) as img:
-            mode, (w, h) = img.mode, img.size
-    except FileNotFoundError:
-        return f"{path}: file not found", None
-    except Exception as exc:
-        return f"{path}: cannot read image ({exc})", None
-    if mode not in _LABEL_MODES:
-        return f"{path}: must be a palette or 8-bit grayscale PNG, got mode {mode!r}", (h, w)
-    if expected is not None and (h, w) != expected:
-        return f"{path}: size {h}x{w} (HxW) differs from the ground truth {expected[0]}x{expected[1]}", (h, w)
-    return None, (h, w)
-
-
 def check_sequence(task: SequenceTask) -> list[str]:
     """Header-level checks of one sequence (existence, PNG mode, sizes); returns the problems found."""
     problems: list[str] = []
-    problem, size0 = _label_header_problem(task.gt_paths[0], None)
+    problem, size0 = label_header_problem(task.gt_paths[0], None)
     if problem:
         return [problem]
     for path in task.gt_paths[1:-1]:
-        problem, _ = _label_header_problem(path, size0)
+        problem, _ = label_header_problem(path, size0)
         if problem:
             problems.append(problem)
     missing = [p for p in task.pred_paths if not p.is_file()]
@@ -137,7 +119,7 @@ def check_sequence(task: SequenceTask) -> list[str]:
         problems.append(f"{missing[0].parent}: {len(missing)} prediction(s) missing: {names}")
     for path in task.pred_paths:
         if path.is_file():
-            problem, _ = _label_header_problem(path, size0)
+            problem, _ = label_header_problem(path, size0)
             if problem:
                 problems.append(problem)
     return problems

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from corrvos.data.io import DAVIS_PALETTE, read_label
+from corrvos.data.io import DAVIS_PALETTE, label_header_problem, read_label
 from corrvos.errors import DataError
 from corrvos.evaluation.metrics import boundary_radius, frame_scores
 from corrvos.evaluation.parallel import raise_problems, run_pool
@@ -200,22 +200,6 @@ def _background_png(size: tuple[int, int]) -> bytes:
     return buf.getvalue()
 
 
-def _png_problem(path: Path, size: tuple[int, int] | None) -> str | None:
-    """Header check of a submission PNG: exists, palette/grayscale, and (W, H) == size when given."""
-    if not path.is_file():
-        return f"{path}: missing"
-    try:
-        with Image.open(path) as img:
-            mode, got = img.mode, img.size
-    except Exception as exc:
-        return f"{path}: cannot read image ({exc})"
-    if mode not in ("P", "L"):
-        return f"{path}: must be a palette or 8-bit grayscale PNG, got mode {mode!r}"
-    if size is not None and got != size:
-        return f"{path}: size {got[1]}x{got[0]} (HxW) differs from its input frame {size[1]}x{size[0]}"
-    return None
-
-
 def pack_youtube(results_dir: str | Path, out_zip: str | Path, *, youtube_root: str | Path | None = None,
                  split: str = "valid") -> int:
     """Zip predictions into the YouTube-VOS submission layout ``Annotations/<video>/<frame>.png``.
@@ -265,7 +249,7 @@ def pack_youtube(results_dir: str | Path, out_zip: str | Path, *, youtube_root: 
                     blanks[png] = size
                     entries.append((video, png))
                     continue
-                problem = _png_problem(png, size)
+                problem, _ = label_header_problem(png, (size[1], size[0]), reference="its input frame")
                 if problem:
                     problems.append(problem)
                 entries.append((video, png))
@@ -275,7 +259,7 @@ def pack_youtube(results_dir: str | Path, out_zip: str | Path, *, youtube_root: 
     else:
         for video_dir in sorted(p for p in src.iterdir() if p.is_dir()):
             for png in sorted(video_dir.glob("*.png")):
-                problem = _png_problem(png, None)
+                problem, _ = label_header_problem(png)
                 if problem:
                     problems.append(problem)
                 entries.append((video_dir.name, png))

@@ -2,7 +2,8 @@
 
 Usage::
 
-    core = InferenceCore(model, top_k=20, mem_every=5)
+    core = InferenceCore(model)                 # the official options of the model's family (STCN / XMem)
+    core = InferenceCore(model, inference_config_for(model, mem_every=10))   # or some of them changed
     for t, image in enumerate(frames):          # image: float32 [3, H, W] RGB in [0, 1]
         prob = core.step(image, mask if t == 0 else None, end=t == len(frames) - 1)
         labels = core.prob_to_mask(prob)        # int64 [H, W] with the original object ids
@@ -10,8 +11,22 @@ Usage::
 
 from __future__ import annotations
 
+from corrvos.inference.config import InferenceConfig, inference_config_for
 from corrvos.inference.core import InferenceCore, soft_aggregate
-from corrvos.inference.memory_bank import MemoryBank
+from corrvos.inference.memory_bank import MEMORIES, MemoryBank, MemoryStore, make_memory
 from corrvos.inference.objects import ObjectGroup, ObjectManager
+from corrvos.inference.xmem_memory import XMemMemory
 
-__all__ = ["InferenceCore", "MemoryBank", "ObjectGroup", "ObjectManager", "soft_aggregate"]
+__all__ = [
+    "MEMORIES",
+    "InferenceConfig",
+    "InferenceCore",
+    "MemoryBank",
+    "MemoryStore",
+    "ObjectGroup",
+    "ObjectManager",
+    "XMemMemory",
+    "inference_config_for",
+    "make_memory",
+    "soft_aggregate",
+]

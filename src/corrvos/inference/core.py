@@ -1,14 +1,18 @@
-"""Streaming, per-video inference of matching-based VOS models: ``InferenceCore.step`` once per frame.
+"""Streaming, per-video inference of matching-based VOS models (STCN, XMem): ``InferenceCore.step`` once per frame.
 
-Re-expresses the inference procedure of hkchengrex/STCN:inference_core.py (DAVIS) and inference_core_yv.py
-(YouTube-VOS, objects that appear later), written independently as a streaming processor in the style of
-hkchengrex/Cutie:cutie/inference/inference_core.py (``step(image, mask, objects)``).
+Re-expresses the inference procedures of hkchengrex/STCN:inference_core.py (DAVIS) and inference_core_yv.py
+(YouTube-VOS, objects that appear later) and hkchengrex/XMem:inference/inference_core.py, written independently as
+one streaming processor in the style of hkchengrex/Cutie:cutie/inference/inference_core.py
+(``step(image, mask, objects)``). The model is driven only through the ``VOSModel`` stages; the memory is the
+model family's :class:`~corrvos.inference.memory_bank.MemoryStore` (STCN's bank or XMem's working + long-term
+memory) and the options are one :class:`~corrvos.inference.config.InferenceConfig`.
 
 Procedure (one ``step`` per frame, frame index t counted from the first ``step``):
 1. the image (RGB in [0, 1]) is ImageNet-normalised, optionally resized so that its shorter side is
-   ``internal_size`` (bicubic), and zero-padded to multiples of 16 (see :mod:`corrvos.inference.video`);
+   ``internal_size`` (``resize_mode``), and zero-padded to multiples of 16 (see :mod:`corrvos.inference.video`);
 2. if objects are already known, the frame is segmented: key encoding, a top-k memory read per object group,
-   decoding of every object, sigmoid and soft aggregation (``model.segment``);
+   decoding of every object with the hidden (sensory) state, sigmoid and soft aggregation (``model.segment``);
+   the decoder updates the hidden state on frames that are not deep-update frames (XMem; STCN has none);
 3. if a mask is given, its objects are merged in as STCN's YouTube core does: inside the mask's foreground all
    previous predictions are dropped, the given objects take their mask, and the object probabilities are
    soft-aggregated again; the frame then becomes a permanent memory frame for every group (new objects start a
@@ -16,7 +20,9 @@ Procedure (one ``step`` per frame, frame index t counted from the first ``step``
 4. otherwise the frame becomes a permanent memory frame when ``t - last_memory_frame >= mem_every`` (with a single
    mask on frame 0 this is STCN's DAVIS rule ``t % mem_every == 0``), or the temporary "last frame" entry when
    ``include_last`` is set; never on the last frame (``end=True``). Values are encoded from the soft aggregated
-   probabilities (target = prob of the object, others = sum of the other objects);
+   probabilities (target = prob of the object, others = sum of the other objects); on a deep-update frame (XMem:
+   every memory frame when ``deep_update_every`` is -1, else every ``deep_update_every`` frames among memory
+   frames) the value encoder also renews the hidden state; objects introduced by a mask start with zeros;
 5. the probabilities are unpadded and, if the frame was resized, bilinearly resized back to the input size.
 
 Objects that appear later follow STCN's YouTube-VOS core: each group of objects introduced by the same mask reads
@@ -34,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from corrvos.inference.memory_bank import MemoryBank
+from corrvos.inference.config import InferenceConfig, inference_config_for
+from corrvos.inference.memory_bank import make_memory
 from corrvos.inference.objects import ObjectManager
 from corrvos.inference.video import (
     IMAGENET_MEAN,
@@ -45,6 +52,7 @@ from corrvos.inference.video import (
     resized_shape,
     unpad,
 )
+from corrvos.models.base import zero_hidden
 from corrvos.models.stcn import aggregate_logits
 
 __all__ = ["InferenceCore", "channel_argmax", "soft_aggregate"]
@@ -71,56 +79,67 @@ class InferenceCore:
     """One streaming processor per video.
 
     Args:
-        model: a VOS model with the stage methods ``encode_key``, ``encode_value``, ``read_memory`` and
-            ``segment`` (e.g. :class:`corrvos.models.stcn.STCN`), in eval mode. Inference runs on its device.
-        top_k: memory positions kept per query position (STCN: 20); ``None`` for the full softmax.
-        mem_every: a frame becomes a memory frame every ``mem_every`` frames (STCN: 5).
-        include_last: also keep the previous frame as a temporary memory entry (STCN option, default off).
-        internal_size: if set, frames are resized so that their shorter side is this many pixels before the
-            network (YouTube-VOS: 480); outputs are resized back to the input size.
-        amp: ``"none"``, ``"bf16"`` or ``"fp16"`` autocast (CUDA only; probabilities are returned in float32).
-        channels_last_decoder: store the decoder's weights in channels-last (NHWC) order, which makes its
-            convolutions and bilinear upsamplings produce NHWC maps: cuDNN then skips its per-convolution layout
-            transposes and PyTorch uses its NHWC upsampling kernel, several times faster than the NCHW one on a GPU;
-            oneDNN's NHWC convolutions are faster on the CPU too. Values are unchanged; only float rounding differs
-            (another convolution algorithm; ~3e-6 on the probabilities of the benchmark network). The model's decoder
-            is converted in place; the encoders stay NCHW (their BatchNorms' NHWC kernels are slower on a GPU).
+        model: a ``VOSModel`` (:class:`corrvos.models.stcn.STCN`, :class:`corrvos.models.xmem.XMem`) in eval mode.
+            Inference runs on its device.
+        config: the options (:class:`~corrvos.inference.config.InferenceConfig`); default: the official defaults of
+            the model's family (``inference_config_for(model)``: STCN top_k 20, XMem top_k 30 with long-term memory
+            and a 480-pixel shorter side, ...).
+        video_length: frames in the video when known (XMem's long-term usage rule); ``reset`` can change it.
+
+    ``config.channels_last_decoder`` stores the decoder's weights in channels-last (NHWC) order, which makes its
+    convolutions and bilinear upsamplings produce NHWC maps: cuDNN then skips its per-convolution layout transposes
+    and PyTorch uses its NHWC upsampling kernel, several times faster than the NCHW one on a GPU; oneDNN's NHWC
+    convolutions are faster on the CPU too. Values are unchanged; only float rounding differs. The model's decoder
+    is converted in place; the encoders stay NCHW (their BatchNorms' NHWC kernels are slower on a GPU).
     """
 
-    def __init__(self, model: nn.Module, top_k: int | None = 20, mem_every: int = 5, include_last: bool = False,
-                 *, internal_size: int | None = None, amp: str = "none",
-                 channels_last_decoder: bool = True) -> None:
-        if mem_every < 1:
-            raise ValueError(f"mem_every must be >= 1, got {mem_every}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
-        if amp not in _AMP_DTYPES:
-            raise ValueError(f"amp must be one of {sorted(_AMP_DTYPES)}, got {amp!r}")
+    def __init__(self, model: nn.Module, config: InferenceConfig | None = None, *,
+                 video_length: int | None = None) -> None:
+        self.config = inference_config_for(model) if config is None else config
         self.model = model
+        self.family = getattr(model, "family", "stcn")
         self.device = next(model.parameters()).device
-        if amp != "none" and self.device.type != "cuda":
-            raise ValueError(f"amp={amp!r} needs a CUDA model; this one is on {self.device}")
+        if self.config.amp != "none" and self.device.type != "cuda":
+            raise ValueError(f"amp={self.config.amp!r} needs a CUDA model; this one is on {self.device}")
         if model.training:
             _log.warning("InferenceCore: the model is in training mode; call model.eval() for inference")
-        self.top_k = top_k
-        self.mem_every = mem_every
-        self.include_last = include_last
-        self.internal_size = internal_size
-        self.amp = amp
         decoder = getattr(model, "decoder", None)
-        if channels_last_decoder and isinstance(decoder, nn.Module):
+        if self.config.channels_last_decoder and isinstance(decoder, nn.Module):
             decoder.to(memory_format=torch.channels_last)
         # device constants made once: a host-to-device copy per frame would stall the CUDA stream
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(3, 1, 1)
-        self.reset()
+        self.reset(video_length=video_length)
 
-    def reset(self) -> None:
-        """Forget everything (objects, memory, frame counter): the next ``step`` starts a new video."""
+    # the options most callers read
+    @property
+    def top_k(self) -> int | None:
+        return self.config.top_k
+
+    @property
+    def mem_every(self) -> int:
+        return self.config.mem_every
+
+    @property
+    def include_last(self) -> bool:
+        return self.config.include_last
+
+    @property
+    def internal_size(self) -> int | None:
+        return self.config.internal_size
+
+    @property
+    def amp(self) -> str:
+        return self.config.amp
+
+    def reset(self, *, video_length: int | None = None) -> None:
+        """Forget everything (objects, memory, hidden state, frame counter): the next ``step`` starts a new video."""
         self.objects = ObjectManager()
-        self.memory = MemoryBank(top_k=self.top_k)
+        self.memory = make_memory(self.family, self.config, video_length=video_length)
+        self.hidden: Tensor | None = None  # [1, N, CH, h, w] sensory memory in channel order (XMem)
         self.frame_index = 0  # index of the next frame
         self.last_memory_frame: int | None = None
+        self.last_deep_update: int = -self.config.deep_update_every
         self.input_shape: tuple[int, int] | None = None
         self.pad = (0, 0, 0, 0)
         self._lookup: Tensor | None = None  # channel -> object id; None while the ids are 1..N (the identity)
@@ -144,6 +163,8 @@ class InferenceCore:
         """
         if self.last_memory_frame is None or end:
             return False
+        if self.model.hidden_dim > 0 or self.memory.reads_change_state:
+            return True  # XMem: every frame updates the sensory memory (and the usage counts)
         return self.include_last or self.frame_index - self.last_memory_frame >= self.mem_every
 
     def skip_frame(self) -> None:
@@ -160,7 +181,7 @@ class InferenceCore:
         elif shape != self.input_shape:
             raise ValueError(f"frame {self.frame_index} has size {shape}, earlier frames {self.input_shape}")
         x = ((image.to(self.device, torch.float32) - self._mean) / self._std)[None]  # [1, 3, H, W]
-        x = resize_image(x, resized_shape(*shape, self.internal_size))  # [1, 3, H', W']
+        x = resize_image(x, resized_shape(*shape, self.internal_size), self.config.resize_mode)  # [1, 3, H', W']
         x, self.pad = pad_to_multiple(x, 16)  # [1, 3, Hp, Wp]
         return x
 
@@ -176,18 +197,17 @@ class InferenceCore:
         mask, _ = pad_to_multiple(mask, 16)  # [Hp, Wp]
         return mask
 
-    def _segment(self, feats: Any) -> Tensor:
+    def _groups(self) -> list[list[int]]:
+        """Channels (0-based among the N objects) of each object group, in introduction order."""
+        return [self.objects.channels(g.ids) for g in self.objects.groups]
+
+    def _segment(self, feats: Any, *, update_hidden: bool) -> Tensor:
         """Read memory and decode the current frame: [N+1, Hp, Wp] float32 aggregated probabilities."""
-        readouts = self.memory.read(self.model, feats.key)  # per group: [1, N_g, CV, h, w]
-        if len(readouts) == 1:
-            readout = readouts[0]  # [1, N, CV, h, w]
-        else:
-            b, _, cv, h, w = readouts[0].shape
-            readout = readouts[0].new_empty(b, self.objects.num_objects, cv, h, w)  # [1, N, CV, h, w]
-            for group, r in zip(self.objects.groups, readouts, strict=True):
-                readout[:, self.objects.channels(group.ids)] = r
-        _, prob = self.model.segment(readout, feats)  # [1, N+1, Hp, Wp]
-        return prob[0].float()
+        readout = self.memory.read(self.model, feats, self._groups())  # [1, N, CV, h, w]
+        seg = self.model.segment(readout, feats, self.hidden, update_hidden=update_hidden)  # prob [1, N+1, Hp, Wp]
+        if update_hidden and seg.hidden is not None:
+            self.hidden = seg.hidden
+        return seg.prob[0].float()
 
     def _merge_mask(self, prob: Tensor | None, old_ids: list[int], mask: Tensor, given: list[int]) -> Tensor:
         """Merge a given mask into the predicted probabilities (STCN YouTube-VOS ``interact``).
@@ -213,16 +233,27 @@ class InferenceCore:
                 channels.append(torch.zeros_like(mask, dtype=torch.float32))
         return soft_aggregate(torch.stack(channels, dim=0))  # [N+1, Hp, Wp]
 
-    def _memorize(self, x: Tensor, feats: Any, prob: Tensor, *, temporary: bool) -> None:
+    def _add_hidden(self, new_ids: list[int], like: Tensor) -> None:
+        """Insert zero hidden states for newly introduced objects at their channels."""
+        h, w = like.shape[-2:]
+        if self.model.hidden_dim <= 0:
+            return
+        n = self.objects.num_objects
+        fresh = zero_hidden(self.model, 1, n, h, w, like=like)  # [1, N, CH, h, w]
+        if self.hidden is not None:
+            old = [c for c, obj_id in enumerate(self.objects.ids) if obj_id not in new_ids]
+            fresh[:, old] = self.hidden.to(fresh.dtype)
+        self.hidden = fresh
+
+    def _memorize(self, x: Tensor, feats: Any, prob: Tensor, *, temporary: bool, deep_update: bool) -> None:
         """Encode the frame's values from the soft probabilities [N+1, Hp, Wp] and insert it into memory."""
-        value = self.model.encode_value(x, feats.f16, prob[1:][None])  # [1, N, CV, h, w]
-        if len(self.objects.groups) == 1:
-            values = [value]
-        else:
-            values = [value[:, self.objects.channels(g.ids)] for g in self.objects.groups]  # per group [1,N_g,CV,h,w]
-        self.memory.add(feats.key, values, temporary=temporary)
+        value, hidden = self.model.encode_value(x, feats.f16, prob[1:][None], self.hidden, deep_update=deep_update)
+        self.memory.add(feats, value, self._groups(), temporary=temporary)  # value [1, N, CV, h, w]
         if not temporary:
             self.last_memory_frame = self.frame_index
+        if deep_update and hidden is not None:
+            self.hidden = hidden
+            self.last_deep_update = self.frame_index
 
     def _output(self, prob: Tensor) -> Tensor:
         """Padded-size probabilities [C, Hp, Wp] -> [C, H, W] at the input size, float32."""
@@ -262,23 +293,32 @@ class InferenceCore:
         if self.objects.num_objects == 0 and not given:
             self.frame_index += 1
             return torch.ones(1, *self.input_shape, device=self.device)  # background only
+        t, cfg = self.frame_index, self.config
+        old_ids = self.objects.ids
+        has_mask = mask_p is not None and bool(given)
+        periodic = self.last_memory_frame is not None and t - self.last_memory_frame >= cfg.mem_every
+        is_memory_frame = (has_mask or periodic) and not end
+        temporary = not is_memory_frame and cfg.include_last and not end
+        sync = cfg.deep_update_every < 0
+        deep_update = (is_memory_frame if sync else t - self.last_deep_update >= cfg.deep_update_every) and not end
+        decoder_update = (not sync or not deep_update) and not end
         with self._autocast():
-            feats = self.model.encode_key(x)  # QueryFeatures, key [1, CK, h, w]
-            old_ids = self.objects.ids
-            prob = self._segment(feats) if old_ids else None  # [N_old+1, Hp, Wp]
-            if mask_p is not None and given:
-                if self.objects.add(given, self.frame_index) is not None:
+            feats = self.model.encode_key(  # QueryFeatures, key [1, CK, h, w]
+                x, need_shrinkage=is_memory_frame, need_selection=cfg.enable_long_term or bool(old_ids)
+            )
+            prob = self._segment(feats, update_hidden=decoder_update) if old_ids else None  # [N_old+1, Hp, Wp]
+            if has_mask:
+                assert mask_p is not None
+                group = self.objects.add(given, t)
+                if group is not None:
                     ids = self.objects.ids
                     identity = ids == list(range(1, len(ids) + 1))
                     self._lookup = None if identity else torch.tensor([0, *ids], dtype=torch.int64, device=self.device)
+                    self._add_hidden(group.ids, feats.key)
                 prob = self._merge_mask(prob, old_ids, mask_p, given)
-                if not end:
-                    self._memorize(x, feats, prob, temporary=False)
-            elif not end:
-                assert prob is not None and self.last_memory_frame is not None
-                is_memory_frame = self.frame_index - self.last_memory_frame >= self.mem_every
-                if is_memory_frame or self.include_last:
-                    self._memorize(x, feats, prob, temporary=not is_memory_frame)
+            assert prob is not None
+            if is_memory_frame or temporary:
+                self._memorize(x, feats, prob, temporary=temporary, deep_update=deep_update and is_memory_frame)
         self.frame_index += 1
         return self._output(prob)
 

@@ -1,4 +1,8 @@
-"""Key/value memory of streaming inference: memory frames, an optional temporary last frame, object groups.
+"""The memory interface of streaming inference, and STCN's memory: memory frames, a temporary last frame, groups.
+
+:class:`MemoryStore` is what :class:`corrvos.inference.InferenceCore` asks of a memory; :class:`MemoryBank` (STCN)
+and :class:`corrvos.inference.xmem_memory.XMemMemory` (XMem's working and long-term memory) implement it, and
+:data:`MEMORIES` picks one by the model's ``family``.
 
 Re-expresses the memory handling of hkchengrex/STCN:inference_memory_bank.py (``MemoryBank``) and the
 per-object banks of hkchengrex/STCN:inference_core_yv.py, written independently.
@@ -17,33 +21,57 @@ Conventions (shape legend of :mod:`corrvos.types`):
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-__all__ = ["MemoryBank", "MemoryReader"]
+from corrvos.inference.config import InferenceConfig
+from corrvos.inference.xmem_memory import XMemMemory
+from corrvos.types import QueryFeatures
+
+__all__ = ["MEMORIES", "MemoryBank", "MemoryStore", "make_memory"]
 
 _log = logging.getLogger(__name__)
 
 
-class MemoryReader(Protocol):
-    """The model stage a :class:`MemoryBank` needs (implemented by ``corrvos.models.stcn.STCN``)."""
+class MemoryStore(Protocol):
+    """What ``InferenceCore`` needs from a memory.
 
-    def read_memory(self, mem_key: Tensor, mem_value: Tensor, query_key: Tensor, *,
-                    top_k: int | None = None) -> Tensor: ...
+    ``groups`` lists, per object group (objects introduced by the same mask) in introduction order, the channels of
+    its objects among the N object channels of ``value`` / the readout.
+    """
+
+    #: reading changes the memory (usage counts), so frames cannot be skipped.
+    reads_change_state: bool
+
+    def add(self, feats: QueryFeatures, value: Tensor, groups: list[list[int]], *, temporary: bool = False) -> None:
+        """Insert a frame: its key features and values [1, N, CV, h, w]; groups past the known ones start here."""
+        ...
+
+    def read(self, model: Any, feats: QueryFeatures, groups: list[list[int]]) -> Tensor:
+        """Readout [1, N, CV, h, w] (channel order) of one query frame."""
+        ...
+
+    @property
+    def num_elements(self) -> int:
+        """Memory positions held (for memory-growth reports)."""
+        ...
 
 
 class MemoryBank:
     """Memory of one video: permanent frames, an optional temporary frame, and per-group values.
 
     Args:
-        top_k: how many memory positions each query position keeps (STCN inference: 20); ``None`` for the full
-            softmax over memory.
+        config: the inference options; ``top_k`` is how many memory positions each query position keeps (STCN
+            inference: 20; ``None`` for the full softmax over memory).
+        video_length: unused (STCN's memory does not depend on it).
     """
 
-    def __init__(self, *, top_k: int | None = 20) -> None:
-        self.top_k = top_k
+    reads_change_state = False
+
+    def __init__(self, config: InferenceConfig | None = None, *, video_length: int | None = None) -> None:
+        self.top_k = (config or InferenceConfig()).top_k
         self.keys: Tensor | None = None  # [1, CK, T, h, w]
         self.values: list[Tensor] = []  # per group: [1, N_g, CV, T_g, h, w]
         self.starts: list[int] = []  # per group: first memory frame it reads
@@ -59,7 +87,32 @@ class MemoryBank:
     def num_groups(self) -> int:
         return len(self.values)
 
-    def add(self, key: Tensor, values: list[Tensor], *, temporary: bool = False) -> None:
+    @property
+    def num_elements(self) -> int:
+        """Memory positions held (permanent and temporary frames)."""
+        if self.keys is None:
+            return 0
+        per_frame = self.keys.shape[-2] * self.keys.shape[-1]
+        return per_frame * (self.num_frames + (self.temp_key is not None))
+
+    def add(self, feats: QueryFeatures, value: Tensor, groups: list[list[int]], *, temporary: bool = False) -> None:
+        """Insert one frame (see :class:`MemoryStore`); ``temporary`` keeps it only until the next insertion (STCN's
+        "last frame" memory). A new group must start on a permanent frame."""
+        values = [value] if len(groups) == 1 else [value[:, c] for c in groups]  # per group [1, N_g, CV, h, w]
+        self.add_frame(feats.key, values, temporary=temporary)
+
+    def read(self, model: Any, feats: QueryFeatures, groups: list[list[int]]) -> Tensor:
+        """Readout [1, N, CV, h, w] (channel order) of one query frame; one affinity per group."""
+        readouts = self.read_groups(model, feats.key)  # per group [1, N_g, CV, h, w]
+        if len(readouts) == 1:
+            return readouts[0]
+        b, _, cv, h, w = readouts[0].shape
+        out = readouts[0].new_empty(b, sum(len(c) for c in groups), cv, h, w)  # [1, N, CV, h, w]
+        for channels, r in zip(groups, readouts, strict=True):
+            out[:, channels] = r
+        return out
+
+    def add_frame(self, key: Tensor, values: list[Tensor], *, temporary: bool = False) -> None:
         """Insert one frame.
 
         Args:
@@ -87,7 +140,7 @@ class MemoryBank:
                 self.values.append(value)
                 self.starts.append(start)
 
-    def read(self, model: MemoryReader, query_key: Tensor) -> list[Tensor]:
+    def read_groups(self, model: Any, query_key: Tensor) -> list[Tensor]:
         """Read the memory of every group for one query frame.
 
         Args:
@@ -107,3 +160,14 @@ class MemoryBank:
                 value = torch.cat([value, self.temp_values[g]], dim=3)  # [1, N_g, CV, T_g+1, h, w]
             out.append(model.read_memory(mem_key, value, query_key, top_k=self.top_k))
         return out
+
+
+#: model family -> memory implementation (a new model family adds its memory here).
+MEMORIES: dict[str, type] = {"stcn": MemoryBank, "xmem": XMemMemory}
+
+
+def make_memory(family: str, config: InferenceConfig, *, video_length: int | None = None) -> MemoryStore:
+    """The memory of a model family for one video."""
+    if family not in MEMORIES:
+        raise ValueError(f"no inference memory for model family {family!r}; known: {sorted(MEMORIES)}")
+    return MEMORIES[family](config, video_length=video_length)

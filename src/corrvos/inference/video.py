@@ -72,11 +72,15 @@ def resized_shape(height: int, width: int, size: int | None) -> tuple[int, int]:
     return size, (width if height == size else int(size * width / height))
 
 
-def resize_image(image: Tensor, shape: tuple[int, int]) -> Tensor:
-    """Bicubic resize (align_corners=False, no antialias) of [B, C, H, W] to ``shape``; identity if equal."""
+def resize_image(image: Tensor, shape: tuple[int, int], mode: str = "bicubic") -> Tensor:
+    """Resize [B, C, H, W] to ``shape`` (align_corners=False, no antialias); identity if equal.
+
+    ``mode`` "bicubic" is STCN's YouTube-VOS driver, "bilinear" XMem's ``eval.py`` (torchvision ``Resize`` on a
+    tensor without antialias, the behaviour of the torchvision releases XMem was written for).
+    """
     if tuple(image.shape[-2:]) == tuple(shape):
         return image
-    return F.interpolate(image, size=shape, mode="bicubic", align_corners=False)
+    return F.interpolate(image, size=shape, mode=mode, align_corners=False)
 
 
 def resize_label(label: Tensor, shape: tuple[int, int]) -> Tensor:

@@ -1,8 +1,9 @@
-"""corrvos.models: the STCN network, its building blocks, and model construction / checkpoint loading.
+"""corrvos.models: the STCN and XMem networks, their building blocks, and model construction / checkpoint loading.
 
-- :func:`build_model` makes a fresh network by architecture name ("stcn", "stcn_corr"), optionally with ImageNet
-  backbones (torchvision-format files, downloaded through ``torch.hub`` or read from a local folder).
-- :func:`load_model` reads a checkpoint (official STCN / VOS_Correspondence state_dict, official training
+- :func:`build_model` makes a fresh network by architecture name ("stcn", "stcn_corr", "xmem"; the table is
+  :data:`corrvos.models.archs.ARCHITECTURES`), optionally with ImageNet backbones (torchvision-format files,
+  downloaded through ``torch.hub`` or read from a local folder).
+- :func:`load_model` reads a checkpoint (official STCN / VOS_Correspondence / XMem state_dict, official training
   checkpoint, or corrvos checkpoint), detects the architecture from its keys and loads it strictly.
 """
 
@@ -13,26 +14,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from corrvos.errors import CheckpointError
+from corrvos.models.archs import ARCHITECTURES, Architecture, arch_of, canonical_arch, detect_architecture
 from corrvos.models.backbones import load_imagenet_resnet18, load_imagenet_resnet50, read_torchvision_state
 from corrvos.models.base import VOSModel
-from corrvos.models.convert import (
-    arch_name,
-    check_and_load,
-    detect_architecture,
-    extract_state_dict,
-    read_checkpoint,
-    variant_of_arch,
-    widen_single_object,
-)
-from corrvos.models.stcn import STCN, parameter_groups
+from corrvos.models.convert import check_and_load, extract_state_dict, read_checkpoint, widen_single_object
+from corrvos.models.params import parameter_groups
+from corrvos.models.stcn import STCN
+from corrvos.models.xmem import XMem
 
 __all__ = [
+    "ARCHITECTURES",
     "ARCHS",
     "STCN",
+    "Architecture",
     "VOSModel",
+    "XMem",
+    "arch_of",
     "build_model",
+    "canonical_arch",
     "load_imagenet_backbones",
     "load_model",
     "load_weights_into",
@@ -42,7 +44,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: canonical architecture names accepted by :func:`build_model` (aliases: "stcn-corr", "corr").
-ARCHS = ("stcn", "stcn_corr")
+ARCHS = tuple(ARCHITECTURES)
 
 
 def _find_local_file(folder: Path, arch: str) -> Path:
@@ -60,7 +62,7 @@ def _find_local_file(folder: Path, arch: str) -> Path:
 
 
 def load_imagenet_backbones(
-    model: STCN, source: bool | str | Path, *, generator: torch.Generator | None = None
+    model: nn.Module, source: bool | str | Path, *, generator: torch.Generator | None = None
 ) -> None:
     """Initialise the key encoder (ResNet-50) and value-encoder trunk (ResNet-18) from ImageNet weights.
 
@@ -80,31 +82,34 @@ def load_imagenet_backbones(
             load_imagenet_resnet18(model.value_encoder, state, what=what, generator=generator)
 
 
-def build_model(arch: str = "stcn", *, single_object: bool = False, pretrained_backbones: bool | str = False) -> STCN:
-    """Build a fresh STCN network.
+def build_model(arch: str = "stcn", *, pretrained_backbones: bool | str = False, **kwargs: Any) -> nn.Module:
+    """Build a fresh network from the architecture table.
 
     Args:
-        arch: "stcn" (hkchengrex/STCN) or "stcn_corr" (wenguanwang/VOS_Correspondence, with ``key_proj2``).
-        single_object: stage-0 network (value encoder input [RGB, mask]).
+        arch: "stcn" (hkchengrex/STCN), "stcn_corr" (wenguanwang/VOS_Correspondence, with ``key_proj2``) or "xmem"
+            (hkchengrex/XMem); aliases of :data:`corrvos.models.archs.ALIASES` are accepted.
         pretrained_backbones: ``False`` (random init), ``True`` (download torchvision ImageNet weights) or a folder
             holding torchvision's ``resnet50-*.pth`` and ``resnet18-*.pth``.
+        **kwargs: constructor arguments overriding the table's defaults (e.g. ``single_object=True`` for a stage-0
+            network, ``hidden_dim=0`` for XMem without sensory memory).
 
     Raises:
         ValueError: unknown ``arch``.
         CheckpointError: ImageNet files missing or not torchvision-format.
     """
-    model = STCN(single_object=single_object, variant=variant_of_arch(arch))
+    model = ARCHITECTURES[canonical_arch(arch)].build(**kwargs)
     if pretrained_backbones is not False:
         load_imagenet_backbones(model, pretrained_backbones)
     return model
 
 
-def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_object_file: bool = True) -> STCN:
-    """Load an STCN checkpoint strictly, detecting its architecture from the keys; the model is in eval mode.
+def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_object_file: bool = True) -> nn.Module:
+    """Load a checkpoint strictly, detecting its architecture from the keys; the model is in eval mode.
 
     Args:
-        path: an official state_dict (``stcn.pth``, ``stcn_s03.pth``, stage-0 files, VOS_Correspondence files),
-            an official training checkpoint ``{"network": ...}`` or a corrvos checkpoint ``{"model": ...}``.
+        path: an official state_dict (STCN ``stcn.pth`` / ``stcn_s03.pth`` and stage-0 files, VOS_Correspondence
+            files, XMem ``XMem.pth`` / ``XMem-s012.pth`` / no-sensory files), an official training checkpoint
+            ``{"network": ...}`` or a corrvos checkpoint ``{"model": ..., "arch": ..., "model_args": ...}``.
         map_location: passed to ``torch.load``; a device (string or ``torch.device``) also receives the model.
         widen_single_object_file: give a 4-channel stage-0 file a zero "others" channel and return a
             multi-object model, as the official evaluation does; ``False`` returns a single-object model.
@@ -114,29 +119,32 @@ def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_obje
             (all missing and unexpected keys are listed).
     """
     state, meta = extract_state_dict(read_checkpoint(path, map_location=map_location), path=path)
-    info = detect_architecture(state, path=path)
+    name, kwargs = detect_architecture(state, path=path)
     if "arch" in meta:
         try:
-            declared = variant_of_arch(str(meta["arch"]))
+            declared = canonical_arch(str(meta["arch"]))
         except ValueError as exc:
             raise CheckpointError(f"{path}: unsupported arch {meta['arch']!r} ({exc})") from exc
-        if declared != info.variant:
-            raise CheckpointError(
-                f"{path}: declares arch {meta['arch']!r} but its keys are those of {arch_name(info.variant)!r}"
-            )
-    single_object = info.single_object
-    if single_object and widen_single_object_file:
+        if declared != name:
+            raise CheckpointError(f"{path}: declares arch {meta['arch']!r} but its keys are those of {name!r}")
+    recorded = meta.get("model_args")
+    if isinstance(recorded, dict):
+        clash = {k: (v, kwargs[k]) for k, v in recorded.items() if k in kwargs and kwargs[k] != v}
+        if clash:
+            raise CheckpointError(f"{path}: recorded model_args disagree with the weights (recorded, found): {clash}")
+        kwargs = {**recorded, **kwargs}
+    if kwargs.get("single_object") and widen_single_object_file:
         state = widen_single_object(state, init="zeros")
-        single_object = False
+        kwargs["single_object"] = False
         logger.info("%s: stage-0 (single-object) weights widened to 5 input channels with zeros", path)
-    model = STCN(single_object=single_object, variant=info.variant, aux_key_head=info.aux_key_head)
+    model = ARCHITECTURES[name].build(**kwargs)
     check_and_load(model, state, path=path)
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)
     logger.info(
         "loaded %s (%s, %s weights) from %s",
-        arch_name(info.variant),
-        "single-object" if single_object else "multi-object",
+        name,
+        "single-object" if kwargs.get("single_object") else "multi-object",
         meta["source"],
         path,
     )
@@ -144,7 +152,7 @@ def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_obje
 
 
 def load_weights_into(
-    model: STCN,
+    model: nn.Module,
     path: str | Path,
     *,
     widen_init: str = "orthogonal",
@@ -166,8 +174,8 @@ def load_weights_into(
         CheckpointError: unsafe/unreadable file, unknown architecture, or (``partial=False``) keys that do not fit.
     """
     state, _ = extract_state_dict(read_checkpoint(path), path=path)
-    info = detect_architecture(state, path=path)
-    if info.single_object and not model.single_object:
+    _, kwargs = detect_architecture(state, path=path)
+    if kwargs.get("single_object") and not model.single_object:
         state = widen_single_object(state, init=widen_init, generator=generator)
     own = model.state_dict()
     missing = [k for k in own if k not in state]

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from corrvos.checkpoint_io import read_checkpoint
 from corrvos.errors import CheckpointError
 
 __all__ = [
@@ -221,12 +222,7 @@ def read_torchvision_state(source: bool | str | Path, arch: str) -> dict[str, Te
         )
         return dict(state)
     path = Path(source)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: ImageNet {arch} weight file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors come in many types
-        raise CheckpointError(f"{path}: cannot be read as a weights-only tensor file ({exc})") from exc
+    state = read_checkpoint(path, what=f"ImageNet {arch} weight file")
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a torchvision {arch} state_dict (name -> tensor)")
     return dict(state)

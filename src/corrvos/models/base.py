@@ -16,41 +16,63 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
-from corrvos.types import QueryFeatures
+from corrvos.types import QueryFeatures, SegmentOutput
 
-__all__ = ["VOSModel"]
+__all__ = ["VOSModel", "zero_hidden"]
 
 
 @runtime_checkable
 class VOSModel(Protocol):
-    """A space-time memory network seen through its stages.
+    """A space-time memory network seen through its stages (STCN, XMem).
 
     Attributes:
+        family: the model family ("stcn", "xmem"): picks the inference memory and the default inference options.
         key_dim: CK, channels of the matching keys.
         value_dim: CV, channels of the memory values.
+        hidden_dim: CH, channels of the per-object hidden (sensory) state; 0 for models without one (STCN).
         single_object: the value encoder ignores the other objects' masks (stage-0 models).
     """
 
+    family: str
     key_dim: int
     value_dim: int
+    hidden_dim: int
     single_object: bool
 
-    def encode_key(self, frame: Tensor) -> QueryFeatures:
-        """[B, 3, H, W] normalised frames -> key [B, CK, h, w] and backbone features (see QueryFeatures)."""
+    def init_args(self) -> dict:
+        """The constructor's keyword arguments, recorded in corrvos checkpoints (``type(model)(**init_args())``)."""
         ...
 
-    def encode_value(self, frame: Tensor, f16: Tensor, masks: Tensor) -> Tensor:
-        """frame [B, 3, H, W], f16 [B, 1024, h, w], masks [B, N, H, W] -> values [B, N, CV, h, w]."""
+    def encode_key(self, frame: Tensor, *, need_shrinkage: bool = True, need_selection: bool = True) -> QueryFeatures:
+        """[B, 3, H, W] normalised frames -> key [B, CK, h, w] (with XMem's shrinkage / selection when asked for and
+        the model has them) and backbone features (see QueryFeatures)."""
         ...
 
-    def read_memory(self, mem_key: Tensor, mem_value: Tensor, query_key: Tensor, *, top_k: int | None = None) -> Tensor:
-        """mem_key [B, CK, T, h, w], mem_value [B, N, CV, T, h, w], query_key [B, CK, h, w] -> [B, N, CV, h, w]."""
+    def encode_value(self, frame: Tensor, f16: Tensor, masks: Tensor, hidden: Tensor | None = None, *,
+                     deep_update: bool = True) -> tuple[Tensor, Tensor | None]:
+        """frame [B, 3, H, W], f16 [B, 1024, h, w], masks [B, N, H, W], hidden [B, N, CH, h, w] or None ->
+        (values [B, N, CV, h, w], hidden [B, N, CH, h, w] after the deep update, or the input ``hidden`` unchanged
+        when ``deep_update`` is False or the model has no hidden state)."""
         ...
 
-    def segment(
-        self, readout16: Tensor, feats: QueryFeatures, *, selector: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """readout [B, N, CV, h, w] + query features -> (logits [B, N+1, H, W], prob [B, N+1, H, W])."""
+    def read_memory(self, mem_key: Tensor, mem_value: Tensor, query_key: Tensor, *, mem_shrinkage: Tensor | None = None,
+                    query_selection: Tensor | None = None, top_k: int | None = None) -> Tensor:
+        """mem_key [B, CK, T, h, w], mem_value [B, N, CV, T, h, w], query_key [B, CK, h, w] (+ shrinkage
+        [B, 1, T, h, w] and selection [B, CK, h, w]) -> readout [B, N, CV, h, w] with the model's similarity."""
         ...
+
+    def segment(self, readout16: Tensor, feats: QueryFeatures, hidden: Tensor | None = None, *,
+                selector: Tensor | None = None, update_hidden: bool = True) -> SegmentOutput:
+        """readout [B, N, CV, h, w] + query features (+ hidden [B, N, CH, h, w]) -> SegmentOutput with logits and
+        prob [B, N+1, H, W] and, when ``update_hidden`` and the model has a hidden state, the new hidden."""
+        ...
+
+
+def zero_hidden(model: VOSModel, batch: int, num_objects: int, h: int, w: int, *, like: Tensor) -> Tensor | None:
+    """The initial hidden state [B, N, CH, h, w]: float32 zeros on ``like``'s device, or ``None`` when CH = 0."""
+    if model.hidden_dim <= 0:
+        return None
+    return torch.zeros(batch, num_objects, model.hidden_dim, h, w, dtype=torch.float32, device=like.device)

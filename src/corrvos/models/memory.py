@@ -1,12 +1,17 @@
-"""Space-time memory matching as pure functions: the L2 affinity of STCN, softmax (full or top-k), readout.
+"""Space-time memory matching as pure functions: one similarity for STCN and XMem, softmax (full or top-k), readout.
 
-Re-expresses hkchengrex/STCN:model/network.py (``MemoryReader.get_affinity`` / ``readout``) and
-hkchengrex/STCN:inference_memory_bank.py (``softmax_w_top``), with the same arithmetic so that official weights
-give the same numbers.
+Re-expresses hkchengrex/STCN:model/network.py (``MemoryReader.get_affinity`` / ``readout``),
+hkchengrex/STCN:inference_memory_bank.py (``softmax_w_top``) and hkchengrex/XMem:model/memory_util.py
+(``get_similarity``), with the same arithmetic so that official weights give the same numbers.
 
-Affinity (STCN, "L2 similarity"): for memory keys k_i and query keys q_j of CK channels,
-    S_ij = (2 k_i . q_j - ||k_i||^2) / sqrt(CK)
-which is -||k_i - q_j||^2 / sqrt(CK) up to a term constant over i (it cancels in the softmax over i).
+Similarity between memory keys k_i and query keys q_j of CK channels (:func:`similarity`):
+
+- STCN, "L2 similarity" (no shrinkage, no selection): S_ij = (2 k_i . q_j - ||k_i||^2) / sqrt(CK), which is
+  -||k_i - q_j||^2 / sqrt(CK) up to a term constant over i (it cancels in the softmax over i);
+- XMem, "anisotropic L2": S_ij = -s_i * sum_c e_jc (k_ic - q_jc)^2 / sqrt(CK), with the memory shrinkage
+  s_i >= 1 and the query selection e_j in [0, 1]^CK. Expanded as -a^2 + 2ab - b^2 weighted by e; the b^2 term
+  does not cancel because s_i varies with i. With shrinkage but no selection, XMem drops b^2 as STCN does
+  (``(2 k.q - ||k||^2) * s_i / sqrt(CK)``); we keep that rule so official weights give the same numbers.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["l2_affinity", "readout", "softmax_affinity", "topk_softmax"]
+__all__ = ["l2_affinity", "readout", "similarity", "softmax_affinity", "topk_softmax"]
 
 
 def l2_affinity(mem_key: Tensor, query_key: Tensor) -> Tensor:
@@ -39,6 +44,39 @@ def l2_affinity(mem_key: Tensor, query_key: Tensor) -> Tensor:
     # (2 k.q - ||k||^2) / sqrt(CK) as one GEMM with a fused epilogue: alpha * (mk^T qk) + beta * a_sq
     scale = 1.0 / math.sqrt(ck)
     return torch.baddbmm(a_sq, mk.transpose(1, 2), qk, beta=-scale, alpha=2 * scale)  # [B, M, Q]
+
+
+def similarity(mem_key: Tensor, query_key: Tensor, *, mem_shrinkage: Tensor | None = None,
+               query_selection: Tensor | None = None) -> Tensor:
+    """The matching similarity of STCN and XMem (see the module docstring); STCN's exactly when both terms are absent.
+
+    Args:
+        mem_key: [B, CK, T, h, w] (or [B, CK, M]) memory keys.
+        query_key: [B, CK, h, w] (or [B, CK, Q]) query keys.
+        mem_shrinkage: [B, 1, T, h, w] (or [B, 1, M]) XMem shrinkage s_i of the memory positions, or ``None``.
+        query_selection: [B, CK, h, w] (or [B, CK, Q]) XMem selection e_j of the query positions, or ``None``.
+
+    Returns:
+        [B, M, Q] similarities (unnormalised logits of the softmax over memory positions).
+    """
+    if mem_shrinkage is None and query_selection is None:
+        return l2_affinity(mem_key, query_key)  # [B, M, Q], the exact STCN path
+    ck = mem_key.shape[1]
+    mk = mem_key.flatten(start_dim=2)  # [B, CK, M]
+    qk = query_key.flatten(start_dim=2)  # [B, CK, Q]
+    if query_selection is not None:
+        qe = query_selection.flatten(start_dim=2)  # [B, CK, Q]
+        mk_t = mk.transpose(1, 2)  # [B, M, CK]
+        a_sq = mk_t.pow(2) @ qe  # [B, M, Q]: sum_c e_jc k_ic^2
+        two_ab = 2 * (mk_t @ (qk * qe))  # [B, M, Q]: 2 sum_c e_jc k_ic q_jc
+        b_sq = (qe * qk.pow(2)).sum(1, keepdim=True)  # [B, 1, Q]: sum_c e_jc q_jc^2
+        sim = -a_sq + two_ab - b_sq  # [B, M, Q]
+    else:
+        a_sq = mk.pow(2).sum(1).unsqueeze(2)  # [B, M, 1]
+        sim = -a_sq + 2 * (mk.transpose(1, 2) @ qk)  # [B, M, Q]
+    if mem_shrinkage is not None:
+        sim = sim * mem_shrinkage.flatten(start_dim=1).unsqueeze(2)  # [B, M, Q] * [B, M, 1]
+    return sim / math.sqrt(ck)
 
 
 def softmax_affinity(affinity: Tensor) -> Tensor:

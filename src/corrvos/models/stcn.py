@@ -32,8 +32,8 @@ from torch import Tensor, nn
 
 from corrvos.models.backbones import KeyEncoder, MaskResNet18
 from corrvos.models.layers import FeatureFusionBlock, KeyProjection, ResBlock, UpsampleBlock
-from corrvos.models.memory import l2_affinity, readout, softmax_affinity, topk_softmax
-from corrvos.types import QueryFeatures
+from corrvos.models.memory import readout, similarity, softmax_affinity, topk_softmax
+from corrvos.types import QueryFeatures, SegmentOutput
 
 __all__ = [
     "STCN",
@@ -41,8 +41,8 @@ __all__ = [
     "FusedDecoder",
     "STCNDecoder",
     "ValueEncoder",
+    "aggregate",
     "aggregate_logits",
-    "parameter_groups",
 ]
 
 logger = logging.getLogger(__name__)
@@ -143,8 +143,10 @@ class STCN(nn.Module):
         aux_key_head: build the ``key_proj2`` head; default ``True`` for "corr", ``False`` for "stcn".
     """
 
+    family = "stcn"
     key_dim = 64
     value_dim = 512
+    hidden_dim = 0
 
     def __init__(self, *, single_object: bool = False, variant: str = "stcn", aux_key_head: bool | None = None) -> None:
         super().__init__()
@@ -158,12 +160,17 @@ class STCN(nn.Module):
         if aux_key_head is None:
             aux_key_head = variant == "corr"
         self.key_proj2 = KeyProjection(1024, self.key_dim) if aux_key_head else None
+        self.aux_key_head = aux_key_head
         if variant == "stcn":
             self.key_comp = nn.Conv2d(1024, 512, kernel_size=3, padding=1)
             self.decoder: STCNDecoder | FusedDecoder = STCNDecoder()
         else:
             self.key_comp = None
             self.decoder = FusedDecoder()
+
+    def init_args(self) -> dict:
+        """Constructor keyword arguments (recorded in corrvos checkpoints)."""
+        return {"single_object": self.single_object, "variant": self.variant, "aux_key_head": self.aux_key_head}
 
     @property
     def has_aux_key_head(self) -> bool:
@@ -176,11 +183,12 @@ class STCN(nn.Module):
             "(corrvos.training unrolls clips, corrvos.inference.InferenceCore runs videos)"
         )
 
-    def encode_key(self, frame: Tensor) -> QueryFeatures:
+    def encode_key(self, frame: Tensor, *, need_shrinkage: bool = True, need_selection: bool = True) -> QueryFeatures:
         """Key-encoder features of a batch of frames.
 
         Args:
             frame: [B, 3, H, W] ImageNet-normalised images, H and W multiples of 16.
+            need_shrinkage, need_selection: ignored (STCN has neither; see ``VOSModel``).
 
         Returns:
             QueryFeatures with key [B, CK, h, w], f16 [B, 1024, h, w], f8 [B, 512, 2h, 2w], f4 [B, 256, 4h, 4w],
@@ -196,7 +204,8 @@ class STCN(nn.Module):
             key2=None if self.key_proj2 is None else self.key_proj2(f16),
         )
 
-    def encode_value(self, frame: Tensor, f16: Tensor, masks: Tensor) -> Tensor:
+    def encode_value(self, frame: Tensor, f16: Tensor, masks: Tensor, hidden: Tensor | None = None, *,
+                     deep_update: bool = True) -> tuple[Tensor, Tensor | None]:
         """Memory values of N objects in one frame.
 
         The value encoder of object k sees [RGB, mask_k, sum of the other objects' masks] (single-object models:
@@ -206,13 +215,14 @@ class STCN(nn.Module):
             frame: [B, 3, H, W] normalised images.
             f16: [B, 1024, h, w] key-encoder features of the same frames.
             masks: [B, N, H, W] soft or hard object masks.
+            hidden, deep_update: STCN has no hidden state; ``hidden`` is returned as given.
 
         Returns:
-            [B, N, CV, h, w] values.
+            (values [B, N, CV, h, w], ``hidden``).
         """
         b, n, hh, ww = masks.shape
         if n == 0:
-            return f16.new_zeros(b, 0, self.value_dim, *f16.shape[-2:])  # [B, 0, CV, h, w]
+            return f16.new_zeros(b, 0, self.value_dim, *f16.shape[-2:]), hidden  # [B, 0, CV, h, w]
         if self.single_object:
             extra = masks.unsqueeze(2)  # [B, N, 1, H, W]
         else:
@@ -223,22 +233,26 @@ class STCN(nn.Module):
             repeat_per_object(f16, n),  # [B*N, 1024, h, w]
             extra.reshape(b * n, extra.shape[2], hh, ww),  # [B*N, extra, H, W]
         )  # [B*N, CV, h, w]
-        return v.view(b, n, *v.shape[1:])  # [B, N, CV, h, w]
+        return v.view(b, n, *v.shape[1:]), hidden  # [B, N, CV, h, w]
 
-    def read_memory(self, mem_key: Tensor, mem_value: Tensor, query_key: Tensor, *, top_k: int | None = None) -> Tensor:
+    def read_memory(self, mem_key: Tensor, mem_value: Tensor, query_key: Tensor, *, mem_shrinkage: Tensor | None = None,
+                    query_selection: Tensor | None = None, top_k: int | None = None) -> Tensor:
         """Read the memory for every query position with STCN's L2 affinity.
 
         Args:
             mem_key: [B, CK, T, h, w] memory keys.
             mem_value: [B, N, CV, T, h, w] memory values.
             query_key: [B, CK, h, w] query keys.
+            mem_shrinkage, query_selection: XMem's terms of :func:`corrvos.models.memory.similarity`; STCN's own
+                keys have none (``None``), which gives STCN's L2 affinity exactly.
             top_k: keep the top-k affinities per query (inference; see ``topk_softmax``) or, when ``None``, use the
                 full max-subtracted softmax (training).
 
         Returns:
             [B, N, CV, h, w] readout.
         """
-        affinity = l2_affinity(mem_key, query_key)  # [B, T*h*w, h*w]
+        affinity = similarity(mem_key, query_key, mem_shrinkage=mem_shrinkage, query_selection=query_selection)
+        # affinity: [B, T*h*w, h*w]
         if top_k is None:
             weights = softmax_affinity(affinity)
         else:  # the affinity is ours: overwrite it unless autograd needs it
@@ -267,41 +281,27 @@ class STCN(nn.Module):
         logits = self.decoder(r, q16, feats.f8, feats.f4)  # [B*N, 1, H, W]
         return logits.view(b, n, *logits.shape[-2:])  # [B, N, H, W]
 
-    def segment(
-        self, readout16: Tensor, feats: QueryFeatures, *, selector: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+    def segment(self, readout16: Tensor, feats: QueryFeatures, hidden: Tensor | None = None, *,
+                selector: Tensor | None = None, update_hidden: bool = True) -> SegmentOutput:
         """Decode every object, take the sigmoid, mask by ``selector`` and soft-aggregate.
 
         Args:
             readout16: [B, N, CV, h, w] memory readout of the query frame.
             feats: the query frame's QueryFeatures.
+            hidden, update_hidden: STCN has no hidden state (the output's ``hidden`` is ``None``).
             selector: [B, N] 1 for real objects, 0 for padding slots (their probability is zeroed); ``None`` = all.
 
         Returns:
-            (logits [B, N+1, H, W], prob [B, N+1, H, W]) aggregated over background (channel 0) and objects;
-            ``prob = softmax(logits, dim=1)``.
+            SegmentOutput: logits [B, N+1, H, W] and prob [B, N+1, H, W] aggregated over background (channel 0)
+            and objects, ``prob = softmax(logits, dim=1)``.
         """
         prob = torch.sigmoid(self.decode(readout16, feats))  # [B, N, H, W]
-        if selector is not None:
-            prob = prob * selector[:, :, None, None].to(prob.dtype)
-        logits = aggregate_logits(prob)
-        return logits, F.softmax(logits, dim=1)
+        return aggregate(prob, selector)
 
 
-def parameter_groups(model: STCN) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
-    """Split parameters as wenguanwang/VOS_Correspondence:model/model.py does for its three learning rates.
-
-    Returns:
-        (early, late, rest): encoder parameters outside layer2/layer3 (conv1, bn1, res2/layer1 and the value
-        encoder's fuser; official lr x0.2), encoder layer2/layer3 (x0.4), and everything else (key heads, key_comp,
-        decoder; x1).
-    """
-    early: list[nn.Parameter] = []
-    late: list[nn.Parameter] = []
-    rest: list[nn.Parameter] = []
-    for name, p in model.named_parameters():
-        if name.startswith(("key_encoder.", "value_encoder.")):
-            (late if name.split(".")[1] in ("layer2", "layer3") else early).append(p)
-        else:
-            rest.append(p)
-    return early, late, rest
+def aggregate(prob: Tensor, selector: Tensor | None = None) -> SegmentOutput:
+    """Mask per-object probabilities [B, N, H, W] by ``selector`` [B, N] and soft-aggregate them (both models)."""
+    if selector is not None:
+        prob = prob * selector[:, :, None, None].to(prob.dtype)
+    logits = aggregate_logits(prob)
+    return SegmentOutput(logits=logits, prob=F.softmax(logits, dim=1))

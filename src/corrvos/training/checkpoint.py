@@ -2,8 +2,8 @@
 
 A checkpoint is a dict (``format_version`` 1)::
 
-    {"format_version": 1, "arch": "stcn" | "stcn-corr", "single_object": bool,
-     "model": STCN state_dict, "extra": {"proj_head": state_dict, ...},
+    {"format_version": 1, "arch": "stcn" | "stcn_corr" | "xmem", "model_args": constructor kwargs,
+     "single_object": bool, "model": network state_dict, "extra": {"proj_head": state_dict, ...},
      "config": TrainConfig as a plain dict, "stage": stage name, "stage_index": int,
      "step": steps done in the stage, "global_step": steps done in the run,
      "optimizer": state_dict, "scheduler": plain dict, "scaler": state_dict | None,
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from corrvos.checkpoint_io import read_checkpoint
 from corrvos.errors import CheckpointError
 from corrvos.utils import atomic_path
 
@@ -105,12 +106,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         CheckpointError: missing or unreadable file, not a corrvos training checkpoint, or a newer format.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(f"{path}: cannot load the checkpoint ({exc.__class__.__name__}: {exc})") from exc
+    ckpt = read_checkpoint(path, map_location=map_location)
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a corrvos training checkpoint (no 'format_version'/'model' entries)")
     if int(ckpt["format_version"]) > FORMAT_VERSION:

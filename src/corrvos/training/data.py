@@ -18,9 +18,10 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from corrvos.config import DatasetSpec, StageConfig, TrainConfig, resolve_data_root
+from corrvos.data.sampling import SkipCurriculum
 from corrvos.errors import ConfigError
 from corrvos.training.distributed import DistInfo, barrier
-from corrvos.training.schedules import derive_seed, max_skip_at
+from corrvos.training.schedules import derive_seed
 
 __all__ = ["StepBatchSampler", "build_stage_dataset", "build_stage_loader", "resolve_dataset_root"]
 
@@ -124,7 +125,7 @@ class StepBatchSampler:
         rank, world_size: this process's slice of every global batch.
         seed: permutation seed (one permutation of the L items per epoch).
         iterations: stage length (the curriculum's denominator and the end of iteration).
-        max_skip_values, max_skip_fractions: the curriculum.
+        max_skip_values, max_skip_fractions: the curriculum (:meth:`SkipCurriculum.from_values`).
         start_step: first step to yield (resume).
     """
 
@@ -136,7 +137,7 @@ class StepBatchSampler:
         self.length, self.global_batch = length, global_batch
         self.local_batch = global_batch // world_size
         self.rank, self.seed, self.iterations = rank, seed, iterations
-        self.values, self.fractions = list(max_skip_values), list(max_skip_fractions)
+        self.curriculum = SkipCurriculum.from_values(max_skip_values, max_skip_fractions)
         self.start_step = start_step
         self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
@@ -151,7 +152,7 @@ class StepBatchSampler:
         return int(self._perm[position % self.length]), epoch
 
     def keys_for_step(self, step: int) -> list[tuple[int, int, int]]:
-        max_skip = max_skip_at(self.values, self.fractions, step, self.iterations)
+        max_skip = self.curriculum.at_step(step, self.iterations)
         first = step * self.global_batch + self.rank * self.local_batch
         return [(*self._index(first + j), max_skip) for j in range(self.local_batch)]
 

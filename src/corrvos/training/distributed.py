@@ -16,6 +16,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from corrvos.devices import resolve_device
+
 __all__ = ["DistInfo", "all_reduce_flag", "all_reduce_mean", "barrier", "init_distributed", "shutdown_distributed"]
 
 logger = logging.getLogger(__name__)
@@ -41,21 +43,6 @@ class DistInfo:
         return self.world_size > 1
 
 
-def _pick_device(device: str, local_rank: int) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            from corrvos.errors import ConfigError
-
-            raise ConfigError(f"device {device!r}: CUDA is not available on this machine")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(dev)
-    return dev
-
-
 def init_distributed(device: str = "auto", *, timeout_s: float = 1800.0) -> DistInfo:
     """Join the torchrun job described by the environment, or run as a single process.
 
@@ -69,7 +56,9 @@ def init_distributed(device: str = "auto", *, timeout_s: float = 1800.0) -> Dist
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
-    dev = _pick_device(device, local_rank)
+    dev = resolve_device(device, local_rank=local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
     if dist.is_available() and dist.is_initialized():
         return DistInfo(dist.get_rank(), local_rank, dist.get_world_size(), dev, dist.get_backend())
     if world_size <= 1:

@@ -51,14 +51,6 @@ class StepRecord:
     """[T-1, N+1, H, W] predicted logits of clip 0."""
 
 
-def _overlay(rgb: np.ndarray, label: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    colour = palette[label]  # [H, W, 3]
-    out = rgb.astype(np.float32)
-    fg = label > 0
-    out[fg] = (1 - alpha) * out[fg] + alpha * colour[fg]
-    return out.astype(np.uint8)
-
-
 def clip_panel(frames: Tensor, labels: Tensor, logits: Tensor) -> np.ndarray:
     """Image panel of one clip: rows = frames, ground truth overlay, prediction overlay (frame 0: GT).
 
@@ -70,17 +62,16 @@ def clip_panel(frames: Tensor, labels: Tensor, logits: Tensor) -> np.ndarray:
     Returns:
         [3, 3H, T*W] uint8 CHW image for TensorBoard.
     """
-    from corrvos.data.io import DAVIS_PALETTE
+    from corrvos.visualize.overlay import overlay
 
-    palette = DAVIS_PALETTE.astype(np.float32)  # [256, 3]
     rgb = frames.detach().float().cpu().permute(0, 2, 3, 1).numpy()  # [T, H, W, 3]
     rgb = np.clip((rgb * _STD + _MEAN) * 255.0, 0, 255).astype(np.uint8)
     gt = labels.detach().cpu().numpy().astype(np.int64)  # [T, H, W]
     pred = np.concatenate([gt[:1], logits.detach().float().argmax(dim=1).cpu().numpy()])  # [T, H, W]
     rows = [
         np.concatenate(list(rgb), axis=1),  # [H, T*W, 3]
-        np.concatenate([_overlay(r, g, palette) for r, g in zip(rgb, gt, strict=True)], axis=1),
-        np.concatenate([_overlay(r, p, palette) for r, p in zip(rgb, pred, strict=True)], axis=1),
+        np.concatenate([overlay(r, g, contour=False) for r, g in zip(rgb, gt, strict=True)], axis=1),
+        np.concatenate([overlay(r, p, contour=False) for r, p in zip(rgb, pred, strict=True)], axis=1),
     ]
     return np.ascontiguousarray(np.concatenate(rows, axis=0).transpose(2, 0, 1))  # [3, 3H, T*W]
 
@@ -186,8 +177,8 @@ class TrainHooks:
         payload = self.payload()
         path = save_checkpoint(folder / f"step_{global_step:07d}.pth", payload)
         if final:
-            weights = {k: payload[k] for k in ("arch", "single_object", "model", "config", "stage", "step",
-                                               "global_step") if k in payload}
+            kept = ("arch", "model_args", "single_object", "model", "config", "stage", "step", "global_step")
+            weights = {k: payload[k] for k in kept if k in payload}
             save_checkpoint(folder / f"{stage}_final.pth", weights)
         elif path not in self._periodic:
             self._periodic.append(path)

@@ -12,9 +12,10 @@ clipping -> optimiser and scheduler step -> hooks. Everything random in a step i
 rank), and the data order from (seed, stage, sample position), so a run resumed from a checkpoint continues
 exactly (bit-identical weights on CPU; on CUDA with ``deterministic: true``).
 
-Parameter groups (wenguanwang/VOS_Correspondence:model/model.py): 0 = key/value-encoder parameters outside
-layer2/layer3 (stem, layer1, the value encoder's fuser) at ``encoder_lr_scale`` x lr; 1 = encoder layer2 and
-layer3 at ``encoder_deep_lr_scale`` x lr; 2 = everything else (key heads, decoder, projection head) at lr.
+Parameter groups (wenguanwang/VOS_Correspondence:model/model.py, :func:`corrvos.models.params.optimizer_groups`):
+0 = key/value-encoder parameters outside layer2/layer3 (stem, layer1, the value encoder's fuser) at
+``encoder_lr_scale`` x lr; 1 = encoder layer2 and layer3 at ``encoder_deep_lr_scale`` x lr; 2 = everything else
+(key heads, decoder, projection head) at lr.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from corrvos.config import StageConfig, TrainConfig, config_to_dict, stage_loss_config
 from corrvos.errors import ConfigError, CorrvosError
+from corrvos.models.params import optimizer_groups
 from corrvos.training import checkpoint as ckpt_io
 from corrvos.training.data import build_stage_dataset, build_stage_loader
 from corrvos.training.distributed import DistInfo, all_reduce_flag, all_reduce_mean, init_distributed
@@ -42,7 +44,7 @@ from corrvos.training.schedules import derive_seed
 from corrvos.training.task import CorrespondenceTask, clip_iou
 from corrvos.training.unroll import build_unroller
 
-__all__ = ["TrainResult", "Trainer", "TrainingDivergedError", "freeze_batchnorm", "parameter_groups", "resolve_amp"]
+__all__ = ["TrainResult", "Trainer", "TrainingDivergedError", "freeze_batchnorm", "resolve_amp"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,24 +79,6 @@ def freeze_batchnorm(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
-
-
-def parameter_groups(model: nn.Module, extra: list[nn.Module], *, lr: float, encoder_scale: float,
-                     deep_scale: float) -> list[dict[str, Any]]:
-    """The three lr groups of the release (see the module docstring); empty groups are dropped."""
-    groups: list[list[nn.Parameter]] = [[], [], []]
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if name.startswith(("key_encoder.", "value_encoder.")):
-            groups[1 if (".layer2." in name or ".layer3." in name) else 0].append(p)
-        else:
-            groups[2].append(p)
-    for module in extra:
-        groups[2].extend(p for p in module.parameters() if p.requires_grad)
-    scales = (encoder_scale, deep_scale, 1.0)
-    return [{"params": ps, "lr": lr * s, "name": n} for ps, s, n in zip(groups, scales, ("encoder", "encoder_deep",
-                                                                                       "rest"), strict=True) if ps]
 
 
 class Trainer:
@@ -141,13 +125,13 @@ class Trainer:
 
     def _load_init_weights(self, model: nn.Module, path: str | Path) -> None:
         """Fine-tuning start: strict load of an official or corrvos file; ``key_proj2`` may be absent."""
-        from corrvos.models import load_model
-        from corrvos.models.convert import arch_name, check_and_load, variant_of_arch
+        from corrvos.models import arch_of, load_model
+        from corrvos.models.convert import check_and_load
 
         source = load_model(path, widen_single_object_file=not model.single_object)
-        if source.variant != model.variant:
-            raise ConfigError(f"{path}: holds a {arch_name(source.variant)!r} network but model.arch is "
-                              f"{arch_name(variant_of_arch(self.cfg.model.arch))!r}")
+        if arch_of(source) != arch_of(model):
+            raise ConfigError(f"{path}: holds a {arch_of(source)!r} network but model.arch is "
+                              f"{arch_of(model)!r}")
         check_and_load(model, source.state_dict(), path=path, optional_prefixes=("key_proj2.",))
         logger.info("initial weights from %s", path)
 
@@ -172,11 +156,12 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def _payload(self) -> dict[str, Any]:
-        from corrvos.models.convert import arch_name
+        from corrvos.models import arch_of
 
         stage = self.cfg.stages[self.stage_index]
         return {
-            "arch": arch_name(self.model.variant),
+            "arch": arch_of(self.model),
+            "model_args": self.model.init_args(),
             "single_object": bool(self.model.single_object),
             "model": self.model.state_dict(),
             "extra": {"proj_head": self.proj_head.state_dict()} if self.proj_head is not None else {},
@@ -272,7 +257,7 @@ class Trainer:
                 unroller, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 broadcast_buffers=False, find_unused_parameters=True)
         extra = [self.proj_head] if self.proj_head is not None else []
-        groups = parameter_groups(self.model, extra, lr=stage.lr, encoder_scale=cfg.optim.encoder_lr_scale,
+        groups = optimizer_groups(self.model, extra, lr=stage.lr, encoder_scale=cfg.optim.encoder_lr_scale,
                                   deep_scale=cfg.optim.encoder_deep_lr_scale)
         opt_cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(groups, lr=stage.lr, weight_decay=cfg.optim.weight_decay)

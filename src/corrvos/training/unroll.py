@@ -16,8 +16,10 @@ restated for T >= 2 frames):
   ``corrvos.losses.views.make_second_view``; view-2 frame 0 goes through the key encoder with gradient and
   frames 1..T-1 without, and the ``key_proj2`` keys of both views are returned.
 
-A second model family (XMem) adds its own unroller class with the same ``forward(batch) -> ClipOutputs``; the
-task and the trainer do not change.
+The loop is written against the ``VOSModel`` contract only: the hidden (sensory) state is threaded through the clip
+(zeros at the start, decoder updates on every frame but the last, the value encoder's deep update when a value is
+encoded) and XMem's shrinkage / selection reach the memory read; for STCN these are ``None`` and change nothing.
+XMem's own clip policy (8 frames, reference-frame choice, random deep updates) is a later addition to this class.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from corrvos.models.base import zero_hidden
 from corrvos.types import ClipBatch, ClipOutputs
 
 __all__ = ["UNROLLERS", "ClipUnroller", "build_unroller"]
@@ -62,19 +65,25 @@ class ClipUnroller(nn.Module):
         model = self.model
         feats = model.encode_key(frames.flatten(0, 1))  # fields [B*T, C, h, w]
 
-        def per_frame(x: Tensor) -> Tensor:
-            return x.view(b, t, *x.shape[1:])  # [B*T, ...] -> [B, T, ...]
+        def per_frame(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x.view(b, t, *x.shape[1:])  # [B*T, ...] -> [B, T, ...]
 
         keys, f16, f8, f4 = (per_frame(x) for x in (feats.key, feats.f16, feats.f8, feats.f4))
-        f16_thin = None if feats.f16_thin is None else per_frame(feats.f16_thin)
+        f16_thin, shrinkage, selection = (per_frame(x) for x in (feats.f16_thin, feats.shrinkage, feats.selection))
         selector = None if model.single_object else batch.selector
+        hidden = zero_hidden(model, b, masks.shape[2], *keys.shape[-2:], like=keys)  # [B, N, CH, h, w] or None
 
-        values = [model.encode_value(frames[:, 0], f16[:, 0], masks[:, 0])]  # [B, N, CV, h, w] each
+        value, hidden = model.encode_value(frames[:, 0], f16[:, 0], masks[:, 0], hidden)
+        values = [value]  # [B, N, CV, h, w] each
         logits = []
         for ti in range(1, t):
-            mem_key = keys[:, :ti].transpose(1, 2)  # [B, CK, ti, h, w]
-            mem_value = torch.stack(values, dim=3)  # [B, N, CV, ti, h, w]
-            readout16 = model.read_memory(mem_key, mem_value, keys[:, ti])  # [B, N, CV, h, w]
+            readout16 = model.read_memory(
+                keys[:, :ti].transpose(1, 2),  # [B, CK, ti, h, w]
+                torch.stack(values, dim=3),  # [B, N, CV, ti, h, w]
+                keys[:, ti],
+                mem_shrinkage=None if shrinkage is None else shrinkage[:, :ti].transpose(1, 2),  # [B, 1, ti, h, w]
+                query_selection=None if selection is None else selection[:, ti],
+            )  # [B, N, CV, h, w]
             query = type(feats)(
                 key=keys[:, ti],
                 f16=f16[:, ti],
@@ -82,15 +91,20 @@ class ClipUnroller(nn.Module):
                 f4=f4[:, ti],
                 f16_thin=None if f16_thin is None else f16_thin[:, ti],
             )
-            frame_logits, prob = model.segment(readout16, query, selector=selector)  # [B, N+1, H, W] each
-            logits.append(frame_logits)
-            if ti < t - 1:
-                values.append(model.encode_value(frames[:, ti], f16[:, ti], prob[:, 1:]))
+            last = ti == t - 1
+            seg = model.segment(readout16, query, hidden, selector=selector, update_hidden=not last)
+            logits.append(seg.logits)  # [B, N+1, H, W]
+            if not last:
+                hidden = seg.hidden
+                value, hidden = model.encode_value(frames[:, ti], f16[:, ti], seg.prob[:, 1:], hidden)
+                values.append(value)
 
         out = ClipOutputs(
             logits=torch.stack(logits, dim=1),  # [B, T-1, N+1, H, W]
             keys=keys,
             res4=f16,
+            shrinkage=shrinkage,
+            selection=selection,
         )
         if self.second_view:
             # keys2 only when the losses use them: an output that receives no gradient would stall DDP

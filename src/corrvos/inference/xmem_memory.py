@@ -1,0 +1,306 @@
+"""XMem's memory for streaming inference: working memory, long-term memory with prototype consolidation, and eviction.
+
+Re-expresses the procedure of hkchengrex/XMem:inference/memory_manager.py and inference/kv_memory_store.py (the
+Atkinson-Shiffrin memory of the XMem paper, ECCV 2022), written independently with the same arithmetic and the same
+index bookkeeping, so that official weights give the official numbers (the sensory memory, XMem's third store, is
+the hidden state that :class:`corrvos.inference.InferenceCore` threads through the model).
+
+Layout of a :class:`KeyValueStore` (working and long-term memory alike):
+- keys [1, CK, M], shrinkage [1, 1, M] and (working memory only) selection [1, CK, M] hold every element once;
+- values are kept per object group as [N_g, CV, M_g]; a group introduced later covers only the *last* M_g keys
+  (the official convention, kept even where consolidation makes it approximate, so that numbers match);
+- usage statistics ``use_count`` / ``life_count`` [1, 1, M]: every read adds the affinity mass each element
+  received (summed over the query positions) to its use count and 1 to its life; usage = use / life.
+
+Working memory -> long-term memory (``max_mid_term_frames`` = T_max, ``min_mid_term_frames`` = T_min,
+``num_prototypes`` = P, ``max_long_term_elements`` = LT_max; HW = positions per frame):
+1. when the working memory holds T_max * HW elements after an insertion, the candidates are all of them except the
+   first frame and the newest T_min - 1 frames;
+2. the P candidates of highest usage become prototype keys; each group's prototype values (and the shrinkage) are
+   the softmax-affinity readout of the candidates with the prototypes as queries ("potentiation"); a group only gets
+   the prototypes that fall inside its own span;
+3. the candidates leave the working memory and the prototypes join the long-term memory; before that, if the
+   long-term memory holds LT_max - P elements or more, its least-used elements are dropped until LT_max - P remain
+   (every element whose usage ties with the last one dropped goes too, as in the official code).
+
+Usage of long-term elements is counted only when ``count_long_term_usage`` is set; ``None`` applies eval.py's rule
+(count when length / (T_max - T_min) * P >= LT_max, i.e. when eviction can happen) if the video length is known,
+and counts otherwise. Without usage counts, eviction drops the oldest elements (the official code cannot evict
+then). Where the official code cannot run we extend it: fewer than P candidates give as many prototypes as there are
+candidates, eviction with several object groups maps the surviving keys to each group's span, and T_min = 1 keeps
+only the first frame (the official slicing would select no candidates).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from corrvos.inference.config import InferenceConfig
+from corrvos.models.memory import similarity, softmax_affinity, topk_softmax
+from corrvos.types import QueryFeatures
+
+__all__ = ["KeyValueStore", "XMemMemory", "long_term_usage_rule"]
+
+
+def long_term_usage_rule(config: InferenceConfig, video_length: int | None) -> bool:
+    """Whether long-term usage is counted (eval.py's rule; ``True`` when the length is unknown)."""
+    if not config.enable_long_term:
+        return False
+    if config.count_long_term_usage is not None:
+        return config.count_long_term_usage
+    if video_length is None:
+        return True
+    span = config.max_mid_term_frames - config.min_mid_term_frames
+    return video_length / span * config.num_prototypes >= config.max_long_term_elements
+
+
+def _softmax(sim: Tensor, top_k: int | None) -> Tensor:
+    """Column softmax over memory [1, M, Q]: top-k (inference) or full; written in place when that is safe."""
+    if top_k is None:
+        return softmax_affinity(sim)
+    return topk_softmax(sim, top_k)
+
+
+class KeyValueStore:
+    """Keys shared by all object groups, values per group over a suffix of the keys, optional usage counts."""
+
+    def __init__(self, *, count_usage: bool) -> None:
+        self.count_usage = count_usage
+        self.key: Tensor | None = None  # [1, CK, M]
+        self.shrinkage: Tensor | None = None  # [1, 1, M]
+        self.selection: Tensor | None = None  # [1, CK, M]
+        self.values: list[Tensor] = []  # per group [N_g, CV, M_g]
+        self.use_count: Tensor | None = None  # [1, 1, M]
+        self.life_count: Tensor | None = None  # [1, 1, M]
+
+    @property
+    def size(self) -> int:
+        return 0 if self.key is None else self.key.shape[-1]
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.values)
+
+    def value_size(self, group: int) -> int:
+        return self.values[group].shape[-1]
+
+    @staticmethod
+    def _cat(old: Tensor | None, new: Tensor | None) -> Tensor | None:
+        if new is None:
+            return old
+        return new if old is None else torch.cat([old, new], dim=-1)
+
+    def add(self, key: Tensor, shrinkage: Tensor | None, selection: Tensor | None, values: list[Tensor | None]) -> None:
+        """Append M' elements: key [1, CK, M'], shrinkage [1, 1, M'], selection [1, CK, M'] or None, and one value
+        [N_g, CV, M'] (or None: this group gets nothing) per group; entries past ``num_groups`` start new groups."""
+        m = key.shape[-1]
+        first = self.key is None
+        self.key = self._cat(self.key, key)
+        self.shrinkage = shrinkage if first else self._cat(self.shrinkage, shrinkage)
+        self.selection = selection if first else self._cat(self.selection, selection)
+        if self.count_usage:
+            zeros = torch.zeros(1, 1, m, device=key.device, dtype=torch.float32)
+            self.use_count = self._cat(self.use_count, zeros)
+            self.life_count = self._cat(self.life_count, zeros + 1e-7)
+        for g, value in enumerate(values):
+            if value is None:
+                continue
+            if g < self.num_groups:
+                self.values[g] = torch.cat([self.values[g], value], dim=-1)  # [N_g, CV, M_g + M']
+            else:
+                self.values.append(value)
+
+    def update_usage(self, usage: Tensor) -> None:
+        """Add ``usage`` [M] (affinity mass per element) to the use counts and 1 to every life count."""
+        if not self.count_usage:
+            return
+        assert self.use_count is not None and self.life_count is not None
+        self.use_count += usage.view_as(self.use_count)
+        self.life_count += 1
+
+    def usage(self) -> Tensor:
+        """[1, 1, M] use / life."""
+        if self.use_count is None or self.life_count is None:
+            raise RuntimeError("usage is not counted in this store")
+        return self.use_count / self.life_count
+
+    def _keep(self, index: Tensor) -> None:
+        """Keep the elements ``index`` (int64 positions or bool mask over M) of the shared tensors."""
+        for name in ("key", "shrinkage", "selection", "use_count", "life_count"):
+            t = getattr(self, name)
+            if t is not None:
+                setattr(self, name, t[:, :, index])
+
+    def remove_range(self, start: int, keep_tail: int, *, min_value_size: int) -> None:
+        """Keep the first ``start`` and the last ``keep_tail`` elements of the keys, and of every group value holding
+        at least ``min_value_size`` (each value counts its tail from its own end, as the official code does)."""
+        m = self.size
+        keep = torch.cat([torch.arange(0, start), torch.arange(m - keep_tail, m)]).to(self.key.device)
+        self._keep(keep)
+        for g, v in enumerate(self.values):
+            size = v.shape[-1]
+            if size >= min_value_size:
+                self.values[g] = torch.cat([v[:, :, :start], v[:, :, size - keep_tail :]], dim=-1)
+
+    def evict(self, max_size: int) -> None:
+        """Drop the least-used elements (ties with the last dropped one go too) until at most ``max_size`` remain;
+        without usage counts, the oldest."""
+        m = self.size
+        if m <= max_size:
+            return
+        if self.count_usage:
+            usage = self.usage().flatten()  # [M]
+            lowest = torch.topk(usage, k=m - max_size, largest=False, sorted=True).values
+            survived = usage > lowest[-1]  # [M] bool
+        else:
+            survived = torch.arange(m, device=self.key.device) >= m - max_size
+        self._keep(survived)
+        for g, v in enumerate(self.values):
+            self.values[g] = v[:, :, survived[m - v.shape[-1] :]]  # the group's span is the last M_g keys
+
+
+class XMemMemory:
+    """Working and long-term memory of one video (see the module docstring).
+
+    Args:
+        config: the inference options (``top_k``, long-term memory settings).
+        video_length: frames in the video when known (for eval.py's long-term usage rule).
+    """
+
+    def __init__(self, config: InferenceConfig, *, video_length: int | None = None) -> None:
+        if config.include_last:
+            raise ValueError("include_last (a temporary last-frame memory) is an STCN option; XMem has no such entry")
+        self.config = config
+        self.top_k = config.top_k
+        self.long_term = config.enable_long_term
+        self.work = KeyValueStore(count_usage=self.long_term)
+        self.long = KeyValueStore(count_usage=long_term_usage_rule(config, video_length))
+        self.hw: int | None = None
+        self.groups: list[list[int]] = []  # channels of each group, in group order
+
+    @property
+    def reads_change_state(self) -> bool:
+        """Reading counts usage, so a frame cannot be skipped without changing later results."""
+        return self.long_term
+
+    @property
+    def num_elements(self) -> int:
+        """Memory positions held (working + long-term)."""
+        return self.work.size + self.long.size
+
+    @property
+    def num_frames(self) -> int:
+        """Working-memory frames held."""
+        return 0 if self.hw is None else self.work.size // self.hw
+
+    # ----------------------------------------------------------------------------------------------- read
+    def read(self, model: object, feats: QueryFeatures, groups: list[list[int]]) -> Tensor:
+        """Readout [1, N, CV, h, w] of every object (channel order) for one query frame."""
+        if self.work.key is None:
+            raise RuntimeError("the memory is empty: give a mask before reading")
+        h, w = feats.key.shape[-2:]
+        qk = feats.key.flatten(start_dim=2)  # [1, CK, Q]
+        qe = None if feats.selection is None else feats.selection.flatten(start_dim=2)  # [1, CK, Q]
+        work, long = self.work, self.long
+        if self.long_term and long.size > 0:
+            n_long = long.size
+            sim = similarity(
+                torch.cat([long.key, work.key], dim=-1),  # [1, CK, L + W]
+                qk,
+                mem_shrinkage=torch.cat([long.shrinkage, work.shrinkage], dim=-1),
+                query_selection=qe,
+            )  # [1, L + W, Q]
+            long_sim, work_sim = sim[:, :n_long], sim[:, n_long:]
+            affinities, values = [], []
+            for g in range(work.num_groups):
+                if g < long.num_groups:
+                    s = torch.cat([long_sim[:, n_long - long.value_size(g) :], work_sim[:, -work.value_size(g) :]], 1)
+                    values.append(torch.cat([long.values[g], work.values[g]], dim=-1))  # [N_g, CV, L_g + W_g]
+                else:
+                    s = work_sim[:, -work.value_size(g) :]
+                    values.append(work.values[g])
+                affinities.append(_softmax(s, self.top_k))  # [1, M_g, Q]
+            usage = affinities[0].sum(dim=2)  # [1, L + W]: group 0 spans every element
+            work.update_usage(usage[:, n_long:].flatten())
+            long.update_usage(usage[:, :n_long].flatten())
+        else:
+            sim = similarity(work.key, qk, mem_shrinkage=work.shrinkage, query_selection=qe)  # [1, W, Q]
+            affinities = [_softmax(sim[:, -work.value_size(g) :], self.top_k) for g in range(work.num_groups)]
+            if self.long_term:
+                work.update_usage(affinities[0].sum(dim=2).flatten())
+            values = work.values
+        n = sum(len(c) for c in groups)
+        out = qk.new_empty(n, values[0].shape[1], qk.shape[-1])  # [N, CV, Q]
+        for channels, value, affinity in zip(groups, values, affinities, strict=True):
+            out[channels] = (value @ affinity).to(out.dtype)  # [N_g, CV, M_g] @ [1, M_g, Q] -> [N_g, CV, Q]
+        return out.view(1, n, out.shape[1], h, w)  # [1, N, CV, h, w]
+
+    # ------------------------------------------------------------------------------------------------ add
+    def add(self, feats: QueryFeatures, value: Tensor, groups: list[list[int]], *, temporary: bool = False) -> None:
+        """Insert one memory frame: keys, shrinkage (and selection with long-term memory) of ``feats``, values
+        [1, N, CV, h, w] split by ``groups`` (channels per group; groups beyond the known ones start here)."""
+        if temporary:
+            raise ValueError("XMem's memory has no temporary entries")
+        if feats.shrinkage is None:
+            raise ValueError("XMem memory frames need the key's shrinkage (encode_key(need_shrinkage=True))")
+        if self.hw is None:
+            self.hw = feats.key.shape[-2] * feats.key.shape[-1]
+        self.groups = [list(c) for c in groups]
+        key = feats.key.flatten(start_dim=2)  # [1, CK, HW]
+        shrinkage = feats.shrinkage.flatten(start_dim=2)  # [1, 1, HW]
+        selection = None
+        if self.long_term:
+            if feats.selection is None:
+                raise ValueError("XMem long-term memory needs the key's selection (encode_key(need_selection=True))")
+            selection = feats.selection.flatten(start_dim=2)  # [1, CK, HW]
+        flat = value[0].flatten(start_dim=2)  # [N, CV, HW]
+        self.work.add(key, shrinkage, selection, [flat[c] for c in groups])
+        cfg = self.config
+        if self.long_term and self.work.size >= cfg.max_mid_term_frames * self.hw:
+            if self.long.size >= cfg.max_long_term_elements - cfg.num_prototypes:
+                self.long.evict(cfg.max_long_term_elements - cfg.num_prototypes)
+            self._consolidate()
+
+    def _consolidate(self) -> None:
+        """Move the working-memory candidates into long-term memory as P prototypes (steps 1-2)."""
+        assert self.hw is not None
+        work, hw = self.work, self.hw
+        keep_recent = self.config.min_mid_term_frames * hw
+        total = work.size
+        start, end = hw, total - keep_recent + hw  # candidates: [start, end)
+        n_cand = end - start
+        cand_values: list[Tensor | None] = []
+        for v in work.values:
+            size = v.shape[-1]
+            if size == total or size > keep_recent + hw:
+                cand_values.append(v[:, :, hw : size - keep_recent + hw])  # the group's own candidate span
+            else:
+                cand_values.append(None)  # too young to consolidate
+        key = work.key[:, :, start:end]  # [1, CK, C]
+        shrinkage = work.shrinkage[:, :, start:end]  # [1, 1, C]
+        selection = None if work.selection is None else work.selection[:, :, start:end]  # [1, CK, C]
+        usage = work.usage()[:, :, start:end]  # [1, 1, C]
+        k = min(self.config.num_prototypes, n_cand)
+        index = torch.topk(usage, k=k, dim=-1, sorted=True).indices.flatten()  # [P]
+        proto_key = key[:, :, index]  # [1, CK, P]
+        proto_sel = None if selection is None else selection[:, :, index]  # [1, CK, P]
+        sim = similarity(key, proto_key, mem_shrinkage=shrinkage, query_selection=proto_sel)  # [1, C, P]
+        proto_values: list[Tensor | None] = []
+        affinity0 = None
+        for g, v in enumerate(cand_values):
+            if v is None:
+                proto_values.append(None)
+                continue
+            valid = index >= n_cand - v.shape[-1]  # [P]: prototypes inside the group's span
+            if not bool(valid.any()):
+                proto_values.append(None)
+                continue
+            affinity = softmax_affinity(sim[:, -v.shape[-1] :, valid])  # [1, C_g, P_g]
+            if g == 0:
+                affinity0 = affinity
+            proto_values.append(v @ affinity)  # [N_g, CV, P_g]
+        assert affinity0 is not None, "the first object group always spans every candidate"
+        proto_shrinkage = shrinkage @ affinity0  # [1, 1, P]
+        work.remove_range(start, keep_recent - hw, min_value_size=keep_recent + hw)
+        self.long.add(proto_key, proto_shrinkage, None, proto_values)

@@ -1,0 +1,70 @@
+"""Learning-rate groups of the official correspondence training (wenguanwang/VOS_Correspondence:model/model.py).
+
+Contents: :func:`parameter_groups` (the split of an STCN's parameters) and :func:`optimizer_groups` (the split as
+``torch.optim`` parameter groups with their learning rates, plus extra trainable modules such as a projection
+head). The split is by parameter name only, so it works for any module that names its encoders ``key_encoder``
+and ``value_encoder``:
+
+- "encoder" (early): encoder parameters outside layer2/layer3 (stem, res2/layer1 and the value encoder's
+  fuser), official lr x0.2;
+- "encoder_deep" (late): encoder layer2 and layer3, official lr x0.4;
+- "rest": everything else (key heads, key_comp, decoder, extra modules), lr x1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+__all__ = ["GROUP_NAMES", "optimizer_groups", "parameter_groups"]
+
+GROUP_NAMES = ("encoder", "encoder_deep", "rest")
+_ENCODERS = ("key_encoder", "value_encoder")
+_DEEP_LAYERS = ("layer2", "layer3")
+
+
+def parameter_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
+    """Split the parameters of ``model`` as the official correspondence training does for its three learning rates.
+
+    Returns:
+        (early, late, rest): encoder parameters outside layer2/layer3 (official lr x0.2), encoder layer2/layer3
+        (x0.4), and everything else (x1); every parameter is in exactly one list, in ``named_parameters`` order.
+    """
+    early: list[nn.Parameter] = []
+    late: list[nn.Parameter] = []
+    rest: list[nn.Parameter] = []
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        if parts[0] in _ENCODERS:
+            (late if len(parts) > 1 and parts[1] in _DEEP_LAYERS else early).append(p)
+        else:
+            rest.append(p)
+    return early, late, rest
+
+
+def optimizer_groups(
+    model: nn.Module, extra: Sequence[nn.Module] = (), *, lr: float, encoder_scale: float, deep_scale: float
+) -> list[dict[str, Any]]:
+    """``torch.optim`` parameter groups of :func:`parameter_groups`, trainable parameters only.
+
+    Args:
+        model: the network.
+        extra: further modules trained at the full ``lr`` (e.g. the projection head of the correspondence losses).
+        lr: base learning rate.
+        encoder_scale: lr factor of the "encoder" group (official 0.2).
+        deep_scale: lr factor of the "encoder_deep" group (official 0.4).
+
+    Returns:
+        ``[{"params", "lr", "name"}, ...]`` in the order of :data:`GROUP_NAMES`; empty groups are dropped.
+    """
+    early, late, rest = parameter_groups(model)
+    rest = rest + [p for module in extra for p in module.parameters()]
+    scales = (encoder_scale, deep_scale, 1.0)
+    groups = []
+    for params, scale, name in zip((early, late, rest), scales, GROUP_NAMES, strict=True):
+        trainable = [p for p in params if p.requires_grad]
+        if trainable:
+            groups.append({"params": trainable, "lr": lr * scale, "name": name})
+    return groups

@@ -1,0 +1,407 @@
+"""The XMem network (Cheng & Schwing, ECCV 2022) with named stage methods, on the corrvos ``VOSModel`` contract.
+
+Re-expresses hkchengrex/XMem:model/network.py, model/modules.py (``ValueEncoder``, ``KeyProjection``,
+``Decoder``, ``HiddenReinforcer``, ``HiddenUpdater``), model/group_modules.py and model/memory_util.py, with the
+same arithmetic so that official weights give the same numbers. One class serves training and inference; there is
+no ``forward(mode, ...)``.
+
+Differences from STCN (:mod:`corrvos.models.stcn`):
+
+- ``key_proj`` has two more heads on f16: ``d_proj`` gives the shrinkage s = d^2 + 1 >= 1 of a position used as a
+  memory key, ``e_proj`` the selection e = sigmoid(.) in [0, 1]^CK of a position used as a query (both feed
+  :func:`corrvos.models.memory.similarity`, XMem's "anisotropic L2");
+- the value encoder's ResNet-18 trunk has no conv biases and its ``fuser`` takes ``cat([f16, layer3])`` (f16 first);
+- there is no ``key_comp``: the decoder's ``fuser`` takes ``cat([f16, readout, hidden])``;
+- every object carries a hidden ("sensory") state h [CH, h, w] at stride 16, updated by a convolutional GRU in the
+  decoder (``hidden_update``, every segmented frame) and in the value encoder (``hidden_reinforce``, on a "deep
+  update"). Gates are [forget | update | new] and h' = f * h * (1 - u) + u * n (XMem's variant: the forget gate
+  multiplies h, there is no reset gate). ``hidden_dim=0`` removes both ("XMem-no-sensory").
+
+The state_dict keys, shapes and order equal the official ones (registration order key_encoder, value_encoder,
+key_proj, decoder; 412 entries, 402 without the hidden state), so official files load with strict
+``load_state_dict``. Shapes follow :mod:`corrvos.models.base`: frames [B, 3, H, W] (H, W multiples of 16).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from corrvos.errors import CheckpointError
+from corrvos.models.backbones import BasicBlock, KeyEncoder, init_resnet_, make_layer
+from corrvos.models.layers import FeatureFusionBlock, KeyProjection, UpsampleBlock
+from corrvos.models.memory import readout, similarity, softmax_affinity, topk_softmax
+from corrvos.models.stcn import aggregate, repeat_per_object
+from corrvos.types import QueryFeatures, SegmentOutput
+
+__all__ = [
+    "HiddenReinforcer",
+    "HiddenUpdater",
+    "XMem",
+    "XMemDecoder",
+    "XMemKeyProjection",
+    "XMemValueEncoder",
+    "detect_xmem",
+    "gru_update",
+]
+
+
+def gru_update(gates: Tensor, hidden: Tensor) -> Tensor:
+    """XMem's GRU step: gates [B, 3*CH, h, w] ordered [forget | update | new], hidden [B, CH, h, w] -> new hidden.
+
+    h' = sigmoid(g_f) * h * (1 - sigmoid(g_u)) + sigmoid(g_u) * tanh(g_n).
+    """
+    ch = hidden.shape[1]
+    forget = torch.sigmoid(gates[:, :ch])  # [B, CH, h, w]
+    update = torch.sigmoid(gates[:, ch : 2 * ch])
+    new = torch.tanh(gates[:, 2 * ch :])
+    return forget * hidden * (1 - update) + update * new
+
+
+class HiddenReinforcer(nn.Module):
+    """The value encoder's GRU ("deep update"): one 3x3 conv on ``cat([value, h])`` -> 3*CH gates."""
+
+    def __init__(self, value_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.transform = nn.Conv2d(value_dim + hidden_dim, 3 * hidden_dim, kernel_size=3, padding=1)
+        nn.init.xavier_normal_(self.transform.weight)
+
+    def forward(self, value: Tensor, hidden: Tensor) -> Tensor:
+        """``value`` [B*N, CV, h, w], ``hidden`` [B*N, CH, h, w] -> new hidden [B*N, CH, h, w]."""
+        return gru_update(self.transform(torch.cat([value, hidden], dim=1)), hidden)
+
+
+class HiddenUpdater(nn.Module):
+    """The decoder's GRU: multi-scale decoder features, each mapped to 256 channels at stride 16 and summed.
+
+    Inputs: g16 (fuser output, 512 ch), g8 (256 ch, area-downsampled x1/2) and ``cat([g4, logit])`` (257 ch,
+    area-downsampled x1/4); their sum is concatenated with h and a 3x3 conv gives the 3*CH gates.
+    """
+
+    def __init__(self, hidden_dim: int, mid_dim: int = 256) -> None:
+        super().__init__()
+        self.g16_conv = nn.Conv2d(512, mid_dim, kernel_size=1)
+        self.g8_conv = nn.Conv2d(256, mid_dim, kernel_size=1)
+        self.g4_conv = nn.Conv2d(256 + 1, mid_dim, kernel_size=1)
+        self.transform = nn.Conv2d(mid_dim + hidden_dim, 3 * hidden_dim, kernel_size=3, padding=1)
+        nn.init.xavier_normal_(self.transform.weight)
+
+    def forward(self, g16: Tensor, g8: Tensor, g4: Tensor, hidden: Tensor) -> Tensor:
+        """g16 [B*N, 512, h, w], g8 [B*N, 256, 2h, 2w], g4 [B*N, 257, 4h, 4w], hidden [B*N, CH, h, w] -> new hidden."""
+        g = (
+            self.g16_conv(g16)
+            + self.g8_conv(F.interpolate(g8, scale_factor=1 / 2, mode="area"))
+            + self.g4_conv(F.interpolate(g4, scale_factor=1 / 4, mode="area"))
+        )  # [B*N, 256, h, w]
+        return gru_update(self.transform(torch.cat([g, hidden], dim=1)), hidden)
+
+
+class XMemKeyProjection(KeyProjection):
+    """``key_proj`` (orthogonal init) plus XMem's ``d_proj`` (shrinkage) and ``e_proj`` (selection) 3x3 heads."""
+
+    def __init__(self, in_dim: int, key_dim: int) -> None:
+        super().__init__(in_dim, key_dim)
+        self.d_proj = nn.Conv2d(in_dim, 1, kernel_size=3, padding=1)
+        self.e_proj = nn.Conv2d(in_dim, key_dim, kernel_size=3, padding=1)
+
+    def shrinkage(self, x: Tensor) -> Tensor:
+        """[B, in_dim, h, w] -> s = d^2 + 1, [B, 1, h, w]."""
+        return self.d_proj(x) ** 2 + 1
+
+    def selection(self, x: Tensor) -> Tensor:
+        """[B, in_dim, h, w] -> e = sigmoid(e_proj(x)), [B, CK, h, w]."""
+        return torch.sigmoid(self.e_proj(x))
+
+
+class XMemValueEncoder(nn.Module):
+    """Bias-free ResNet-18 to layer3 on [RGB, masks], ``fuser`` on ``cat([f16, layer3])``, optional GRU.
+
+    The trunk has torchvision's names (``conv1``, ``bn1``, ``layer1..3``) and an ``extra_channels`` attribute, so
+    :func:`corrvos.models.backbones.load_imagenet_resnet18` fills it from ImageNet weights.
+
+    Args:
+        extra_channels: 2 for [target, others] masks; 1 for single-object (stage-0) models.
+        value_dim: CV, output channels.
+        hidden_dim: CH; 0 builds no ``hidden_reinforce``.
+    """
+
+    def __init__(self, extra_channels: int = 2, value_dim: int = 512, hidden_dim: int = 64) -> None:
+        super().__init__()
+        self.extra_channels = extra_channels
+        self.conv1 = nn.Conv2d(3 + extra_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = make_layer(BasicBlock, 64, 64, 2)
+        self.layer2 = make_layer(BasicBlock, 64, 128, 2, stride=2)
+        self.layer3 = make_layer(BasicBlock, 128, 256, 2, stride=2)
+        init_resnet_(self)
+        self.fuser = FeatureFusionBlock(1024 + 256, value_dim)
+        self.hidden_reinforce = HiddenReinforcer(value_dim, hidden_dim) if hidden_dim > 0 else None
+
+    def trunk(self, x: Tensor) -> Tensor:
+        """[B, 3 + extra, H, W] -> [B, 256, H/16, W/16]. XMem pools before the ReLU (same result as after)."""
+        x = self.relu(self.maxpool(self.bn1(self.conv1(x))))  # [B, 64, H/4, W/4]
+        return self.layer3(self.layer2(self.layer1(x)))
+
+    def forward(self, image: Tensor, key_f16: Tensor, masks: Tensor) -> Tensor:
+        """``image`` [B*N, 3, H, W], ``key_f16`` [B*N, 1024, h, w], ``masks`` [B*N, extra, H, W] -> [B*N, CV, h, w].
+
+        ``image`` and ``key_f16`` may be broadcast views of one frame's tensors (see ``repeat_per_object``).
+        """
+        g = self.trunk(torch.cat([image, masks], dim=1))  # [B*N, 256, h, w]
+        return self.fuser(key_f16, g)
+
+
+class XMemDecoder(nn.Module):
+    """``fuser`` on ``cat([f16, readout, hidden])`` -> 512, two upsampling steps to stride 4, ``pred`` (1 logit).
+
+    Args:
+        value_dim: CV, channels of the memory readout.
+        hidden_dim: CH; 0 builds no ``hidden_update`` and the fuser takes ``cat([f16, readout])``.
+    """
+
+    def __init__(self, value_dim: int = 512, hidden_dim: int = 64) -> None:
+        super().__init__()
+        self.fuser = FeatureFusionBlock(1024 + value_dim + hidden_dim, 512)
+        self.hidden_update = HiddenUpdater(hidden_dim) if hidden_dim > 0 else None
+        self.up_16_8 = UpsampleBlock(512, 512, 256)
+        self.up_8_4 = UpsampleBlock(256, 256, 256)
+        self.pred = nn.Conv2d(256, 1, kernel_size=3, padding=1)
+
+    def forward(
+        self,
+        readout16: Tensor,
+        hidden: Tensor | None,
+        f16: Tensor,
+        f8: Tensor,
+        f4: Tensor,
+        *,
+        update_hidden: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Per-object logits and, when asked for, the decoder's hidden update.
+
+        Args:
+            readout16: [B*N, CV, h, w] memory readout.
+            hidden: [B*N, CH, h, w] hidden state (``None`` when CH = 0).
+            f16: [B*N, 1024, h, w] query features (a broadcast view when B = 1).
+            f8, f4: [B, 512, 2h, 2w] and [B, 256, 4h, 4w] per-frame skips (broadcast over objects).
+            update_hidden: run ``hidden_update``.
+
+        Returns:
+            (logits [B*N, 1, H, W], new hidden [B*N, CH, h, w] or ``None``).
+        """
+        g = readout16 if self.hidden_update is None else torch.cat([readout16, hidden], dim=1)  # [B*N, CV+CH, h, w]
+        g16 = self.fuser(f16, g)  # [B*N, 512, h, w]
+        g8 = self.up_16_8(f8, g16)  # [B*N, 256, 2h, 2w]
+        g4 = self.up_8_4(f4, g8)  # [B*N, 256, 4h, 4w]
+        logits = self.pred(F.relu(g4))  # [B*N, 1, 4h, 4w]
+        new_hidden = None
+        if update_hidden and self.hidden_update is not None:
+            new_hidden = self.hidden_update(g16, g8, torch.cat([g4, logits], dim=1), hidden)  # [B*N, CH, h, w]
+        logits = F.interpolate(logits, scale_factor=4, mode="bilinear", align_corners=False)  # [B*N, 1, H, W]
+        return logits, new_hidden
+
+
+class XMem(nn.Module):
+    """XMem with stage methods encode_key / encode_value / read_memory / segment (see :mod:`corrvos.models.base`).
+
+    Args:
+        single_object: stage-0 model whose value encoder takes [RGB, mask] (4 channels) and ignores other objects.
+        key_dim: CK, channels of keys and selections.
+        value_dim: CV, channels of memory values.
+        hidden_dim: CH, channels of the per-object hidden state; 0 for the no-sensory variant.
+    """
+
+    family = "xmem"
+
+    def __init__(
+        self, *, single_object: bool = False, key_dim: int = 64, value_dim: int = 512, hidden_dim: int = 64
+    ) -> None:
+        super().__init__()
+        self.single_object = single_object
+        self.key_dim = key_dim
+        self.value_dim = value_dim
+        self.hidden_dim = max(hidden_dim, 0)
+        self.key_encoder = KeyEncoder()
+        self.value_encoder = XMemValueEncoder(1 if single_object else 2, value_dim, self.hidden_dim)
+        self.key_proj = XMemKeyProjection(1024, key_dim)
+        self.decoder = XMemDecoder(value_dim, self.hidden_dim)
+
+    def init_args(self) -> dict:
+        """Constructor keyword arguments (recorded in corrvos checkpoints)."""
+        return {name: getattr(self, name) for name in ("single_object", "key_dim", "value_dim", "hidden_dim")}
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(
+            "XMem has no forward(); call encode_key, encode_value, read_memory and segment "
+            "(corrvos.training unrolls clips, corrvos.inference.InferenceCore runs videos)"
+        )
+
+    def encode_key(self, frame: Tensor, *, need_shrinkage: bool = True, need_selection: bool = True) -> QueryFeatures:
+        """Key-encoder features of a batch of frames.
+
+        Args:
+            frame: [B, 3, H, W] ImageNet-normalised images, H and W multiples of 16.
+            need_shrinkage: compute the shrinkage (needed for frames that enter the memory).
+            need_selection: compute the selection (needed for query frames).
+
+        Returns:
+            QueryFeatures with key [B, CK, h, w], f16 [B, 1024, h, w], f8 [B, 512, 2h, 2w], f4 [B, 256, 4h, 4w],
+            shrinkage [B, 1, h, w] and selection [B, CK, h, w] (``None`` when not asked for).
+        """
+        f16, f8, f4 = self.key_encoder(frame)
+        return QueryFeatures(
+            key=self.key_proj(f16),
+            f16=f16,
+            f8=f8,
+            f4=f4,
+            shrinkage=self.key_proj.shrinkage(f16) if need_shrinkage else None,
+            selection=self.key_proj.selection(f16) if need_selection else None,
+        )
+
+    def encode_value(
+        self, frame: Tensor, f16: Tensor, masks: Tensor, hidden: Tensor | None = None, *, deep_update: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """Memory values of N objects in one frame, and the deep update of their hidden state.
+
+        The value encoder of object k sees [RGB, mask_k, sum of the other objects' masks] (zeros when N = 1;
+        single-object models: [RGB, mask_k]).
+
+        Args:
+            frame: [B, 3, H, W] normalised images.
+            f16: [B, 1024, h, w] key-encoder features of the same frames.
+            masks: [B, N, H, W] soft or hard object masks.
+            hidden: [B, N, CH, h, w] hidden state; needed for a deep update (``zero_hidden`` for new objects).
+            deep_update: run ``hidden_reinforce`` on the values (only when CH > 0).
+
+        Returns:
+            (values [B, N, CV, h, w], new hidden [B, N, CH, h, w] after a deep update, else ``hidden`` as given).
+
+        Raises:
+            ValueError: a deep update of a model with a hidden state was asked for without ``hidden``.
+        """
+        b, n, hh, ww = masks.shape
+        reinforce = deep_update and self.value_encoder.hidden_reinforce is not None
+        if reinforce and hidden is None:
+            raise ValueError("XMem.encode_value: a deep update needs the hidden state (see corrvos.models.zero_hidden)")
+        if n == 0:
+            return f16.new_zeros(b, 0, self.value_dim, *f16.shape[-2:]), hidden  # [B, 0, CV, h, w]
+        if self.single_object:
+            extra = masks.unsqueeze(2)  # [B, N, 1, H, W]
+        else:
+            others = [masks[:, [j for j in range(n) if j != k]].sum(dim=1) for k in range(n)]  # N x [B, H, W]
+            extra = torch.stack([masks, torch.stack(others, dim=1)], dim=2)  # [B, N, 2, H, W]
+        v = self.value_encoder(
+            repeat_per_object(frame, n),  # [B*N, 3, H, W]
+            repeat_per_object(f16, n),  # [B*N, 1024, h, w]
+            extra.reshape(b * n, extra.shape[2], hh, ww),  # [B*N, extra, H, W]
+        )  # [B*N, CV, h, w]
+        if reinforce:
+            h = self.value_encoder.hidden_reinforce(v, hidden.flatten(0, 1))  # [B*N, CH, h, w]
+            hidden = h.view(b, n, *h.shape[1:])  # [B, N, CH, h, w]
+        return v.view(b, n, *v.shape[1:]), hidden  # [B, N, CV, h, w]
+
+    def read_memory(
+        self,
+        mem_key: Tensor,
+        mem_value: Tensor,
+        query_key: Tensor,
+        *,
+        mem_shrinkage: Tensor | None = None,
+        query_selection: Tensor | None = None,
+        top_k: int | None = None,
+    ) -> Tensor:
+        """Read the memory for every query position with XMem's anisotropic L2 similarity.
+
+        Args:
+            mem_key: [B, CK, T, h, w] memory keys.
+            mem_value: [B, N, CV, T, h, w] memory values.
+            query_key: [B, CK, h, w] query keys.
+            mem_shrinkage: [B, 1, T, h, w] shrinkage of the memory positions, or ``None``.
+            query_selection: [B, CK, h, w] selection of the query positions, or ``None``.
+            top_k: keep the top-k similarities per query (inference) or, when ``None``, use the full softmax
+                (training, as the official ``read_memory``).
+
+        Returns:
+            [B, N, CV, h, w] readout.
+        """
+        sim = similarity(mem_key, query_key, mem_shrinkage=mem_shrinkage, query_selection=query_selection)
+        # sim: [B, T*h*w, h*w]
+        if top_k is None:
+            weights = softmax_affinity(sim)
+        else:  # the similarity is ours: overwrite it unless autograd needs it
+            weights = topk_softmax(sim, top_k, inplace=not sim.requires_grad)
+        return readout(weights, mem_value)
+
+    def segment(
+        self,
+        readout16: Tensor,
+        feats: QueryFeatures,
+        hidden: Tensor | None = None,
+        *,
+        selector: Tensor | None = None,
+        update_hidden: bool = True,
+    ) -> SegmentOutput:
+        """Decode every object, take the sigmoid, mask by ``selector``, soft-aggregate; update the hidden state.
+
+        Args:
+            readout16: [B, N, CV, h, w] memory readout of the query frame.
+            feats: the query frame's QueryFeatures.
+            hidden: [B, N, CH, h, w] hidden state (required when CH > 0).
+            selector: [B, N] 1 for real objects, 0 for padding slots (their probability is zeroed); ``None`` = all.
+            update_hidden: return the decoder's new hidden state (``False`` skips ``hidden_update``).
+
+        Returns:
+            SegmentOutput: logits and prob [B, N+1, H, W] (background first) and the new hidden [B, N, CH, h, w]
+            when ``update_hidden`` and CH > 0, else ``None``.
+
+        Raises:
+            ValueError: CH > 0 and no ``hidden`` was given.
+        """
+        if self.hidden_dim > 0 and hidden is None:
+            raise ValueError("XMem.segment needs the hidden state (see corrvos.models.zero_hidden)")
+        b, n = readout16.shape[:2]
+        logits, new_hidden = self.decoder(
+            readout16.flatten(0, 1),  # [B*N, CV, h, w]
+            None if self.hidden_dim == 0 else hidden.flatten(0, 1),  # [B*N, CH, h, w]
+            repeat_per_object(feats.f16, n),  # [B*N, 1024, h, w]
+            feats.f8,
+            feats.f4,
+            update_hidden=update_hidden,
+        )
+        out = aggregate(torch.sigmoid(logits.view(b, n, *logits.shape[-2:])), selector)  # [B, N+1, H, W]
+        if new_hidden is not None:
+            out.hidden = new_hidden.view(b, n, *new_hidden.shape[1:])  # [B, N, CH, h, w]
+        return out
+
+
+_XMEM_MARKERS = ("key_proj.d_proj.weight", "key_proj.e_proj.weight")
+_XMEM_SIZES = ("key_proj.key_proj.weight", "value_encoder.fuser.block2.conv2.weight", "value_encoder.conv1.weight")
+
+
+def detect_xmem(state: Mapping[str, Tensor]) -> dict | None:
+    """The ``XMem`` constructor arguments of an official or corrvos XMem state_dict, or ``None`` for other models.
+
+    Read as the official loader does: hidden_dim = ``decoder.hidden_update.transform.weight.shape[0] // 3`` (0 when
+    that key is absent), key_dim and value_dim from the output channels of ``key_proj.key_proj`` and
+    ``value_encoder.fuser.block2.conv2``; a 4-channel ``value_encoder.conv1`` marks a single-object file.
+
+    Raises:
+        CheckpointError: the file has XMem's ``d_proj`` / ``e_proj`` heads but lacks a key the sizes are read from.
+    """
+    if not all(k in state for k in _XMEM_MARKERS):
+        return None
+    missing = [k for k in _XMEM_SIZES if k not in state]
+    if missing:
+        raise CheckpointError(f"XMem state_dict without {missing}: cannot read the network's sizes")
+    transform = state.get("decoder.hidden_update.transform.weight")
+    return {
+        "single_object": state["value_encoder.conv1.weight"].shape[1] == 4,
+        "key_dim": state["key_proj.key_proj.weight"].shape[0],
+        "value_dim": state["value_encoder.fuser.block2.conv2.weight"].shape[0],
+        "hidden_dim": 0 if transform is None else transform.shape[0] // 3,
+    }
