@@ -118,7 +118,7 @@ def engine_config(args: argparse.Namespace, model: Any, *, default_size: int | N
         "amp": args.amp,
     }
     try:
-        config = inference_config_for(model, **overrides)
+        config = inference_config_for(model, **{k: v for k, v in overrides.items() if v is not None})
         if size is not None:
             config = dataclasses.replace(config, internal_size=size if size > 0 else None)
         elif config.internal_size is None and default_size is not None:

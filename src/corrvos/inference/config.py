@@ -74,8 +74,8 @@ class InferenceConfig:
             raise ValueError(f"amp must be one of 'none', 'bf16', 'fp16', got {self.amp!r}")
 
     def replace(self, **changes: Any) -> InferenceConfig:
-        """A copy with ``changes`` applied (validated); ``None`` values in ``changes`` are ignored."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with ``changes`` applied and validated (``None`` is a value: ``top_k=None`` = full softmax)."""
+        return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,11 +112,12 @@ DRIVER_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def inference_config_for(model_or_family: Any, **overrides: Any) -> InferenceConfig:
-    """The family's official defaults with ``overrides`` applied (``None`` overrides keep the default).
+    """The family's official defaults with ``overrides`` applied.
 
     Args:
         model_or_family: a model (its ``family`` attribute is used) or a family name ("stcn", "xmem").
-        **overrides: any :class:`InferenceConfig` field.
+        **overrides: any :class:`InferenceConfig` field; ``None`` is a value (``internal_size=None`` keeps the frame
+            size, ``top_k=None`` reads the full softmax), so pass only the fields to change.
     """
     family = model_or_family if isinstance(model_or_family, str) else getattr(model_or_family, "family", "stcn")
     if family not in FAMILY_DEFAULTS:
