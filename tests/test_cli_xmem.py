@@ -103,3 +103,7 @@ def test_segment_with_xmem(tmp_path: Path, xmem_file: Path, capsys) -> None:
     assert main(["segment", "--model", str(xmem_file), "--video", str(folder), "--mask", str(tmp_path / "mask.png"),
                  "--out", str(tmp_path / "o2"), "--device", "cpu", "--deep-update-every", "0"]) == 2
     assert "--deep-update-every" in capsys.readouterr().err
+    assert main(["segment", "--model", str(xmem_file), "--video", str(folder), "--mask", str(tmp_path / "mask.png"),
+                 "--out", str(tmp_path / "o3"), "--device", "cpu", "--include-last"]) == 2
+    err = capsys.readouterr().err
+    assert "include_last" in err and len(err.strip().splitlines()) == 1

@@ -112,3 +112,45 @@ def test_gradients_reach_key_encoder_not_pseudo_labels():
     assert enc.weight.grad is not None and enc.weight.grad.abs().sum() > 0
     assert torch.all(keys.grad[:, 1] == 0)  # t1 only produces the pseudo-labels
     assert keys.grad[:, 2].abs().sum() > 0 and keys.grad[:, 0].abs().sum() > 0
+
+
+def _explicit_xmem_affinities(k_t, k_r, grid_index, shrink_r, sel_t):
+    """XMem's anisotropic L2 A(i, j) = softmax_j(-s_j sum_c e_ic (k_jc - q_ic)^2 / sqrt(C)), explicit (float64)."""
+    b, c, h, w = k_t.shape
+    pts = []  # (grid key, its shrinkage), clip-major
+    for bi in range(b):
+        for idx in grid_index[bi].tolist():
+            pts.append((k_r[bi, :, idx // w, idx % w].double(), shrink_r[bi, 0, idx // w, idx % w].double()))
+    rows = []
+    for bi in range(b):
+        for y in range(h):
+            for x in range(w):
+                q, e = k_t[bi, :, y, x].double(), sel_t[bi, :, y, x].double()
+                s = [-sp * (e * (p - q) ** 2).sum() / math.sqrt(c) for p, sp in pts]
+                rows.append(torch.stack(s).softmax(0))
+    return torch.stack(rows)  # [B*h*w, B*n]
+
+
+def test_xmem_similarity_matches_explicit_and_trains_the_right_heads():
+    """With XMem's terms the grid points (frame r) carry the shrinkage and the query pixels (t1, t2) the selection;
+    a wiring that swapped them, or used t2's selection for the pseudo-labels, gives another loss."""
+    k_t1, k_t2, k_r = _keys(4)
+    g = torch.Generator().manual_seed(9)
+    shrink = [torch.rand(2, 1, 5, 6, generator=g) * 2 + 1 for _ in range(3)]  # s >= 1 of t1, t2, r
+    sel = [torch.rand(2, 4, 5, 6, generator=g) for _ in range(3)]  # e in [0, 1] of t1, t2, r
+    index = torch.tensor([[1, 8, 15, 28], [0, 3, 12, 27]])
+    a1 = _explicit_xmem_affinities(k_t1, k_r, index, shrink[2], sel[0])
+    a2 = _explicit_xmem_affinities(k_t2, k_r, index, shrink[2], sel[1])
+    want = -a2[torch.arange(a2.shape[0]), a1.argmax(dim=1)].log().mean()
+    leaves = [t.clone().requires_grad_(True) for t in (k_t1, k_t2, k_r, shrink[2], sel[0], sel[1])]
+    loss = pixel_consistency_loss(*leaves[:3], grid_index=index, shrinkage_r=leaves[3], selection_t1=leaves[4],
+                                  selection_t2=leaves[5])
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    assert loss.item() != pytest.approx(pixel_consistency_loss(k_t1, k_t2, k_r, grid_index=index).item(), rel=1e-3)
+    swapped = pixel_consistency_loss(k_t1, k_t2, k_r, grid_index=index, shrinkage_r=shrink[2],
+                                     selection_t1=sel[1], selection_t2=sel[0])
+    assert swapped.item() != pytest.approx(want.item(), rel=1e-4)
+    loss.backward()
+    k1, k2, kr, sr, e1, e2 = (t.grad for t in leaves)
+    assert k1 is None and e1 is None  # the pseudo-label side receives no gradient
+    assert all(t is not None and t.abs().sum() > 0 for t in (k2, kr, sr, e2))

@@ -12,14 +12,9 @@ D. An object introduced mid-video: channel order by id, zero hidden state, and t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib
-import io
 import itertools
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,9 +27,8 @@ from corrvos.inference.core import InferenceCore
 from corrvos.inference.xmem_memory import KeyValueStore, XMemMemory
 from corrvos.models import build_model
 from corrvos.types import QueryFeatures
+from official_xmem import REF, build_official_xmem
 
-REF = Path(__file__).resolve().parents[1] / ".ref" / "XMem"
-OFFICIAL_PACKAGES = ("model", "util", "inference")
 HAS_REF = (REF / "inference" / "inference_core.py").is_file() and (REF / "model" / "network.py").is_file()
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -119,35 +113,10 @@ def xmem() -> torch.nn.Module:
     return _randomise(build_model("xmem"), seed=1)
 
 
-def _build_official() -> tuple[torch.nn.Module, Any]:
-    """hkchengrex/XMem's network (ImageNet downloads patched out) and its ``inference.inference_core`` module,
-    imported from .ref/XMem without leaving its top-level packages (model, util, inference) in ``sys.modules``."""
-    saved_path = list(sys.path)
-    saved = {k: m for k, m in sys.modules.items() if k.split(".")[0] in OFFICIAL_PACKAGES}
-    for k in saved:
-        del sys.modules[k]
-    sys.path.insert(0, str(REF))
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            resnet = importlib.import_module("model.resnet")
-            mp.setattr(resnet, "load_weights_add_extra_dim", lambda *args, **kwargs: None)
-            mp.setattr(resnet.model_zoo, "load_url", lambda *args, **kwargs: {})
-            network = importlib.import_module("model.network")
-            inference_core = importlib.import_module("inference.inference_core")
-            with contextlib.redirect_stdout(io.StringIO()):
-                net = network.XMem({"single_object": False}, None)
-        return net, inference_core
-    finally:
-        sys.path[:] = saved_path
-        for k in [k for k in sys.modules if k.split(".")[0] in OFFICIAL_PACKAGES]:
-            del sys.modules[k]
-        sys.modules.update(saved)
-
-
 @pytest.fixture(scope="module")
 def official(xmem: torch.nn.Module) -> tuple[torch.nn.Module, Any]:
     """The official network holding our weights (strict load), and the official ``inference_core`` module."""
-    net, inference_core = _build_official()
+    net, (inference_core,) = build_official_xmem("inference.inference_core")
     net.load_state_dict(xmem.state_dict(), strict=True)
     return net.eval(), inference_core
 

@@ -3,11 +3,7 @@ numerical parity with the official hkchengrex/XMem network (when its code is in 
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,10 +14,9 @@ from corrvos.errors import CheckpointError
 from corrvos.models.base import VOSModel, zero_hidden
 from corrvos.models.stcn import STCN
 from corrvos.models.xmem import XMem, detect_xmem
+from official_xmem import REF, build_official_xmem
 
 KEYS = json.loads((Path(__file__).parent / "data" / "xmem_keys.json").read_text())["xmem"]
-REF = Path(__file__).resolve().parents[1] / ".ref" / "XMem"
-OFFICIAL_PACKAGES = ("model", "util", "inference")
 NO_SENSORY_REMOVED = {
     "value_encoder.hidden_reinforce.transform.weight",
     "value_encoder.hidden_reinforce.transform.bias",
@@ -249,37 +244,12 @@ def _randomise_batchnorm(model: torch.nn.Module) -> None:
 # ---------------------------------------------------------------- parity with hkchengrex/XMem
 
 
-def _build_official() -> tuple[torch.nn.Module, object]:
-    """Import hkchengrex/XMem's ``model.network`` from .ref/XMem (ImageNet download patched out) and build it.
-
-    Returns the network and the official ``model.memory_util`` module (for the top-k read).
-    """
-    saved_path = list(sys.path)
-    saved = {k: m for k, m in sys.modules.items() if k.split(".")[0] in OFFICIAL_PACKAGES}
-    for k in saved:
-        del sys.modules[k]
-    sys.path.insert(0, str(REF))
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            resnet = importlib.import_module("model.resnet")
-            mp.setattr(resnet, "load_weights_add_extra_dim", lambda *args, **kwargs: None)
-            mp.setattr(resnet.model_zoo, "load_url", lambda *args, **kwargs: {})
-            network = importlib.import_module("model.network")
-            with contextlib.redirect_stdout(io.StringIO()):
-                return network.XMem({"single_object": False}, None), importlib.import_module("model.memory_util")
-    finally:
-        sys.path[:] = saved_path
-        for k in [k for k in sys.modules if k.split(".")[0] in OFFICIAL_PACKAGES]:
-            del sys.modules[k]
-        sys.modules.update(saved)
-
-
 @pytest.fixture(scope="module")
 def pair() -> tuple[XMem, torch.nn.Module, object]:
     torch.manual_seed(10)
     ours = XMem()
     _randomise_batchnorm(ours)
-    official, memory_util = _build_official()
+    official, (memory_util,) = build_official_xmem("model.memory_util")
     official.load_state_dict(ours.state_dict(), strict=True)
     return ours.eval(), official.eval(), memory_util
 

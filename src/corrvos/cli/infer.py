@@ -103,6 +103,7 @@ def engine_config(args: argparse.Namespace, model: Any, *, default_size: int | N
 
     from corrvos.errors import ConfigError
     from corrvos.inference.config import inference_config_for
+    from corrvos.inference.memory_bank import make_memory
 
     size = getattr(args, "size", None)
     overrides: dict[str, Any] = {
@@ -123,6 +124,7 @@ def engine_config(args: argparse.Namespace, model: Any, *, default_size: int | N
             config = dataclasses.replace(config, internal_size=size if size > 0 else None)
         elif config.internal_size is None and default_size is not None:
             config = dataclasses.replace(config, internal_size=default_size)
+        make_memory(getattr(model, "family", "stcn"), config)  # options the model's memory refuses
     except ValueError as exc:
         raise ConfigError(f"bad inference option: {exc}") from exc
     return config

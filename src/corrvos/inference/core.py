@@ -53,7 +53,7 @@ from corrvos.inference.video import (
     unpad,
 )
 from corrvos.models.base import zero_hidden
-from corrvos.models.stcn import aggregate_logits
+from corrvos.models.common import aggregate_logits
 
 __all__ = ["InferenceCore", "channel_argmax", "soft_aggregate"]
 

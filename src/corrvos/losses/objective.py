@@ -80,10 +80,13 @@ def _pcl_term(outputs: ClipOutputs, cfg: LossConfig, step: int, t: int, generato
     r = _frame(cfg.pcl_remote_frame, t, "pcl_remote_frame")
     t1 = _frame(cfg.pcl_frame_t1, t, "pcl_frame_t1")
     t2 = _frame(cfg.pcl_frame_t2, t, "pcl_frame_t2")
-    keys = outputs.keys  # [B, T, CK, h, w]
+    keys, shrink, sel = outputs.keys, outputs.shrinkage, outputs.selection  # [B, T, C, h, w]; C = 1 for shrinkage
     out.terms["pcl"] = pixel_consistency_loss(keys[:, t1], keys[:, t2], keys[:, r], stride=cfg.pcl_grid_stride,
                                               temperature=cfg.pcl_temperature,
-                                              label_within_clip=cfg.pcl_label_within_clip, generator=generator)
+                                              label_within_clip=cfg.pcl_label_within_clip, generator=generator,
+                                              shrinkage_r=None if shrink is None else shrink[:, r],
+                                              selection_t1=None if sel is None else sel[:, t1],
+                                              selection_t2=None if sel is None else sel[:, t2])
     out.weights["pcl"] = cfg.pcl_weight * linear_ramp(step, start=cfg.pcl_ramp_start, end=cfg.pcl_ramp_end)
 
 

@@ -9,8 +9,10 @@ For the matching keys k_t1, k_t2 of two successive frames and k_r of a remote fr
     y(i)   = argmax_j A_t1(i, j)                          (Eq. 6, no gradient; optionally within the clip)
     L_PCL  = - mean_i log A_t2(i, y(i))                   over all B * h * w pixels of t2 (Eq. 7)
 
-``l2_affinity`` is STCN's (2 k_j . q_i - ||k_j||^2) / sqrt(CK): the same quantity the memory read softmaxes
-over, so the loss shapes the matching itself. Grid size: n = max(1, h // R) x max(1, w // R); offsets are drawn
+The affinity is the model's own matching similarity (:func:`corrvos.models.memory.similarity`): STCN's L2
+affinity (2 k_j . q_i - ||k_j||^2) / sqrt(CK), or for XMem the anisotropic L2 with the grid points' shrinkage (they
+play the memory) and the query pixels' selection. It is the quantity the memory read softmaxes over, so the loss
+shapes the matching itself. Grid size: n = max(1, h // R) x max(1, w // R); offsets are drawn
 in [0, min(R, h - (n_y - 1) R)) so every point lies inside the map. The pseudocode's ``arange(0, W, R)`` would
 give ceil(W / R) points and could fall outside the map when W is not a multiple of R; we keep exactly
 floor(W / R) points.
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from corrvos.models.memory import l2_affinity
+from corrvos.models.memory import similarity
 
 __all__ = ["gather_grid", "grid_offsets_to_index", "pcl_logits", "pixel_consistency_loss", "sample_grid_index"]
 
@@ -92,26 +94,35 @@ def gather_grid(key: Tensor, index: Tensor) -> Tensor:
     return picked.permute(1, 0, 2).reshape(c, -1)  # [C, B*n]
 
 
-def pcl_logits(k_t: Tensor, grid: Tensor, *, temperature: float = 1.0) -> Tensor:
+def _flat_batch(x: Tensor) -> Tensor:
+    """[B, C, h, w] -> [1, C, B*hw], clip-major then row-major pixels."""
+    return x.permute(1, 0, 2, 3).reshape(1, x.shape[1], -1)
+
+
+def pcl_logits(k_t: Tensor, grid: Tensor, *, temperature: float = 1.0, grid_shrinkage: Tensor | None = None,
+               selection: Tensor | None = None) -> Tensor:
     """Eq. 5 before the softmax: affinity of every pixel of the batch to every grid point of the batch.
 
     Args:
         k_t: [B, C, h, w] keys of a frame.
         grid: [C, M] grid keys of the batch (M = B * n).
         temperature: tau dividing the affinity.
+        grid_shrinkage: [1, M] XMem shrinkage of the grid points, or ``None`` (STCN).
+        selection: [B, C, h, w] XMem selection of the frame's pixels, or ``None`` (STCN).
 
     Returns:
         [B * h * w, M] logits, rows clip-major then row-major pixels.
     """
-    c = k_t.shape[1]
-    query = k_t.permute(1, 0, 2, 3).reshape(1, c, -1)  # [1, C, B*hw]
-    aff = l2_affinity(grid[None], query)[0]  # [M, B*hw]
+    sel = None if selection is None else _flat_batch(selection)  # [1, C, B*hw]
+    shrink = None if grid_shrinkage is None else grid_shrinkage[None]  # [1, 1, M]
+    aff = similarity(grid[None], _flat_batch(k_t), mem_shrinkage=shrink, query_selection=sel)[0]  # [M, B*hw]
     return aff.t() / temperature  # [B*hw, M]
 
 
 def pixel_consistency_loss(k_t1: Tensor, k_t2: Tensor, k_r: Tensor, *, stride: int = 8, temperature: float = 1.0,
                            label_within_clip: bool = False, generator: torch.Generator | None = None,
-                           grid_index: Tensor | None = None) -> Tensor:
+                           grid_index: Tensor | None = None, shrinkage_r: Tensor | None = None,
+                           selection_t1: Tensor | None = None, selection_t2: Tensor | None = None) -> Tensor:
     """L_PCL of Algorithm S1 (see the module docstring for the equations).
 
     Args:
@@ -123,6 +134,10 @@ def pixel_consistency_loss(k_t1: Tensor, k_t2: Tensor, k_r: Tensor, *, stride: i
         label_within_clip: restrict the Eq. 6 argmax to the clip's own grid points (paper: over all).
         generator: source of the per-clip grid offsets.
         grid_index: [B, n] explicit flat grid indices (overrides ``stride`` / ``generator``; for tests).
+        shrinkage_r: [B, 1, h, w] XMem shrinkage of frame r (the grid points' side of the similarity), or ``None``.
+        selection_t1, selection_t2: [B, C, h, w] XMem selection of frames t1 / t2 (the query side), or ``None``.
+            The t1 side gives the pseudo-label without gradient; r and t2 are trained (shrinkage and selection
+            heads included).
 
     Returns:
         Scalar loss (float32).
@@ -137,12 +152,16 @@ def pixel_consistency_loss(k_t1: Tensor, k_t2: Tensor, k_r: Tensor, *, stride: i
                                        generator=generator, device=k_r.device)
     n = grid_index.shape[1]
     grid = gather_grid(k_r.float(), grid_index)  # [C, B*n]
+    grid_s = None if shrinkage_r is None else gather_grid(shrinkage_r.float(), grid_index)  # [1, B*n]
+    sel1 = None if selection_t1 is None else selection_t1.detach().float()
+    sel2 = None if selection_t2 is None else selection_t2.float()
     with torch.no_grad():
-        logits_t1 = pcl_logits(k_t1.detach().float(), grid.detach(), temperature=temperature)  # [B*hw, B*n]
+        logits_t1 = pcl_logits(k_t1.detach().float(), grid.detach(), temperature=temperature,
+                               grid_shrinkage=None if grid_s is None else grid_s.detach(), selection=sel1)
         if label_within_clip:
             own = torch.arange(b, device=k_r.device).repeat_interleave(h * w)  # [B*hw] clip of each pixel
             col_clip = torch.arange(b, device=k_r.device).repeat_interleave(n)  # [B*n] clip of each point
             logits_t1 = logits_t1.masked_fill(own[:, None] != col_clip[None, :], float("-inf"))
         pseudo = logits_t1.argmax(dim=1)  # [B*hw]
-    logits_t2 = pcl_logits(k_t2.float(), grid, temperature=temperature)  # [B*hw, B*n]
+    logits_t2 = pcl_logits(k_t2.float(), grid, temperature=temperature, grid_shrinkage=grid_s, selection=sel2)
     return F.cross_entropy(logits_t2, pseudo)

@@ -16,8 +16,8 @@ Variants (``STCN(variant=...)``):
 The state_dict keys, shapes and order equal the official ones (registration order key_encoder, value_encoder,
 key_proj, [key_proj2], [key_comp], decoder), so official files load with strict ``load_state_dict``.
 
-Soft aggregation (from STM, as in STCN): p = [prod_k(1 - p_k), p_1..p_N] clamped to [1e-7, 1 - 1e-7],
-logits = log(p / (1 - p)), prob = softmax(logits) over the N+1 channels (background first).
+Soft aggregation over objects, the per-object broadcast and the value encoder's mask inputs are shared with XMem
+(:mod:`corrvos.models.common`).
 
 Shapes follow :mod:`corrvos.models.base`: frames [B, 3, H, W] (H, W multiples of 16), h = H/16.
 """
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from corrvos.models.backbones import KeyEncoder, MaskResNet18
+from corrvos.models.common import aggregate, aggregate_logits, object_mask_inputs, repeat_per_object
 from corrvos.models.layers import FeatureFusionBlock, KeyProjection, ResBlock, UpsampleBlock
 from corrvos.models.memory import readout, similarity, softmax_affinity, topk_softmax
 from corrvos.types import QueryFeatures, SegmentOutput
@@ -48,31 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 VARIANTS = ("stcn", "corr")
-
-
-def aggregate_logits(prob: Tensor) -> Tensor:
-    """Soft aggregation of per-object probabilities into logits over background + objects.
-
-    Args:
-        prob: [B, N, H, W] per-object foreground probabilities (already multiplied by the selector).
-
-    Returns:
-        [B, N+1, H, W] logits (background first); their softmax is the aggregated probability.
-    """
-    bg = torch.prod(1 - prob, dim=1, keepdim=True)  # [B, 1, H, W]
-    p = torch.cat([bg, prob], dim=1).clamp(1e-7, 1 - 1e-7)  # [B, N+1, H, W]
-    return torch.log(p / (1 - p))
-
-
-def repeat_per_object(x: Tensor, n: int) -> Tensor:
-    """[B, ...] -> [B*N, ...], each entry repeated for N objects (object index fastest).
-
-    With B = 1 (inference) this is a broadcast view, not a copy: the convolutions and ``torch.cat`` that consume
-    it read the one frame's features directly, as the official ``expand`` does.
-    """
-    if x.shape[0] == 1:
-        return x.expand(n, *x.shape[1:])  # [N, ...] view
-    return x.unsqueeze(1).expand(x.shape[0], n, *x.shape[1:]).flatten(0, 1)  # [B*N, ...] copy
 
 
 class ValueEncoder(MaskResNet18):
@@ -220,18 +196,13 @@ class STCN(nn.Module):
         Returns:
             (values [B, N, CV, h, w], ``hidden``).
         """
-        b, n, hh, ww = masks.shape
+        b, n = masks.shape[:2]
         if n == 0:
             return f16.new_zeros(b, 0, self.value_dim, *f16.shape[-2:]), hidden  # [B, 0, CV, h, w]
-        if self.single_object:
-            extra = masks.unsqueeze(2)  # [B, N, 1, H, W]
-        else:
-            others = [masks[:, [j for j in range(n) if j != k]].sum(dim=1) for k in range(n)]  # N x [B, H, W]
-            extra = torch.stack([masks, torch.stack(others, dim=1)], dim=2)  # [B, N, 2, H, W]
         v = self.value_encoder(
             repeat_per_object(frame, n),  # [B*N, 3, H, W]
             repeat_per_object(f16, n),  # [B*N, 1024, h, w]
-            extra.reshape(b * n, extra.shape[2], hh, ww),  # [B*N, extra, H, W]
+            object_mask_inputs(masks, single_object=self.single_object),  # [B*N, extra, H, W]
         )  # [B*N, CV, h, w]
         return v.view(b, n, *v.shape[1:]), hidden  # [B, N, CV, h, w]
 
@@ -297,11 +268,3 @@ class STCN(nn.Module):
         """
         prob = torch.sigmoid(self.decode(readout16, feats))  # [B, N, H, W]
         return aggregate(prob, selector)
-
-
-def aggregate(prob: Tensor, selector: Tensor | None = None) -> SegmentOutput:
-    """Mask per-object probabilities [B, N, H, W] by ``selector`` [B, N] and soft-aggregate them (both models)."""
-    if selector is not None:
-        prob = prob * selector[:, :, None, None].to(prob.dtype)
-    logits = aggregate_logits(prob)
-    return SegmentOutput(logits=logits, prob=F.softmax(logits, dim=1))

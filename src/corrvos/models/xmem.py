@@ -32,9 +32,9 @@ from torch import Tensor, nn
 
 from corrvos.errors import CheckpointError
 from corrvos.models.backbones import BasicBlock, KeyEncoder, init_resnet_, make_layer
+from corrvos.models.common import aggregate, object_mask_inputs, repeat_per_object
 from corrvos.models.layers import FeatureFusionBlock, KeyProjection, UpsampleBlock
 from corrvos.models.memory import readout, similarity, softmax_affinity, topk_softmax
-from corrvos.models.stcn import aggregate, repeat_per_object
 from corrvos.types import QueryFeatures, SegmentOutput
 
 __all__ = [
@@ -284,21 +284,16 @@ class XMem(nn.Module):
         Raises:
             ValueError: a deep update of a model with a hidden state was asked for without ``hidden``.
         """
-        b, n, hh, ww = masks.shape
+        b, n = masks.shape[:2]
         reinforce = deep_update and self.value_encoder.hidden_reinforce is not None
         if reinforce and hidden is None:
             raise ValueError("XMem.encode_value: a deep update needs the hidden state (see corrvos.models.zero_hidden)")
         if n == 0:
             return f16.new_zeros(b, 0, self.value_dim, *f16.shape[-2:]), hidden  # [B, 0, CV, h, w]
-        if self.single_object:
-            extra = masks.unsqueeze(2)  # [B, N, 1, H, W]
-        else:
-            others = [masks[:, [j for j in range(n) if j != k]].sum(dim=1) for k in range(n)]  # N x [B, H, W]
-            extra = torch.stack([masks, torch.stack(others, dim=1)], dim=2)  # [B, N, 2, H, W]
         v = self.value_encoder(
             repeat_per_object(frame, n),  # [B*N, 3, H, W]
             repeat_per_object(f16, n),  # [B*N, 1024, h, w]
-            extra.reshape(b * n, extra.shape[2], hh, ww),  # [B*N, extra, H, W]
+            object_mask_inputs(masks, single_object=self.single_object),  # [B*N, extra, H, W]
         )  # [B*N, CV, h, w]
         if reinforce:
             h = self.value_encoder.hidden_reinforce(v, hidden.flatten(0, 1))  # [B*N, CH, h, w]
