@@ -1,14 +1,16 @@
-"""Inference speed and peak memory of corrvos' STCN ``InferenceCore`` on a generated video (and of the official code).
+"""Inference speed and peak memory of corrvos' ``InferenceCore`` (STCN, XMem) on a generated video, and the official's.
 
-A 480p video (854x480 by default) with 3 moving objects is generated in memory; an STCN with random weights
-(seeded; the key projection scaled by 0.05 so that the unsubtracted top-k exponentials of random keys stay finite)
-segments it from the first-frame mask, on CPU and, when available, CUDA. Timing excludes I/O and model
-construction, as the official ``eval_davis.py``: frames are already on the device; the clock runs from the first
-frame to the last label map (argmax included); after ``--warmup`` untimed passes, the median of ``--repeats``
-timed passes is reported, with the best pass beside it. Each (engine, device) run is a fresh subprocess, so that
-the CPU peak memory (max RSS) is its own. With ``--kernel-time`` (CUDA), one more pass runs under the PyTorch
-profiler and the GPU kernel time and launches per frame are reported: on a shared host, the wall clock of a
-GPU-bound loop carries the host's noise, the kernel time does not. The last lines give the speed ratios
+A 480p video (854x480 by default) with 3 moving objects is generated in memory; an STCN (``--arch stcn``, the
+default) or an XMem (``--arch xmem``) with random weights (seeded; the key projection scaled by 0.05 so that the
+unsubtracted top-k exponentials of random keys stay finite; for XMem the decoder's output bias is also lowered by
+``XMEM_PRED_BIAS_SHIFT``, because the random decoder otherwise gives every object a probability near 0.78 and the
+background never wins a pixel) segments it from the first-frame mask, on CPU and, when available, CUDA. Timing
+excludes I/O and model construction, as the official ``eval_davis.py``: frames are already on the device; the clock
+runs from the first frame to the last label map (argmax included); after ``--warmup`` untimed passes, the median of
+``--repeats`` timed passes is reported, with the best pass beside it. Each (engine, device) run is a fresh
+subprocess, so that the CPU peak memory (max RSS) is its own. With ``--kernel-time`` (CUDA), one more pass runs under
+the PyTorch profiler and the GPU kernel time and launches per frame are reported: on a shared host, the wall clock of
+a GPU-bound loop carries the host's noise, the kernel time does not. The last lines give the speed ratios
 official / corrvos (above 1: corrvos is faster).
 
 When the official STCN repository is present under ``.ref/STCN`` (fetched for local comparison only, never
@@ -16,13 +18,26 @@ committed; a torchvision stand-in in ``.ref/shim`` is used if present), the same
 through the official ``InferenceCore`` (its ``.cuda()`` calls pointed at the benchmark device) and the maximum
 absolute difference of the probabilities over all frames is reported.
 
+XMem (``--arch xmem``): corrvos runs with XMem's ``eval.py`` defaults (top_k 30, mem_every 5, deep update with
+memory frames, long-term memory with T_min 5 / T_max 10 / 128 prototypes / 10000 elements, eval.py's usage rule from
+the video length), except ``internal_size=None``: the generated frames are processed at their own size, by both
+engines. When hkchengrex/XMem is present under ``.ref/XMem`` (``--official-root``), its ``InferenceCore`` runs on
+the same weights and frames as ``eval.py`` drives it (``set_all_labels``, then ``step(normalised rgb, one-hot
+mask, labels)`` on the first frame and ``step(rgb, end=...)`` after; its ImageNet download patched out), timed the
+same way (argmax included). The working memory first fills (10 memory frames: frame 45) and is consolidated into
+long-term memory only in videos of 47 frames or more; shorter runs compare the working memory alone.
+
 Usage:
     python benchmarks/inference_speed.py --frames 20 --devices cpu cuda --out benchmarks/results/inference.json
+    python benchmarks/inference_speed.py --arch xmem --frames 12 --devices cpu --out benchmarks/results/x.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import io
 import json
 import logging
 import os
@@ -40,6 +55,13 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OFFICIAL = REPO / ".ref" / "STCN"
+DEFAULT_OFFICIAL_ROOTS = {"stcn": DEFAULT_OFFICIAL, "xmem": REPO / ".ref" / "XMem"}
+#: marker file of each official checkout (relative to its root)
+OFFICIAL_MARKERS = {"stcn": "inference_core.py", "xmem": "inference/inference_core.py"}
+#: added to XMem's ``decoder.pred.bias`` for random weights: the random decoder's object logits average about 1.3
+#: (sigmoid 0.78 for every object), so that the background (prod of 1 - p) never wins; shifted, it wins a few
+#: per cent of the pixels and the label maps are not all foreground.
+XMEM_PRED_BIAS_SHIFT = -1.25
 _log = logging.getLogger("inference_speed")
 
 
@@ -67,13 +89,26 @@ def make_video(frames: int, height: int, width: int, objects: int, seed: int = 0
     return torch.stack(video), first
 
 
-def build_model(seed: int):
-    from corrvos.models.stcn import STCN
+def build_model(seed: int, arch: str = "stcn"):
+    """A seeded random network of ``arch`` ("stcn" or "xmem") adjusted for finite, non-degenerate outputs.
 
+    Both: the key projection is scaled by 0.05, so that the unsubtracted top-k exponentials of the official code stay
+    finite (unscaled random keys give squared distances in the hundreds, whose exponentials underflow to 0 / 0).
+    XMem: ``decoder.pred.bias`` is also shifted by ``XMEM_PRED_BIAS_SHIFT`` so that the background wins somewhere.
+    """
     torch.manual_seed(seed)
-    model = STCN().eval()
+    if arch == "xmem":
+        from corrvos.models.xmem import XMem
+
+        model = XMem().eval()
+    else:
+        from corrvos.models.stcn import STCN
+
+        model = STCN().eval()
     with torch.no_grad():
         model.key_proj.key_proj.weight.mul_(0.05)
+        if arch == "xmem":
+            model.decoder.pred.bias.add_(XMEM_PRED_BIAS_SHIFT)
     return model
 
 
@@ -102,10 +137,53 @@ def load_official(stcn_root: Path, device: torch.device) -> types.SimpleNamespac
                                  pad_divide_by=pad_divide_by, unpad=unpad)
 
 
+def load_official_xmem(xmem_root: Path) -> types.SimpleNamespace:
+    """Import hkchengrex/XMem's network and ``InferenceCore`` from a checkout (no torchvision, no download).
+
+    The ImageNet initialisation of its ResNets (``model.resnet.load_weights_add_extra_dim`` and
+    ``model_zoo.load_url``) is patched out: the weights are replaced by corrvos' afterwards anyway.
+    """
+    sys.path.insert(0, str(xmem_root))
+    resnet = importlib.import_module("model.resnet")
+    resnet.load_weights_add_extra_dim = lambda *args, **kwargs: None
+    resnet.model_zoo.load_url = lambda *args, **kwargs: {}
+    network = importlib.import_module("model.network")
+    core = importlib.import_module("inference.inference_core")
+    return types.SimpleNamespace(XMem=network.XMem, InferenceCore=core.InferenceCore)
+
+
+def xmem_official_config(model, frames: int) -> dict:
+    """The config dict of XMem's eval.py for a video of ``frames`` frames: corrvos' XMem defaults (the same values as
+    eval.py's argument defaults) and the dimensions of ``model`` (corrvos' or the official network)."""
+    from corrvos.inference import inference_config_for
+
+    cfg = inference_config_for("xmem")
+    config = {
+        "top_k": cfg.top_k, "mem_every": cfg.mem_every, "deep_update_every": cfg.deep_update_every,
+        "enable_long_term": cfg.enable_long_term, "max_mid_term_frames": cfg.max_mid_term_frames,
+        "min_mid_term_frames": cfg.min_mid_term_frames, "num_prototypes": cfg.num_prototypes,
+        "max_long_term_elements": cfg.max_long_term_elements, "hidden_dim": model.hidden_dim,
+        "key_dim": model.key_dim, "value_dim": model.value_dim, "single_object": False,
+    }
+    config["enable_long_term_count_usage"] = config["enable_long_term"] and (  # eval.py's rule
+        frames / (config["max_mid_term_frames"] - config["min_mid_term_frames"]) * config["num_prototypes"]
+        >= config["max_long_term_elements"])
+    return config
+
+
 def normalise(frames: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor([0.485, 0.456, 0.406], device=frames.device).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225], device=frames.device).view(1, 3, 1, 1)
     return (frames - mean) / std
+
+
+def corrvos_config(model, amp: str):
+    """STCN: top_k 20, mem_every 5 (the official DAVIS settings); XMem: eval.py's defaults at the input size."""
+    from corrvos.inference import inference_config_for
+
+    if getattr(model, "family", "stcn") == "xmem":
+        return inference_config_for(model, internal_size=None, amp=amp)
+    return inference_config_for(model, top_k=20, mem_every=5, amp=amp)
 
 
 def run_corrvos(model, frames: torch.Tensor, first: np.ndarray, *, amp: str, keep_probs: bool):
@@ -116,7 +194,7 @@ def run_corrvos(model, frames: torch.Tensor, first: np.ndarray, *, amp: str, kee
     probs, labels = [], []
     sync()
     start = time.perf_counter()
-    core = InferenceCore(model, top_k=20, mem_every=5, amp=amp)
+    core = InferenceCore(model, corrvos_config(model, amp), video_length=frames.shape[0])
     for t in range(frames.shape[0]):
         prob = core.step(frames[t], mask if t == 0 else None, end=t == frames.shape[0] - 1)
         labels.append(core.prob_to_mask(prob).to(torch.uint8))
@@ -154,6 +232,32 @@ def run_official(official, model, frames: torch.Tensor, first: np.ndarray, *, am
     return seconds, probs
 
 
+def run_official_xmem(official, model, frames: torch.Tensor, first: np.ndarray, *, amp: str, keep_probs: bool):
+    """The official XMem eval.py loop (timed part: ``step`` and the argmax) on the same frames, at their own size."""
+    device = next(model.parameters()).device
+    ids = sorted(int(i) for i in np.unique(first) if i != 0)
+    config = xmem_official_config(model, frames.shape[0])
+    with torch.inference_mode(), torch.autocast(device.type, enabled=amp != "none",
+                                                dtype=torch.float16 if amp == "fp16" else torch.bfloat16):
+        rgb = normalise(frames)  # [T, 3, H, W]
+        msk = torch.stack([torch.from_numpy(first == i).float() for i in ids]).to(device)  # [N, H, W] one-hot
+        probs = []
+        sync()
+        start = time.perf_counter()
+        processor = official.InferenceCore(model, config=dict(config))
+        processor.set_all_labels(ids)
+        for ti in range(rgb.shape[0]):
+            first_frame = ti == 0
+            prob = processor.step(rgb[ti], msk if first_frame else None, ids if first_frame else None,
+                                  end=ti == rgb.shape[0] - 1)
+            torch.max(prob, dim=0).indices.to(torch.uint8)  # eval.py's label map
+            if keep_probs:
+                probs.append(prob.float().cpu())
+        sync()
+        seconds = time.perf_counter() - start
+    return seconds, probs
+
+
 def sync() -> None:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
@@ -181,7 +285,15 @@ def worker(args: argparse.Namespace) -> dict:
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
     frames, first = make_video(args.frames, args.height, args.width, args.objects)
-    if args.engine == "official":
+    if args.engine == "official" and args.arch == "xmem":
+        official = load_official_xmem(Path(args.official_root))
+        ours = build_model(args.seed, "xmem")
+        with contextlib.redirect_stdout(io.StringIO()):  # its constructor prints its hyperparameters
+            model = official.XMem(xmem_official_config(ours, args.frames), None).eval()
+        model.load_state_dict(ours.state_dict(), strict=True)
+        model.to(device)
+        run = lambda keep: run_official_xmem(official, model, frames.to(device), first, amp=args.amp, keep_probs=keep)  # noqa: E731
+    elif args.engine == "official":
         official = load_official(Path(args.official_root), device)
         ours = build_model(args.seed)
         model = official.STCN().eval()
@@ -189,7 +301,7 @@ def worker(args: argparse.Namespace) -> dict:
         model.to(device)
         run = lambda keep: run_official(official, model, frames.to(device), first, amp=args.amp, keep_probs=keep)  # noqa: E731
     else:
-        model = build_model(args.seed).to(device)
+        model = build_model(args.seed, args.arch).to(device)
         if args.fold_bn:  # `corrvos infer --fold-bn`
             from corrvos.models.fuse import fold_batchnorm
 
@@ -208,6 +320,7 @@ def worker(args: argparse.Namespace) -> dict:
         seconds = float(np.median(times))
         kernels = kernel_profile(lambda: run(False), args.frames) if device.type == "cuda" and args.kernel_time else {}
     record = {
+        **({"arch": args.arch} if args.arch != "stcn" else {}),
         "engine": args.engine, "fold_bn": args.engine == "corrvos" and args.fold_bn,
         "device": args.device, "amp": args.amp, "frames": args.frames,
         "size": [args.height, args.width], "objects": args.objects, "seconds": seconds, "fps": args.frames / seconds,
@@ -217,6 +330,11 @@ def worker(args: argparse.Namespace) -> dict:
                             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
     }
+    if args.arch != "stcn" and probs:  # evidence that random weights give usable outputs
+        labels = torch.stack([p.argmax(0) for p in probs])  # [T, H, W]
+        record["finite"] = bool(all(torch.isfinite(p).all() for p in probs))
+        record["label_fractions"] = (torch.bincount(labels.flatten(), minlength=probs[0].shape[0]).double()
+                                     / labels.numel()).tolist()
     if args.probs_out:
         torch.save(probs, args.probs_out)
     print("RESULT " + json.dumps(record), flush=True)
@@ -225,6 +343,7 @@ def worker(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", choices=["stcn", "xmem"], default="stcn", help="network and its engine defaults")
     p.add_argument("--frames", type=int, default=20)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=854)
@@ -239,21 +358,29 @@ def main(argv: list[str] | None = None) -> int:
                    help="corrvos: fold BatchNorm into the convs (as infer --fold-bn); faster, float-rounding diffs")
     p.add_argument("--kernel-time", action="store_true",
                    help="CUDA: also profile one pass and report GPU kernel time and launches per frame")
-    p.add_argument("--official-root", default=str(DEFAULT_OFFICIAL), help="official STCN checkout (optional)")
+    p.add_argument("--official-root", default=None,
+                   help="official checkout (optional; default .ref/STCN, or .ref/XMem with --arch xmem)")
     p.add_argument("--no-official", action="store_true", help="skip the official comparison")
     p.add_argument("--out", default=None, help="JSON file for the results")
     p.add_argument("--worker", choices=["corrvos", "official"], default=None, help=argparse.SUPPRESS)
     p.add_argument("--device", default=None, help=argparse.SUPPRESS)
     p.add_argument("--probs-out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.official_root is None:
+        args.official_root = str(DEFAULT_OFFICIAL_ROOTS[args.arch])
     if args.worker:
         args.engine = args.worker
         worker(args)
         return 0
 
     engines = ["corrvos"]
-    if not args.no_official and (Path(args.official_root) / "inference_core.py").is_file():
+    if not args.no_official and (Path(args.official_root) / OFFICIAL_MARKERS[args.arch]).is_file():
         engines.append("official")
+    positions = -(-args.height // 16) * -(-args.width // 16)  # key positions of one (padded) frame
+    if args.arch == "xmem" and "official" in engines and positions < 30:
+        # the official top-k (torch.topk with k = 30) fails while the memory holds fewer positions
+        print(f"official XMem skipped: a {args.height}x{args.width} frame has {positions} key positions < top_k 30")
+        engines.remove("official")
     devices = [d for d in args.devices if d != "cuda" or torch.cuda.is_available()]
     records = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -262,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
             outs = {}
             for engine in engines:
                 probs = str(Path(tmp) / f"{engine}_{device}.pt")
-                cmd = [sys.executable, __file__, "--worker", engine, "--device", device, "--amp", amp,
+                cmd = [sys.executable, __file__, "--worker", engine, "--arch", args.arch, "--device", device,
+                       "--amp", amp,
                        "--frames", str(args.frames), "--height", str(args.height), "--width", str(args.width),
                        "--objects", str(args.objects), "--seed", str(args.seed), "--warmup", str(args.warmup),
                        "--repeats", str(args.repeats), "--official-root",
@@ -280,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
                 records.append(record)
                 kernel = (f"  GPU kernels {record['kernel_ms_per_frame']:.3f} ms/frame "
                           f"({record['kernels_per_frame']:.0f} launches)" if "kernel_ms_per_frame" in record else "")
-                print(f"{engine:8s} {device:4s} amp={amp:4s} {record['fps']:8.2f} FPS "
+                arch = f"{args.arch} " if args.arch != "stcn" else ""
+                print(f"{arch}{engine:8s} {device:4s} amp={amp:4s} {record['fps']:8.2f} FPS "
                       f"(best pass {record['best_fps']:.2f})  peak {record['peak_memory_mib']:9.1f} MiB "
                       f"({record['peak_memory_kind']}){kernel}", flush=True)
             if len(outs) == 2:

@@ -83,6 +83,13 @@ def test_infer_youtube_with_xmem_runs_on_all_frames_by_default(tmp_path: Path, x
             assert np.array_equal(a, read_label(explicit / "Annotations" / vid / name))  # default = --all-frames
             differ |= not np.array_equal(a, read_label(outs["sampled"] / vid / name))
     assert differ  # running on every frame changes the sensory memory, hence the results
+    # the fully annotated train split has no train_all_frames: the default falls back to the sampled frames, and
+    # the local YouTube-VOS J/F scores the result
+    out = tmp_path / "train"
+    assert main(["infer", "--model", str(xmem_file), "--youtube-root", str(root), "--set", "train", "--out",
+                 str(out), "--device", "cpu", "--size", "-1"]) == 0
+    assert main(["eval", "--youtube-gt", str(root / "train" / "Annotations"), "--results", str(out / "Annotations"),
+                 "--workers", "1", "--quiet"]) == 0
 
 
 def test_segment_with_xmem(tmp_path: Path, xmem_file: Path, capsys) -> None:

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution", default="480p", help="DAVIS frame folder: 480p (default) or Full-Resolution")
     parser.add_argument("--all-frames", action=argparse.BooleanOptionalAction, default=None,
                         help="YouTube-VOS: run on <set>_all_frames (every frame) and save only the sampled frames "
-                             "(default: on for XMem as its eval.py, off for STCN)")
+                             "(default: on for XMem as its eval.py when the folder exists, off for STCN)")
     parser.add_argument("--sequences", nargs="+", default=None, metavar="NAME", help="only these sequences")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--size", type=int, default=None,
@@ -177,13 +177,18 @@ def _open_dataset(args: argparse.Namespace, family: str) -> tuple[Any, str]:
         ds = DavisDataset(args.davis_root, year=args.year or "2017", split=args.set_name or "val",
                           resolution=args.resolution)
         return ds, "davis"
+    from pathlib import Path
+
     from corrvos.data.youtube_vos import YouTubeVOSDataset
 
+    split = args.set_name or "valid"
     all_frames = args.all_frames
-    if all_frames is None:
+    if all_frames is None:  # the model's driver convention, where the download has every frame
         all_frames = DRIVER_DEFAULTS.get(family, {}).get("youtube_all_frames", False)
-    ds = YouTubeVOSDataset(args.youtube_root, year=args.year or "2019", split=args.set_name or "valid",
-                           all_frames=all_frames)
+        if all_frames and not (Path(args.youtube_root) / f"{split}_all_frames" / "JPEGImages").is_dir():
+            _log.warning("%s has no %s_all_frames/JPEGImages: running on the sampled frames", args.youtube_root, split)
+            all_frames = False
+    ds = YouTubeVOSDataset(args.youtube_root, year=args.year or "2019", split=split, all_frames=all_frames)
     return ds, "youtube"
 
 

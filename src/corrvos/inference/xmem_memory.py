@@ -204,6 +204,8 @@ class XMemMemory:
         qe = None if feats.selection is None else feats.selection.flatten(start_dim=2)  # [1, CK, Q]
         work, long = self.work, self.long
         if self.long_term and long.size > 0:
+            # one similarity over [long-term | working] keys (the keys are small), but the values are read from each
+            # store in place: no per-frame copy of the whole memory's values
             n_long = long.size
             sim = similarity(
                 torch.cat([long.key, work.key], dim=-1),  # [1, CK, L + W]
@@ -211,17 +213,22 @@ class XMemMemory:
                 mem_shrinkage=torch.cat([long.shrinkage, work.shrinkage], dim=-1),
                 query_selection=qe,
             )  # [1, L + W, Q]
-            long_sim, work_sim = sim[:, :n_long], sim[:, n_long:]
-            affinities, values = [], []
+            readouts, usage = [], None
             for g in range(work.num_groups):
+                work_g = sim[:, sim.shape[1] - work.value_size(g) :]  # [1, W_g, Q]
                 if g < long.num_groups:
-                    s = torch.cat([long_sim[:, n_long - long.value_size(g) :], work_sim[:, -work.value_size(g) :]], 1)
-                    values.append(torch.cat([long.values[g], work.values[g]], dim=-1))  # [N_g, CV, L_g + W_g]
+                    n_g = long.value_size(g)
+                    spans = sim if n_g == n_long and work_g.shape[1] == work.size else None  # group 0: everything
+                    if spans is None:
+                        spans = torch.cat([sim[:, n_long - n_g : n_long], work_g], dim=1)  # [1, L_g + W_g, Q]
+                    affinity = _softmax(spans, self.top_k)
+                    readouts.append(long.values[g] @ affinity[:, :n_g] + work.values[g] @ affinity[:, n_g:])
                 else:
-                    s = work_sim[:, -work.value_size(g) :]
-                    values.append(work.values[g])
-                affinities.append(_softmax(s, self.top_k))  # [1, M_g, Q]
-            usage = affinities[0].sum(dim=2)  # [1, L + W]: group 0 spans every element
+                    affinity = _softmax(work_g, self.top_k)
+                    readouts.append(work.values[g] @ affinity)  # [N_g, CV, Q]
+                if g == 0:
+                    usage = affinity.sum(dim=2)  # [1, L + W]: group 0 spans every element
+            assert usage is not None
             work.update_usage(usage[:, n_long:].flatten())
             long.update_usage(usage[:, :n_long].flatten())
         else:
@@ -229,11 +236,11 @@ class XMemMemory:
             affinities = [_softmax(sim[:, -work.value_size(g) :], self.top_k) for g in range(work.num_groups)]
             if self.long_term:
                 work.update_usage(affinities[0].sum(dim=2).flatten())
-            values = work.values
+            readouts = [v @ a for v, a in zip(work.values, affinities, strict=True)]  # [N_g, CV, M_g] @ [1, M_g, Q]
         n = sum(len(c) for c in groups)
-        out = qk.new_empty(n, values[0].shape[1], qk.shape[-1])  # [N, CV, Q]
-        for channels, value, affinity in zip(groups, values, affinities, strict=True):
-            out[channels] = (value @ affinity).to(out.dtype)  # [N_g, CV, M_g] @ [1, M_g, Q] -> [N_g, CV, Q]
+        out = qk.new_empty(n, readouts[0].shape[1], qk.shape[-1])  # [N, CV, Q]
+        for channels, r in zip(groups, readouts, strict=True):
+            out[channels] = r.to(out.dtype)  # [N_g, CV, Q]
         return out.view(1, n, out.shape[1], h, w)  # [1, N, CV, h, w]
 
     # ------------------------------------------------------------------------------------------------ add
