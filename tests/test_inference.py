@@ -453,3 +453,27 @@ def test_copy_first_frame_baseline_drops_void(tmp_path) -> None:
         assert np.array_equal(read_label(out / "s" / f"{t:05d}.png"), expected)
     res = evaluate_davis(root, out, workers=1, write_csv=False, progress=False)
     assert res.object_names == ["s_1", "s_2", "s_3", "s_4", "s_5"]  # N = 5 from frame 0 (ids 2 and 5)
+
+
+def test_config_defaults_follow_the_model_family() -> None:
+    from corrvos.inference import inference_config_for
+
+    stcn, xmem = inference_config_for("stcn"), inference_config_for("xmem")
+    assert (stcn.top_k, stcn.internal_size, stcn.resize_mode) == (20, None, "bicubic")
+    assert (xmem.top_k, xmem.internal_size, xmem.resize_mode, xmem.num_prototypes) == (30, 480, "bilinear", 128)
+    full = inference_config_for("xmem", top_k=None, internal_size=None)  # None is a value, not "keep the default"
+    assert full.top_k is None and full.internal_size is None
+    with pytest.raises(TypeError, match="family"):
+        inference_config_for(nn.Conv2d(1, 1, 1))
+    with pytest.raises(TypeError, match="unknown inference options"):
+        inference_config_for("stcn", topk=3)
+    with pytest.raises(ValueError, match="min_mid_term_frames"):
+        inference_config_for("xmem", min_mid_term_frames=10)
+    with pytest.raises(ValueError, match="include_last"):
+        InferenceCore(build_xmem_for_test(), InferenceConfig(include_last=True))
+
+
+def build_xmem_for_test() -> nn.Module:
+    from corrvos.models import build_model
+
+    return build_model("xmem").eval()

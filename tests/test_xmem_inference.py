@@ -603,6 +603,7 @@ def test_memory_stays_bounded_over_a_long_stream(xmem: torch.nn.Module, count_us
     evict = core.memory.long.evict
     core.memory.long.evict = lambda max_size: (evictions.append(core.memory.long.size - max_size), evict(max_size))
     longs = []
+    storages: dict[str, set[int]] = {"work": set(), "long": set()}
     for t in range(t_len):
         mask = None if t not in masks else torch.from_numpy(masks[t].astype(np.int64))
         prob = core.step(frames[t], mask, end=t == t_len - 1)
@@ -612,8 +613,15 @@ def test_memory_stays_bounded_over_a_long_stream(xmem: torch.nn.Module, count_us
             assert all(store.value_size(g) <= store.size for g in range(store.num_groups))
         assert bool(torch.isfinite(prob).all())
         longs.append(mem.long.size)
+        for name, store in (("work", mem.work), ("long", mem.long)):
+            if store.size and t > 12:  # both groups exist: every buffer is allocated
+                storages[name].add(store.key.untyped_storage().data_ptr())
+                assert store.values[1].untyped_storage().nbytes() == store.values[1].shape[0] * 512 * 4 * (
+                    3 * hw if name == "work" else 7
+                )  # allocated once at the store's bound
     assert mem.work.num_groups == mem.long.num_groups == 2
     assert max(longs) == 7 and len(evictions) >= 5 and min(evictions) > 0  # evicted at many consolidations
+    assert len(storages["work"]) == len(storages["long"]) == 1  # never reallocated: the memory is flat
 
 
 # ---------------------------------------------------------------------------------------------------------------

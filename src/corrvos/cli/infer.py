@@ -102,7 +102,7 @@ def engine_config(args: argparse.Namespace, model: Any, *, default_size: int | N
     import dataclasses
 
     from corrvos.errors import ConfigError
-    from corrvos.inference.config import inference_config_for
+    from corrvos.inference.config import inference_config_for, model_family
     from corrvos.inference.memory_bank import make_memory
 
     size = getattr(args, "size", None)
@@ -124,7 +124,7 @@ def engine_config(args: argparse.Namespace, model: Any, *, default_size: int | N
             config = dataclasses.replace(config, internal_size=size if size > 0 else None)
         elif config.internal_size is None and default_size is not None:
             config = dataclasses.replace(config, internal_size=default_size)
-        make_memory(getattr(model, "family", "stcn"), config)  # options the model's memory refuses
+        make_memory(model_family(model), config)  # options the model's memory refuses
     except ValueError as exc:
         raise ConfigError(f"bad inference option: {exc}") from exc
     return config
@@ -243,11 +243,12 @@ def run(args: argparse.Namespace) -> int:
 
     from corrvos.errors import ConfigError
     from corrvos.inference import InferenceCore
+    from corrvos.inference.config import model_family
     from corrvos.utils import make_output_dir
 
     check_engine_arguments(args)
     model, device = load_inference_model(args)
-    dataset, layout = _open_dataset(args, getattr(model, "family", "stcn"))
+    dataset, layout = _open_dataset(args, model_family(model))
     names = list(dataset.sequences)
     if args.sequences:
         unknown = [s for s in args.sequences if s not in names]

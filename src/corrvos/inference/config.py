@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["DRIVER_DEFAULTS", "FAMILY_DEFAULTS", "InferenceConfig", "inference_config_for"]
+__all__ = ["DRIVER_DEFAULTS", "FAMILY_DEFAULTS", "InferenceConfig", "inference_config_for", "model_family"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,17 @@ DRIVER_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def model_family(model: Any) -> str:
+    """The ``family`` of a model (VOSModel protocol); TypeError for an object without one."""
+    family = getattr(model, "family", None)
+    if not isinstance(family, str):
+        raise TypeError(
+            f"{type(model).__name__} has no 'family' attribute: corrvos models follow the VOSModel protocol "
+            "(corrvos.models.base), whose 'family' picks the memory and the default inference options"
+        )
+    return family
+
+
 def inference_config_for(model_or_family: Any, **overrides: Any) -> InferenceConfig:
     """The family's official defaults with ``overrides`` applied.
 
@@ -119,7 +130,7 @@ def inference_config_for(model_or_family: Any, **overrides: Any) -> InferenceCon
         **overrides: any :class:`InferenceConfig` field; ``None`` is a value (``internal_size=None`` keeps the frame
             size, ``top_k=None`` reads the full softmax), so pass only the fields to change.
     """
-    family = model_or_family if isinstance(model_or_family, str) else getattr(model_or_family, "family", "stcn")
+    family = model_or_family if isinstance(model_or_family, str) else model_family(model_or_family)
     if family not in FAMILY_DEFAULTS:
         raise ValueError(f"no inference defaults for model family {family!r}; known: {sorted(FAMILY_DEFAULTS)}")
     unknown = sorted(set(overrides) - set(InferenceConfig.field_names()))

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from corrvos.inference.config import InferenceConfig, inference_config_for
+from corrvos.inference.config import InferenceConfig, inference_config_for, model_family
 from corrvos.inference.memory_bank import make_memory
 from corrvos.inference.objects import ObjectManager
 from corrvos.inference.video import (
@@ -97,7 +97,7 @@ class InferenceCore:
                  video_length: int | None = None) -> None:
         self.config = inference_config_for(model) if config is None else config
         self.model = model
-        self.family = getattr(model, "family", "stcn")
+        self.family = model_family(model)
         self.device = next(model.parameters()).device
         if self.config.amp != "none" and self.device.type != "cuda":
             raise ValueError(f"amp={self.config.amp!r} needs a CUDA model; this one is on {self.device}")

@@ -62,62 +62,124 @@ def _softmax(sim: Tensor, top_k: int | None) -> Tensor:
     return topk_softmax(sim, top_k)
 
 
-class KeyValueStore:
-    """Keys shared by all object groups, values per group over a suffix of the keys, optional usage counts."""
+class _Buffer:
+    """A [..., M] tensor kept in a buffer of ``capacity`` elements along the last dimension: appends write in place.
 
-    def __init__(self, *, count_usage: bool) -> None:
+    With a capacity (XMem's stores are bounded), the memory is allocated once and never copied to grow; without one
+    the buffer doubles when full. ``view()`` is the live [..., M] prefix (a view: in-place updates reach the buffer).
+    """
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = capacity
+        self.buf: Tensor | None = None
+        self.n = 0
+
+    def view(self) -> Tensor | None:
+        return None if self.buf is None else self.buf[..., : self.n]
+
+    def append(self, x: Tensor) -> None:
+        m = x.shape[-1]
+        if self.buf is None or self.n + m > self.buf.shape[-1]:
+            old = 0 if self.buf is None else self.buf.shape[-1]
+            cap = max(self.capacity or 0, 2 * old, self.n + m)
+            grown = x.new_empty(*x.shape[:-1], cap)
+            if self.n:
+                grown[..., : self.n] = self.buf[..., : self.n]
+            self.buf = grown
+        self.buf[..., self.n : self.n + m] = x
+        self.n += m
+
+    def replace(self, x: Tensor) -> None:
+        """Make ``x`` (a new tensor, e.g. from indexing the view) the content, written into the buffer's prefix."""
+        self.buf[..., : x.shape[-1]] = x
+        self.n = x.shape[-1]
+
+
+class KeyValueStore:
+    """Keys shared by all object groups, values per group over a suffix of the keys, optional usage counts.
+
+    Args:
+        count_usage: keep use / life counts.
+        capacity: elements to allocate up front (XMem's stores are bounded: T_max * HW for the working memory,
+            LT_max for the long-term memory), so that the store's memory does not grow; ``None`` grows on demand.
+    """
+
+    def __init__(self, *, count_usage: bool, capacity: int | None = None) -> None:
         self.count_usage = count_usage
-        self.key: Tensor | None = None  # [1, CK, M]
-        self.shrinkage: Tensor | None = None  # [1, 1, M]
-        self.selection: Tensor | None = None  # [1, CK, M]
-        self.values: list[Tensor] = []  # per group [N_g, CV, M_g]
-        self.use_count: Tensor | None = None  # [1, 1, M]
-        self.life_count: Tensor | None = None  # [1, 1, M]
+        self.capacity = capacity
+        names = ("key", "shrinkage", "selection", "use_count", "life_count")
+        self._shared = {name: _Buffer(capacity) for name in names}  # [1, CK | 1, M] each
+        self._values: list[_Buffer] = []  # per group [N_g, CV, M_g]
+
+    @staticmethod
+    def _field(name: str, doc: str) -> property:
+        """A live view of one shared tensor; assigning a [.., M] tensor of the store's size overwrites it."""
+
+        def set_(self: KeyValueStore, x: Tensor) -> None:
+            if x.shape[-1] != self.size:
+                raise ValueError(f"{name} must have {self.size} elements, got {x.shape[-1]}")
+            self._shared[name].replace(x)
+
+        return property(lambda self: self._shared[name].view(), set_, doc=doc)
+
+    key = _field("key", "[1, CK, M] keys, or None")
+    shrinkage = _field("shrinkage", "[1, 1, M] shrinkage, or None")
+    selection = _field("selection", "[1, CK, M] selection, or None")
+    use_count = _field("use_count", "[1, 1, M] summed affinity each element received, or None")
+    life_count = _field("life_count", "[1, 1, M] reads each element has been in memory for, or None")
+
+    def reserve(self, capacity: int) -> None:
+        """Allocate ``capacity`` elements at the next growth of every tensor (the store's bound)."""
+        self.capacity = capacity
+        for buffer in [*self._shared.values(), *self._values]:
+            buffer.capacity = capacity
+
+    @property
+    def values(self) -> list[Tensor]:
+        """Per group [N_g, CV, M_g]: the group's values for the last M_g keys."""
+        return [b.view() for b in self._values]
 
     @property
     def size(self) -> int:
-        return 0 if self.key is None else self.key.shape[-1]
+        return self._shared["key"].n
 
     @property
     def num_groups(self) -> int:
-        return len(self.values)
+        return len(self._values)
 
     def value_size(self, group: int) -> int:
-        return self.values[group].shape[-1]
-
-    @staticmethod
-    def _cat(old: Tensor | None, new: Tensor | None) -> Tensor | None:
-        if new is None:
-            return old
-        return new if old is None else torch.cat([old, new], dim=-1)
+        return self._values[group].n
 
     def add(self, key: Tensor, shrinkage: Tensor | None, selection: Tensor | None, values: list[Tensor | None]) -> None:
         """Append M' elements: key [1, CK, M'], shrinkage [1, 1, M'], selection [1, CK, M'] or None, and one value
         [N_g, CV, M'] (or None: this group gets nothing) per group; entries past ``num_groups`` start new groups."""
         m = key.shape[-1]
-        first = self.key is None
-        self.key = self._cat(self.key, key)
-        self.shrinkage = shrinkage if first else self._cat(self.shrinkage, shrinkage)
-        self.selection = selection if first else self._cat(self.selection, selection)
+        first = self.size == 0 and self._shared["key"].buf is None
+        new = {"key": key, "shrinkage": shrinkage, "selection": selection}
         if self.count_usage:
             zeros = torch.zeros(1, 1, m, device=key.device, dtype=torch.float32)
-            self.use_count = self._cat(self.use_count, zeros)
-            self.life_count = self._cat(self.life_count, zeros + 1e-7)
+            new.update(use_count=zeros, life_count=zeros + 1e-7)
+        for name, x in new.items():
+            if x is None:
+                continue
+            if name == "selection" and not first and self.selection is None:
+                continue  # a store that started without selection (long-term memory) keeps none, as official
+            self._shared[name].append(x)
         for g, value in enumerate(values):
             if value is None:
                 continue
-            if g < self.num_groups:
-                self.values[g] = torch.cat([self.values[g], value], dim=-1)  # [N_g, CV, M_g + M']
-            else:
-                self.values.append(value)
+            if g >= self.num_groups:
+                self._values.append(_Buffer(self.capacity))
+            self._values[g].append(value)  # [N_g, CV, M_g + M']
 
     def update_usage(self, usage: Tensor) -> None:
         """Add ``usage`` [M] (affinity mass per element) to the use counts and 1 to every life count."""
         if not self.count_usage:
             return
-        assert self.use_count is not None and self.life_count is not None
-        self.use_count += usage.view_as(self.use_count)
-        self.life_count += 1
+        use, life = self.use_count, self.life_count
+        assert use is not None and life is not None
+        use.add_(usage.view_as(use))  # in place: the views write through to the buffers
+        life.add_(1)
 
     def usage(self) -> Tensor:
         """[1, 1, M] use / life."""
@@ -127,10 +189,10 @@ class KeyValueStore:
 
     def _keep(self, index: Tensor) -> None:
         """Keep the elements ``index`` (int64 positions or bool mask over M) of the shared tensors."""
-        for name in ("key", "shrinkage", "selection", "use_count", "life_count"):
-            t = getattr(self, name)
+        for buffer in self._shared.values():
+            t = buffer.view()
             if t is not None:
-                setattr(self, name, t[:, :, index])
+                buffer.replace(t[:, :, index])
 
     def remove_range(self, start: int, keep_tail: int, *, min_value_size: int) -> None:
         """Keep the first ``start`` and the last ``keep_tail`` elements of the keys, and of every group value holding
@@ -138,10 +200,10 @@ class KeyValueStore:
         m = self.size
         keep = torch.cat([torch.arange(0, start), torch.arange(m - keep_tail, m)]).to(self.key.device)
         self._keep(keep)
-        for g, v in enumerate(self.values):
+        for buffer, v in zip(self._values, self.values, strict=True):
             size = v.shape[-1]
             if size >= min_value_size:
-                self.values[g] = torch.cat([v[:, :, :start], v[:, :, size - keep_tail :]], dim=-1)
+                buffer.replace(torch.cat([v[:, :, :start], v[:, :, size - keep_tail :]], dim=-1))
 
     def evict(self, max_size: int) -> None:
         """Drop the least-used elements (ties with the last dropped one go too) until at most ``max_size`` remain;
@@ -156,8 +218,8 @@ class KeyValueStore:
         else:
             survived = torch.arange(m, device=self.key.device) >= m - max_size
         self._keep(survived)
-        for g, v in enumerate(self.values):
-            self.values[g] = v[:, :, survived[m - v.shape[-1] :]]  # the group's span is the last M_g keys
+        for buffer, v in zip(self._values, self.values, strict=True):
+            buffer.replace(v[:, :, survived[m - v.shape[-1] :]])  # the group's span is the last M_g keys
 
 
 class XMemMemory:
@@ -253,6 +315,9 @@ class XMemMemory:
             raise ValueError("XMem memory frames need the key's shrinkage (encode_key(need_shrinkage=True))")
         if self.hw is None:
             self.hw = feats.key.shape[-2] * feats.key.shape[-1]
+            if self.long_term:  # both stores are bounded: allocate them once
+                self.work.reserve(self.config.max_mid_term_frames * self.hw)
+                self.long.reserve(self.config.max_long_term_elements)
         self.groups = [list(c) for c in groups]
         key = feats.key.flatten(start_dim=2)  # [1, CK, HW]
         shrinkage = feats.shrinkage.flatten(start_dim=2)  # [1, 1, HW]
