@@ -719,3 +719,20 @@ def test_top_k_covering_the_memory_equals_the_full_softmax(xmem: torch.nn.Module
     if enable_long_term:
         limited, _ = run_ours(xmem, frames, masks, {**cfg, "top_k": 2})
         assert max(float((a - b).abs().max()) for a, b in zip(full, limited, strict=True)) > 1e-3  # k matters here
+
+
+def test_store_compaction_in_place_equals_indexing(monkeypatch) -> None:
+    """Chunked in-place compaction (eviction, consolidation) keeps exactly ``x[..., index]``, in order."""
+    import corrvos.inference.xmem_memory as xm
+
+    monkeypatch.setattr(xm, "_CHUNK", 3)  # several chunks on a small store
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 17, generator=g)
+    buffer = xm._Buffer(capacity=20)
+    buffer.append(x[..., :10])
+    buffer.append(x[..., 10:])
+    storage = buffer.buf.untyped_storage().data_ptr()
+    keep = torch.tensor([0, 2, 3, 7, 8, 9, 12, 15, 16])
+    buffer.keep(keep)
+    assert torch.equal(buffer.view(), x[..., keep]) and buffer.n == 9
+    assert buffer.buf.untyped_storage().data_ptr() == storage and buffer.buf.shape[-1] == 20  # no reallocation

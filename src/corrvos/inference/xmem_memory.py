@@ -62,6 +62,9 @@ def _softmax(sim: Tensor, top_k: int | None) -> Tensor:
     return topk_softmax(sim, top_k)
 
 
+_CHUNK = 1024  # elements moved at a time when a store is compacted
+
+
 class _Buffer:
     """A [..., M] tensor kept in a buffer of ``capacity`` elements along the last dimension: appends write in place.
 
@@ -88,6 +91,16 @@ class _Buffer:
             self.buf = grown
         self.buf[..., self.n : self.n + m] = x
         self.n += m
+
+    def keep(self, index: Tensor) -> None:
+        """Keep the elements at ``index`` (int64, increasing) in order, compacted in place in chunks: the largest
+        temporary is one chunk, not a copy of the whole store (eviction would otherwise double the peak memory)."""
+        assert self.buf is not None
+        k = index.numel()
+        for a in range(0, k, _CHUNK):  # safe in place: index[i] >= i, so later sources are never overwritten
+            part = index[a : a + _CHUNK]
+            self.buf[..., a : a + part.numel()] = self.buf[..., part]
+        self.n = k
 
     def replace(self, x: Tensor) -> None:
         """Make ``x`` (a new tensor, e.g. from indexing the view) the content, written into the buffer's prefix."""
@@ -188,22 +201,23 @@ class KeyValueStore:
         return self.use_count / self.life_count
 
     def _keep(self, index: Tensor) -> None:
-        """Keep the elements ``index`` (int64 positions or bool mask over M) of the shared tensors."""
+        """Keep the elements ``index`` (int64, increasing) of the shared tensors."""
         for buffer in self._shared.values():
-            t = buffer.view()
-            if t is not None:
-                buffer.replace(t[:, :, index])
+            if buffer.buf is not None:
+                buffer.keep(index)
 
     def remove_range(self, start: int, keep_tail: int, *, min_value_size: int) -> None:
         """Keep the first ``start`` and the last ``keep_tail`` elements of the keys, and of every group value holding
         at least ``min_value_size`` (each value counts its tail from its own end, as the official code does)."""
-        m = self.size
-        keep = torch.cat([torch.arange(0, start), torch.arange(m - keep_tail, m)]).to(self.key.device)
-        self._keep(keep)
-        for buffer, v in zip(self._values, self.values, strict=True):
-            size = v.shape[-1]
-            if size >= min_value_size:
-                buffer.replace(torch.cat([v[:, :, :start], v[:, :, size - keep_tail :]], dim=-1))
+        device = self._shared["key"].buf.device
+
+        def kept(m: int) -> Tensor:
+            return torch.cat([torch.arange(0, start), torch.arange(m - keep_tail, m)]).to(device)
+
+        self._keep(kept(self.size))
+        for buffer in self._values:
+            if buffer.n >= min_value_size:
+                buffer.keep(kept(buffer.n))
 
     def evict(self, max_size: int) -> None:
         """Drop the least-used elements (ties with the last dropped one go too) until at most ``max_size`` remain;
@@ -217,9 +231,9 @@ class KeyValueStore:
             survived = usage > lowest[-1]  # [M] bool
         else:
             survived = torch.arange(m, device=self.key.device) >= m - max_size
-        self._keep(survived)
-        for buffer, v in zip(self._values, self.values, strict=True):
-            buffer.replace(v[:, :, survived[m - v.shape[-1] :]])  # the group's span is the last M_g keys
+        self._keep(survived.nonzero().flatten())
+        for buffer in self._values:
+            buffer.keep(survived[m - buffer.n :].nonzero().flatten())  # the group's span is the last M_g keys
 
 
 class XMemMemory:
