@@ -14,9 +14,9 @@ Reported per (model, length), each run in a fresh subprocess:
   ``fps_last`` over the first and last tenth of the frames (STCN slows down as its memory grows);
 - ``peak_elements`` / ``final_elements``: the max over frames / the last value of ``core.memory.num_elements``
   (memory positions held, read after every frame);
-- ``peak_memory_mib`` / ``final_memory_mib``: the bytes of the tensors the memory object holds (keys, values,
-  shrinkage, selection, usage counts; storages counted once), read after every frame: transient copies inside a
-  ``step`` (``torch.cat`` of a growing memory) are not seen;
+- ``peak_memory_mib`` / ``final_memory_mib``: the bytes of the tensor storages the memory object holds (keys,
+  values, shrinkage, selection, usage counts; each storage counted once, at its allocated size: XMem's stores are
+  allocated once at their bound), read after every frame: temporaries inside a ``step`` are not seen;
 - ``max_rss_mib``: the subprocess' max RSS (model weights, PyTorch and the workspace included; ``rss_start_mib``
   is its max RSS just before the first frame) on CPU; ``cuda_peak_mib`` = ``torch.cuda.max_memory_allocated`` over
   the loop (``cuda_start_mib`` before it) on CUDA;
