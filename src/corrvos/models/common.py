@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from corrvos.types import SegmentOutput
 
-__all__ = ["aggregate", "aggregate_logits", "object_mask_inputs", "repeat_per_object"]
+__all__ = ["StagedModel", "aggregate", "aggregate_logits", "object_mask_inputs", "repeat_per_object"]
+
+
+class StagedModel(nn.Module):
+    """Base of the networks: they are driven through their named stages only, so ``forward`` refuses."""
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"{type(self).__name__} has no forward(); call encode_key, encode_value, read_memory and segment "
+            "(corrvos.training unrolls clips, corrvos.inference.InferenceCore runs videos)"
+        )
 
 
 def aggregate_logits(prob: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["l2_affinity", "readout", "similarity", "softmax_affinity", "topk_softmax"]
+__all__ = ["l2_affinity", "read_memory", "readout", "similarity", "softmax_affinity", "topk_softmax"]
 
 
 def l2_affinity(mem_key: Tensor, query_key: Tensor) -> Tensor:
@@ -127,3 +127,28 @@ def readout(weights: Tensor, mem_value: Tensor) -> Tensor:
     mv = mem_value.reshape(b, n * cv, t * h * w)  # [B, N*CV, M]
     out = mv @ weights  # [B, N*CV, Q]
     return out.view(b, n, cv, h, w)  # [B, N, CV, h, w]
+
+
+def read_memory(mem_key: Tensor, mem_value: Tensor, query_key: Tensor, *, mem_shrinkage: Tensor | None = None,
+                query_selection: Tensor | None = None, top_k: int | None = None) -> Tensor:
+    """The memory read of every model: :func:`similarity`, softmax over memory (full, or top-k), readout.
+
+    Args:
+        mem_key: [B, CK, T, h, w] memory keys.
+        mem_value: [B, N, CV, T, h, w] memory values.
+        query_key: [B, CK, h, w] query keys.
+        mem_shrinkage: [B, 1, T, h, w] XMem shrinkage of the memory positions, or ``None``.
+        query_selection: [B, CK, h, w] XMem selection of the query positions, or ``None``.
+        top_k: keep the top-k similarities per query (inference) or, when ``None``, the full max-subtracted
+            softmax (training).
+
+    Returns:
+        [B, N, CV, h, w] readout.
+    """
+    affinity = similarity(mem_key, query_key, mem_shrinkage=mem_shrinkage, query_selection=query_selection)
+    # affinity: [B, T*h*w, h*w]
+    if top_k is None:
+        weights = softmax_affinity(affinity)
+    else:  # the affinity is ours: overwrite it unless autograd needs it
+        weights = topk_softmax(affinity, top_k, inplace=not affinity.requires_grad)
+    return readout(weights, mem_value)

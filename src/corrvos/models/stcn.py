@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from corrvos.models.backbones import KeyEncoder, MaskResNet18
-from corrvos.models.common import aggregate, aggregate_logits, object_mask_inputs, repeat_per_object
+from corrvos.models.common import StagedModel, aggregate, aggregate_logits, object_mask_inputs, repeat_per_object
 from corrvos.models.layers import FeatureFusionBlock, KeyProjection, ResBlock, UpsampleBlock
-from corrvos.models.memory import readout, similarity, softmax_affinity, topk_softmax
+from corrvos.models.memory import read_memory as memory_read
 from corrvos.types import QueryFeatures, SegmentOutput
 
 __all__ = [
@@ -110,7 +110,7 @@ class FusedDecoder(_DecoderTail):
         return self._upsample_predict(x, f8, f4)
 
 
-class STCN(nn.Module):
+class STCN(StagedModel):
     """Space-time correspondence network (STCN) with stage methods encode_key / encode_value / read_memory / segment.
 
     Args:
@@ -152,12 +152,6 @@ class STCN(nn.Module):
     def has_aux_key_head(self) -> bool:
         """Whether the model has the ``key_proj2`` head (keys for the "official" correspondence losses)."""
         return self.key_proj2 is not None
-
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError(
-            "STCN has no forward(); call encode_key, encode_value, read_memory and segment "
-            "(corrvos.training unrolls clips, corrvos.inference.InferenceCore runs videos)"
-        )
 
     def encode_key(self, frame: Tensor, *, need_shrinkage: bool = True, need_selection: bool = True) -> QueryFeatures:
         """Key-encoder features of a batch of frames.
@@ -222,13 +216,9 @@ class STCN(nn.Module):
         Returns:
             [B, N, CV, h, w] readout.
         """
-        affinity = similarity(mem_key, query_key, mem_shrinkage=mem_shrinkage, query_selection=query_selection)
-        # affinity: [B, T*h*w, h*w]
-        if top_k is None:
-            weights = softmax_affinity(affinity)
-        else:  # the affinity is ours: overwrite it unless autograd needs it
-            weights = topk_softmax(affinity, top_k, inplace=not affinity.requires_grad)
-        return readout(weights, mem_value)
+        return memory_read(
+            mem_key, mem_value, query_key, mem_shrinkage=mem_shrinkage, query_selection=query_selection, top_k=top_k
+        )
 
     def decode(self, readout16: Tensor, feats: QueryFeatures) -> Tensor:
         """Per-object decoder logits before the sigmoid.

@@ -32,9 +32,9 @@ from torch import Tensor, nn
 
 from corrvos.errors import CheckpointError
 from corrvos.models.backbones import BasicBlock, KeyEncoder, init_resnet_, make_layer
-from corrvos.models.common import aggregate, object_mask_inputs, repeat_per_object
+from corrvos.models.common import StagedModel, aggregate, object_mask_inputs, repeat_per_object
 from corrvos.models.layers import FeatureFusionBlock, KeyProjection, UpsampleBlock
-from corrvos.models.memory import readout, similarity, softmax_affinity, topk_softmax
+from corrvos.models.memory import read_memory as memory_read
 from corrvos.types import QueryFeatures, SegmentOutput
 
 __all__ = [
@@ -206,7 +206,7 @@ class XMemDecoder(nn.Module):
         return logits, new_hidden
 
 
-class XMem(nn.Module):
+class XMem(StagedModel):
     """XMem with stage methods encode_key / encode_value / read_memory / segment (see :mod:`corrvos.models.base`).
 
     Args:
@@ -234,12 +234,6 @@ class XMem(nn.Module):
     def init_args(self) -> dict:
         """Constructor keyword arguments (recorded in corrvos checkpoints)."""
         return {name: getattr(self, name) for name in ("single_object", "key_dim", "value_dim", "hidden_dim")}
-
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError(
-            "XMem has no forward(); call encode_key, encode_value, read_memory and segment "
-            "(corrvos.training unrolls clips, corrvos.inference.InferenceCore runs videos)"
-        )
 
     def encode_key(self, frame: Tensor, *, need_shrinkage: bool = True, need_selection: bool = True) -> QueryFeatures:
         """Key-encoder features of a batch of frames.
@@ -324,13 +318,9 @@ class XMem(nn.Module):
         Returns:
             [B, N, CV, h, w] readout.
         """
-        sim = similarity(mem_key, query_key, mem_shrinkage=mem_shrinkage, query_selection=query_selection)
-        # sim: [B, T*h*w, h*w]
-        if top_k is None:
-            weights = softmax_affinity(sim)
-        else:  # the similarity is ours: overwrite it unless autograd needs it
-            weights = topk_softmax(sim, top_k, inplace=not sim.requires_grad)
-        return readout(weights, mem_value)
+        return memory_read(
+            mem_key, mem_value, query_key, mem_shrinkage=mem_shrinkage, query_selection=query_selection, top_k=top_k
+        )
 
     def segment(
         self,
