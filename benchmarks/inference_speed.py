@@ -96,15 +96,10 @@ def build_model(seed: int, arch: str = "stcn"):
     finite (unscaled random keys give squared distances in the hundreds, whose exponentials underflow to 0 / 0).
     XMem: ``decoder.pred.bias`` is also shifted by ``XMEM_PRED_BIAS_SHIFT`` so that the background wins somewhere.
     """
+    from corrvos.models import build_model as build_network
+
     torch.manual_seed(seed)
-    if arch == "xmem":
-        from corrvos.models.xmem import XMem
-
-        model = XMem().eval()
-    else:
-        from corrvos.models.stcn import STCN
-
-        model = STCN().eval()
+    model = build_network(arch).eval()
     with torch.no_grad():
         model.key_proj.key_proj.weight.mul_(0.05)
         if arch == "xmem":
@@ -178,12 +173,10 @@ def normalise(frames: torch.Tensor) -> torch.Tensor:
 
 
 def corrvos_config(model, amp: str):
-    """STCN: top_k 20, mem_every 5 (the official DAVIS settings); XMem: eval.py's defaults at the input size."""
+    """The official defaults of the model's family (STCN: top_k 20, mem_every 5; XMem: eval.py's), at the input size."""
     from corrvos.inference import inference_config_for
 
-    if getattr(model, "family", "stcn") == "xmem":
-        return inference_config_for(model, internal_size=None, amp=amp)
-    return inference_config_for(model, top_k=20, mem_every=5, amp=amp)
+    return inference_config_for(model, internal_size=None, amp=amp)
 
 
 def run_corrvos(model, frames: torch.Tensor, first: np.ndarray, *, amp: str, keep_probs: bool):

@@ -111,27 +111,6 @@ class InferenceCore:
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(3, 1, 1)
         self.reset(video_length=video_length)
 
-    # the options most callers read
-    @property
-    def top_k(self) -> int | None:
-        return self.config.top_k
-
-    @property
-    def mem_every(self) -> int:
-        return self.config.mem_every
-
-    @property
-    def include_last(self) -> bool:
-        return self.config.include_last
-
-    @property
-    def internal_size(self) -> int | None:
-        return self.config.internal_size
-
-    @property
-    def amp(self) -> str:
-        return self.config.amp
-
     def reset(self, *, video_length: int | None = None) -> None:
         """Forget everything (objects, memory, hidden state, frame counter): the next ``step`` starts a new video."""
         self.objects = ObjectManager()
@@ -150,7 +129,7 @@ class InferenceCore:
         return self.objects.ids
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        dtype = _AMP_DTYPES[self.amp]
+        dtype = _AMP_DTYPES[self.config.amp]
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
@@ -165,7 +144,7 @@ class InferenceCore:
             return False
         if self.model.hidden_dim > 0 or self.memory.reads_change_state:
             return True  # XMem: every frame updates the sensory memory (and the usage counts)
-        return self.include_last or self.frame_index - self.last_memory_frame >= self.mem_every
+        return self.config.include_last or self.frame_index - self.last_memory_frame >= self.config.mem_every
 
     def skip_frame(self) -> None:
         """Advance the frame counter without processing a frame (see :meth:`next_frame_needed`)."""
@@ -181,7 +160,7 @@ class InferenceCore:
         elif shape != self.input_shape:
             raise ValueError(f"frame {self.frame_index} has size {shape}, earlier frames {self.input_shape}")
         x = ((image.to(self.device, torch.float32) - self._mean) / self._std)[None]  # [1, 3, H, W]
-        x = resize_image(x, resized_shape(*shape, self.internal_size), self.config.resize_mode)  # [1, 3, H', W']
+        x = resize_image(x, resized_shape(*shape, self.config.internal_size), self.config.resize_mode)  # [1, 3, H', W']
         x, self.pad = pad_to_multiple(x, 16)  # [1, 3, Hp, Wp]
         return x
 
@@ -193,7 +172,7 @@ class InferenceCore:
         if mask.is_floating_point():
             raise ValueError("mask must be an integer label map (object ids), not floating point")
         mask = mask.to(self.device, torch.int64)
-        mask = resize_label(mask, resized_shape(*self.input_shape, self.internal_size))  # [H', W']
+        mask = resize_label(mask, resized_shape(*self.input_shape, self.config.internal_size))  # [H', W']
         mask, _ = pad_to_multiple(mask, 16)  # [Hp, Wp]
         return mask
 
@@ -235,11 +214,9 @@ class InferenceCore:
 
     def _add_hidden(self, new_ids: list[int], like: Tensor) -> None:
         """Insert zero hidden states for newly introduced objects at their channels."""
-        h, w = like.shape[-2:]
         if self.model.hidden_dim <= 0:
             return
-        n = self.objects.num_objects
-        fresh = zero_hidden(self.model, 1, n, h, w, like=like)  # [1, N, CH, h, w]
+        fresh = zero_hidden(self.model, 1, self.objects.num_objects, *like.shape[-2:], like=like)  # [1, N, CH, h, w]
         if self.hidden is not None:
             old = [c for c, obj_id in enumerate(self.objects.ids) if obj_id not in new_ids]
             fresh[:, old] = self.hidden.to(fresh.dtype)

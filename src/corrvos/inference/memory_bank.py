@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from corrvos.inference.config import InferenceConfig
+from corrvos.inference.objects import scatter_groups
 from corrvos.inference.xmem_memory import XMemMemory
 from corrvos.types import QueryFeatures
 
@@ -104,13 +105,7 @@ class MemoryBank:
     def read(self, model: Any, feats: QueryFeatures, groups: list[list[int]]) -> Tensor:
         """Readout [1, N, CV, h, w] (channel order) of one query frame; one affinity per group."""
         readouts = self.read_groups(model, feats.key)  # per group [1, N_g, CV, h, w]
-        if len(readouts) == 1:
-            return readouts[0]
-        b, _, cv, h, w = readouts[0].shape
-        out = readouts[0].new_empty(b, sum(len(c) for c in groups), cv, h, w)  # [1, N, CV, h, w]
-        for channels, r in zip(groups, readouts, strict=True):
-            out[:, channels] = r
-        return out
+        return scatter_groups([r[0] for r in readouts], groups)[None]  # [1, N, CV, h, w]
 
     def add_frame(self, key: Tensor, values: list[Tensor], *, temporary: bool = False) -> None:
         """Insert one frame.

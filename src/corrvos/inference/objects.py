@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["ObjectGroup", "ObjectManager"]
+from torch import Tensor
+
+__all__ = ["ObjectGroup", "ObjectManager", "scatter_groups"]
 
 
 @dataclass
@@ -75,3 +77,14 @@ class ObjectManager:
         """Object channels (0-based among the N objects) of several ids, in the given order."""
         order = {obj_id: k for k, obj_id in enumerate(self.ids)}
         return [order[i] for i in ids]
+
+
+def scatter_groups(per_group: list[Tensor], groups: list[list[int]]) -> Tensor:
+    """Per-group tensors [N_g, ...] (group order) -> one [N, ...] tensor in channel order (``groups``: the channels of
+    each group). With one group the channels are 0..N-1 in order and its tensor is returned as it is."""
+    if len(per_group) == 1:
+        return per_group[0]
+    out = per_group[0].new_empty(sum(len(c) for c in groups), *per_group[0].shape[1:])  # [N, ...]
+    for channels, t in zip(groups, per_group, strict=True):
+        out[channels] = t
+    return out

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from corrvos.inference.config import InferenceConfig
+from corrvos.inference.objects import scatter_groups
 from corrvos.models.memory import similarity, softmax_affinity, topk_softmax
 from corrvos.types import QueryFeatures
 
@@ -313,11 +314,8 @@ class XMemMemory:
             if self.long_term:
                 work.update_usage(affinities[0].sum(dim=2).flatten())
             readouts = [v @ a for v, a in zip(work.values, affinities, strict=True)]  # [N_g, CV, M_g] @ [1, M_g, Q]
-        n = sum(len(c) for c in groups)
-        out = qk.new_empty(n, readouts[0].shape[1], qk.shape[-1])  # [N, CV, Q]
-        for channels, r in zip(groups, readouts, strict=True):
-            out[channels] = r.to(out.dtype)  # [N_g, CV, Q]
-        return out.view(1, n, out.shape[1], h, w)  # [1, N, CV, h, w]
+        out = scatter_groups([r.to(qk.dtype) for r in readouts], groups)  # [N, CV, Q]
+        return out.view(1, *out.shape[:2], h, w)  # [1, N, CV, h, w]
 
     # ------------------------------------------------------------------------------------------------ add
     def add(self, feats: QueryFeatures, value: Tensor, groups: list[list[int]], *, temporary: bool = False) -> None:

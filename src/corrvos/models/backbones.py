@@ -180,26 +180,28 @@ class KeyEncoder(nn.Module):
 
 
 class MaskResNet18(nn.Module):
-    """ResNet-18 to layer3 with conv biases and ``3 + extra_channels`` inputs (STCN's value-encoder trunk).
+    """ResNet-18 to layer3 with ``3 + extra_channels`` inputs: the value-encoder trunk of STCN and XMem.
 
     Args:
         extra_channels: mask channels appended to RGB (2 = [target, others]; 1 for single-object models).
+        bias: give every conv a bias (STCN's mod_resnet); XMem's trunk has torchvision's bias-free convs.
     """
 
-    def __init__(self, extra_channels: int = 2) -> None:
+    def __init__(self, extra_channels: int = 2, *, bias: bool = True) -> None:
         super().__init__()
         self.extra_channels = extra_channels
-        self.conv1 = nn.Conv2d(3 + extra_channels, 64, kernel_size=7, stride=2, padding=3)
+        self.conv1 = nn.Conv2d(3 + extra_channels, 64, kernel_size=7, stride=2, padding=3, bias=bias)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = make_layer(BasicBlock, 64, 64, 2, bias=True)
-        self.layer2 = make_layer(BasicBlock, 64, 128, 2, stride=2, bias=True)
-        self.layer3 = make_layer(BasicBlock, 128, 256, 2, stride=2, bias=True)
+        self.layer1 = make_layer(BasicBlock, 64, 64, 2, bias=bias)
+        self.layer2 = make_layer(BasicBlock, 64, 128, 2, stride=2, bias=bias)
+        self.layer3 = make_layer(BasicBlock, 128, 256, 2, stride=2, bias=bias)
         init_resnet_(self)
 
     def trunk(self, x: Tensor) -> Tensor:
-        """[B, 3 + extra, H, W] -> [B, 256, H/16, W/16] (layer3 output)."""
+        """[B, 3 + extra, H, W] -> [B, 256, H/16, W/16] (layer3 output). XMem pools before the ReLU; ReLU and max
+        pooling commute exactly, so one order serves both."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # [B, 64, H/4, W/4]
         return self.layer3(self.layer2(self.layer1(x)))
 

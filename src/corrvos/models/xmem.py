@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from corrvos.errors import CheckpointError
-from corrvos.models.backbones import BasicBlock, KeyEncoder, init_resnet_, make_layer
+from corrvos.models.backbones import KeyEncoder, MaskResNet18
 from corrvos.models.common import StagedModel, aggregate, object_mask_inputs, repeat_per_object
 from corrvos.models.layers import FeatureFusionBlock, KeyProjection, UpsampleBlock
 from corrvos.models.memory import read_memory as memory_read
@@ -116,7 +116,7 @@ class XMemKeyProjection(KeyProjection):
         return torch.sigmoid(self.e_proj(x))
 
 
-class XMemValueEncoder(nn.Module):
+class XMemValueEncoder(MaskResNet18):
     """Bias-free ResNet-18 to layer3 on [RGB, masks], ``fuser`` on ``cat([f16, layer3])``, optional GRU.
 
     The trunk has torchvision's names (``conv1``, ``bn1``, ``layer1..3``) and an ``extra_channels`` attribute, so
@@ -129,23 +129,9 @@ class XMemValueEncoder(nn.Module):
     """
 
     def __init__(self, extra_channels: int = 2, value_dim: int = 512, hidden_dim: int = 64) -> None:
-        super().__init__()
-        self.extra_channels = extra_channels
-        self.conv1 = nn.Conv2d(3 + extra_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = make_layer(BasicBlock, 64, 64, 2)
-        self.layer2 = make_layer(BasicBlock, 64, 128, 2, stride=2)
-        self.layer3 = make_layer(BasicBlock, 128, 256, 2, stride=2)
-        init_resnet_(self)
+        super().__init__(extra_channels, bias=False)
         self.fuser = FeatureFusionBlock(1024 + 256, value_dim)
         self.hidden_reinforce = HiddenReinforcer(value_dim, hidden_dim) if hidden_dim > 0 else None
-
-    def trunk(self, x: Tensor) -> Tensor:
-        """[B, 3 + extra, H, W] -> [B, 256, H/16, W/16]. XMem pools before the ReLU (same result as after)."""
-        x = self.relu(self.maxpool(self.bn1(self.conv1(x))))  # [B, 64, H/4, W/4]
-        return self.layer3(self.layer2(self.layer1(x)))
 
     def forward(self, image: Tensor, key_f16: Tensor, masks: Tensor) -> Tensor:
         """``image`` [B*N, 3, H, W], ``key_f16`` [B*N, 1024, h, w], ``masks`` [B*N, extra, H, W] -> [B*N, CV, h, w].
