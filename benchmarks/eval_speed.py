@@ -51,16 +51,22 @@ def generate(root: Path, *, sequences: int, frames: int, size: tuple[int, int], 
         name = f"seq{s:03d}"
         names.append(name)
         n_obj = int(rng.integers(1, 5))
-        objs = [dict(c=rng.uniform([0.2 * h, 0.2 * w], [0.8 * h, 0.8 * w]), v=rng.uniform(-6, 6, 2),
-                     ax=rng.uniform(0.05, 0.2, 2) * (h, w), ang=rng.uniform(0, 180)) for _ in range(n_obj)]
+        objs = [
+            dict(
+                c=rng.uniform([0.2 * h, 0.2 * w], [0.8 * h, 0.8 * w]),
+                v=rng.uniform(-6, 6, 2),
+                ax=rng.uniform(0.05, 0.2, 2) * (h, w),
+                ang=rng.uniform(0, 180),
+            )
+            for _ in range(n_obj)
+        ]
         (davis / "JPEGImages" / "480p" / name).mkdir(parents=True, exist_ok=True)
         for t in range(frames):
             gt = np.zeros((h, w), np.uint8)
             pred = np.zeros((h, w), np.uint8)
             for k, o in enumerate(objs, start=1):
                 cy, cx = o["c"] + t * o["v"]
-                cv2.ellipse(gt, (int(cx), int(cy)), (int(o["ax"][1]), int(o["ax"][0])), o["ang"] + 3 * t, 0, 360,
-                            k, -1)
+                cv2.ellipse(gt, (int(cx), int(cy)), (int(o["ax"][1]), int(o["ax"][0])), o["ang"] + 3 * t, 0, 360, k, -1)
                 if rng.random() < 0.1:
                     continue  # dropped in this frame
                 m = (gt == k).astype(np.uint8)
@@ -91,9 +97,23 @@ def run_ours(davis: Path, res: Path, copy: Path, workers: int) -> tuple[float, o
 def run_official(davis: Path, res: Path, copy: Path) -> float | None:
     shutil.copytree(res, copy)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "evaluation_method.py", "--task", "semi-supervised", "--set", "val",
-                           "--davis_path", str(davis), "--results_path", str(copy)],
-                          cwd=OFFICIAL, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "evaluation_method.py",
+            "--task",
+            "semi-supervised",
+            "--set",
+            "val",
+            "--davis_path",
+            str(davis),
+            "--results_path",
+            str(copy),
+        ],
+        cwd=OFFICIAL,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0 or not (copy / "global_results-val.csv").is_file():
         print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
@@ -118,10 +138,13 @@ def main() -> None:
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="corrvos_eval_speed_"))
     try:
         t0 = time.perf_counter()
-        davis, res, n_frames = generate(work / "data", sequences=args.sequences, frames=args.frames,
-                                        size=(args.height, args.width), seed=args.seed)
-        print(f"generated {args.sequences} sequences x {args.frames} frames at {args.height}x{args.width} "
-              f"({n_frames} evaluated frames) in {time.perf_counter() - t0:.1f} s")
+        davis, res, n_frames = generate(
+            work / "data", sequences=args.sequences, frames=args.frames, size=(args.height, args.width), seed=args.seed
+        )
+        print(
+            f"generated {args.sequences} sequences x {args.frames} frames at {args.height}x{args.width} "
+            f"({n_frames} evaluated frames) in {time.perf_counter() - t0:.1f} s"
+        )
         rows = []
         t1, r1 = run_ours(davis, res, work / "ours1", 1)
         rows.append(("corrvos, 1 process", t1))
@@ -131,29 +154,52 @@ def main() -> None:
         n_objects = len(r1.object_names)
         official_time, identical = None, None
         if args.skip_official or not (OFFICIAL / "evaluation_method.py").is_file():
-            print(f"official toolkit not run ({'--skip-official' if args.skip_official else f'{OFFICIAL} absent'}); "
-                  "export davisvideochallenge/davis2017-evaluation there to compare")
+            print(
+                f"official toolkit not run ({'--skip-official' if args.skip_official else f'{OFFICIAL} absent'}); "
+                "export davisvideochallenge/davis2017-evaluation there to compare"
+            )
         else:
             official_time = run_official(davis, res, work / "official")
-            identical = all((work / "official" / f).read_bytes() == (work / "ours1" / f).read_bytes()
-                            == (work / "oursN" / f).read_bytes()
-                            for f in ("global_results-val.csv", "per-sequence_results-val.csv"))
+            identical = all(
+                (work / "official" / f).read_bytes()
+                == (work / "ours1" / f).read_bytes()
+                == (work / "oursN" / f).read_bytes()
+                for f in ("global_results-val.csv", "per-sequence_results-val.csv")
+            )
             rows.insert(0, ("official davis2017-evaluation", official_time))
         print(f"\n{'evaluator':<32}{'seconds':>9}{'frames/s':>10}{'speed-up':>10}")
         table = []
         for label, secs in rows:
             ratio = official_time / secs if official_time else float("nan")
             print(f"{label:<32}{secs:>9.2f}{n_frames / secs:>10.1f}{ratio:>9.1f}x")
-            table.append({"evaluator": label, "seconds": secs, "frames_per_second": n_frames / secs,
-                          "speedup_vs_official": None if official_time is None else ratio})
-        print(f"\nJ&F-Mean {r1.global_scores['J&F-Mean']:.3f} over {n_objects} objects; corrvos 1 vs "
-              f"{args.workers} processes identical: {same_ours}; CSVs byte-identical to the official: {identical}")
+            table.append(
+                {
+                    "evaluator": label,
+                    "seconds": secs,
+                    "frames_per_second": n_frames / secs,
+                    "speedup_vs_official": None if official_time is None else ratio,
+                }
+            )
+        print(
+            f"\nJ&F-Mean {r1.global_scores['J&F-Mean']:.3f} over {n_objects} objects; corrvos 1 vs "
+            f"{args.workers} processes identical: {same_ours}; CSVs byte-identical to the official: {identical}"
+        )
         report = {
-            "sequences": args.sequences, "frames_per_sequence": args.frames, "size": [args.height, args.width],
-            "evaluated_frames": n_frames, "objects": n_objects, "workers": args.workers, "seed": args.seed,
-            "results": table, "identical_to_official": identical, "single_vs_multi_identical": same_ours,
-            "global": r1.global_scores, "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "opencv": cv2.__version__,
+            "sequences": args.sequences,
+            "frames_per_sequence": args.frames,
+            "size": [args.height, args.width],
+            "evaluated_frames": n_frames,
+            "objects": n_objects,
+            "workers": args.workers,
+            "seed": args.seed,
+            "results": table,
+            "identical_to_official": identical,
+            "single_vs_multi_identical": same_ours,
+            "global": r1.global_scores,
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "opencv": cv2.__version__,
         }
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -127,9 +127,14 @@ def load_official(stcn_root: Path, device: torch.device) -> types.SimpleNamespac
         exec(compile(source, str(stcn_root / filename), "exec"), module.__dict__)
         return module.InferenceCore
 
-    return types.SimpleNamespace(STCN=OfficialSTCN, InferenceCore=load_core("inference_core.py"),
-                                 InferenceCoreYV=load_core("inference_core_yv.py"), aggregate=aggregate,
-                                 pad_divide_by=pad_divide_by, unpad=unpad)
+    return types.SimpleNamespace(
+        STCN=OfficialSTCN,
+        InferenceCore=load_core("inference_core.py"),
+        InferenceCoreYV=load_core("inference_core_yv.py"),
+        aggregate=aggregate,
+        pad_divide_by=pad_divide_by,
+        unpad=unpad,
+    )
 
 
 def load_official_xmem(xmem_root: Path) -> types.SimpleNamespace:
@@ -154,15 +159,23 @@ def xmem_official_config(model, frames: int) -> dict:
 
     cfg = inference_config_for("xmem")
     config = {
-        "top_k": cfg.top_k, "mem_every": cfg.mem_every, "deep_update_every": cfg.deep_update_every,
-        "enable_long_term": cfg.enable_long_term, "max_mid_term_frames": cfg.max_mid_term_frames,
-        "min_mid_term_frames": cfg.min_mid_term_frames, "num_prototypes": cfg.num_prototypes,
-        "max_long_term_elements": cfg.max_long_term_elements, "hidden_dim": model.hidden_dim,
-        "key_dim": model.key_dim, "value_dim": model.value_dim, "single_object": False,
+        "top_k": cfg.top_k,
+        "mem_every": cfg.mem_every,
+        "deep_update_every": cfg.deep_update_every,
+        "enable_long_term": cfg.enable_long_term,
+        "max_mid_term_frames": cfg.max_mid_term_frames,
+        "min_mid_term_frames": cfg.min_mid_term_frames,
+        "num_prototypes": cfg.num_prototypes,
+        "max_long_term_elements": cfg.max_long_term_elements,
+        "hidden_dim": model.hidden_dim,
+        "key_dim": model.key_dim,
+        "value_dim": model.value_dim,
+        "single_object": False,
     }
     config["enable_long_term_count_usage"] = config["enable_long_term"] and (  # eval.py's rule
         frames / (config["max_mid_term_frames"] - config["min_mid_term_frames"]) * config["num_prototypes"]
-        >= config["max_long_term_elements"])
+        >= config["max_long_term_elements"]
+    )
     return config
 
 
@@ -204,8 +217,10 @@ def run_official(official, model, frames: torch.Tensor, first: np.ndarray, *, am
     device = next(model.parameters()).device
     ids = sorted(int(i) for i in np.unique(first) if i != 0)
     size = frames.shape[-2:]
-    with torch.inference_mode(), torch.autocast(device.type, enabled=amp != "none",
-                                                dtype=torch.float16 if amp == "fp16" else torch.bfloat16):
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.type, enabled=amp != "none", dtype=torch.float16 if amp == "fp16" else torch.bfloat16),
+    ):
         rgb = normalise(frames)[None]  # [1, T, 3, H, W]
         msk = torch.stack([torch.from_numpy(first == i).float() for i in ids])[:, None, None].to(device)
         sync()
@@ -230,8 +245,10 @@ def run_official_xmem(official, model, frames: torch.Tensor, first: np.ndarray, 
     device = next(model.parameters()).device
     ids = sorted(int(i) for i in np.unique(first) if i != 0)
     config = xmem_official_config(model, frames.shape[0])
-    with torch.inference_mode(), torch.autocast(device.type, enabled=amp != "none",
-                                                dtype=torch.float16 if amp == "fp16" else torch.bfloat16):
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.type, enabled=amp != "none", dtype=torch.float16 if amp == "fp16" else torch.bfloat16),
+    ):
         rgb = normalise(frames)  # [T, 3, H, W]
         msk = torch.stack([torch.from_numpy(first == i).float() for i in ids]).to(device)  # [N, H, W] one-hot
         probs = []
@@ -241,8 +258,9 @@ def run_official_xmem(official, model, frames: torch.Tensor, first: np.ndarray, 
         processor.set_all_labels(ids)
         for ti in range(rgb.shape[0]):
             first_frame = ti == 0
-            prob = processor.step(rgb[ti], msk if first_frame else None, ids if first_frame else None,
-                                  end=ti == rgb.shape[0] - 1)
+            prob = processor.step(
+                rgb[ti], msk if first_frame else None, ids if first_frame else None, end=ti == rgb.shape[0] - 1
+            )
             torch.max(prob, dim=0).indices.to(torch.uint8)  # eval.py's label map
             if keep_probs:
                 probs.append(prob.float().cpu())
@@ -314,20 +332,34 @@ def worker(args: argparse.Namespace) -> dict:
         kernels = kernel_profile(lambda: run(False), args.frames) if device.type == "cuda" and args.kernel_time else {}
     record = {
         **({"arch": args.arch} if args.arch != "stcn" else {}),
-        "engine": args.engine, "fold_bn": args.engine == "corrvos" and args.fold_bn,
-        "device": args.device, "amp": args.amp, "frames": args.frames,
-        "size": [args.height, args.width], "objects": args.objects, "seconds": seconds, "fps": args.frames / seconds,
-        "all_seconds": times, "best_seconds": min(times), "best_fps": args.frames / min(times), **kernels,
-        "threads": torch.get_num_threads(), "tf32_conv": torch.backends.cudnn.allow_tf32,
-        "peak_memory_mib": (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-                            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "engine": args.engine,
+        "fold_bn": args.engine == "corrvos" and args.fold_bn,
+        "device": args.device,
+        "amp": args.amp,
+        "frames": args.frames,
+        "size": [args.height, args.width],
+        "objects": args.objects,
+        "seconds": seconds,
+        "fps": args.frames / seconds,
+        "all_seconds": times,
+        "best_seconds": min(times),
+        "best_fps": args.frames / min(times),
+        **kernels,
+        "threads": torch.get_num_threads(),
+        "tf32_conv": torch.backends.cudnn.allow_tf32,
+        "peak_memory_mib": (
+            torch.cuda.max_memory_allocated() / 2**20
+            if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ),
         "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
     }
     if args.arch != "stcn" and probs:  # evidence that random weights give usable outputs
         labels = torch.stack([p.argmax(0) for p in probs])  # [T, H, W]
         record["finite"] = bool(all(torch.isfinite(p).all() for p in probs))
-        record["label_fractions"] = (torch.bincount(labels.flatten(), minlength=probs[0].shape[0]).double()
-                                     / labels.numel()).tolist()
+        record["label_fractions"] = (
+            torch.bincount(labels.flatten(), minlength=probs[0].shape[0]).double() / labels.numel()
+        ).tolist()
     if args.probs_out:
         torch.save(probs, args.probs_out)
     print("RESULT " + json.dumps(record), flush=True)
@@ -347,12 +379,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="cuda is skipped when unavailable")
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="CUDA runs only")
     p.add_argument("--no-tf32", action="store_true", help="CUDA: disable TF32 convolutions/matmuls (exact fp32)")
-    p.add_argument("--fold-bn", action="store_true",
-                   help="corrvos: fold BatchNorm into the convs (as infer --fold-bn); faster, float-rounding diffs")
-    p.add_argument("--kernel-time", action="store_true",
-                   help="CUDA: also profile one pass and report GPU kernel time and launches per frame")
-    p.add_argument("--official-root", default=None,
-                   help="official checkout (optional; default .ref/STCN, or .ref/XMem with --arch xmem)")
+    p.add_argument(
+        "--fold-bn",
+        action="store_true",
+        help="corrvos: fold BatchNorm into the convs (as infer --fold-bn); faster, float-rounding diffs",
+    )
+    p.add_argument(
+        "--kernel-time",
+        action="store_true",
+        help="CUDA: also profile one pass and report GPU kernel time and launches per frame",
+    )
+    p.add_argument(
+        "--official-root",
+        default=None,
+        help="official checkout (optional; default .ref/STCN, or .ref/XMem with --arch xmem)",
+    )
     p.add_argument("--no-official", action="store_true", help="skip the official comparison")
     p.add_argument("--out", default=None, help="JSON file for the results")
     p.add_argument("--worker", choices=["corrvos", "official"], default=None, help=argparse.SUPPRESS)
@@ -382,13 +423,39 @@ def main(argv: list[str] | None = None) -> int:
             outs = {}
             for engine in engines:
                 probs = str(Path(tmp) / f"{engine}_{device}.pt")
-                cmd = [sys.executable, __file__, "--worker", engine, "--arch", args.arch, "--device", device,
-                       "--amp", amp,
-                       "--frames", str(args.frames), "--height", str(args.height), "--width", str(args.width),
-                       "--objects", str(args.objects), "--seed", str(args.seed), "--warmup", str(args.warmup),
-                       "--repeats", str(args.repeats), "--official-root",
-                       args.official_root, "--probs-out", probs, *(["--no-tf32"] if args.no_tf32 else []),
-                       *(["--fold-bn"] if args.fold_bn else []), *(["--kernel-time"] if args.kernel_time else [])]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    engine,
+                    "--arch",
+                    args.arch,
+                    "--device",
+                    device,
+                    "--amp",
+                    amp,
+                    "--frames",
+                    str(args.frames),
+                    "--height",
+                    str(args.height),
+                    "--width",
+                    str(args.width),
+                    "--objects",
+                    str(args.objects),
+                    "--seed",
+                    str(args.seed),
+                    "--warmup",
+                    str(args.warmup),
+                    "--repeats",
+                    str(args.repeats),
+                    "--official-root",
+                    args.official_root,
+                    "--probs-out",
+                    probs,
+                    *(["--no-tf32"] if args.no_tf32 else []),
+                    *(["--fold-bn"] if args.fold_bn else []),
+                    *(["--kernel-time"] if args.kernel_time else []),
+                ]
                 pythonpath = os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])
                 env = dict(os.environ, PYTHONPATH=pythonpath)
                 res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -396,28 +463,39 @@ def main(argv: list[str] | None = None) -> int:
                 if res.returncode != 0 or not lines:
                     print(f"{engine} on {device} failed:\n{res.stderr[-3000:]}", file=sys.stderr)
                     continue
-                record = json.loads(lines[-1][len("RESULT "):])
+                record = json.loads(lines[-1][len("RESULT ") :])
                 outs[engine] = probs
                 records.append(record)
-                kernel = (f"  GPU kernels {record['kernel_ms_per_frame']:.3f} ms/frame "
-                          f"({record['kernels_per_frame']:.0f} launches)" if "kernel_ms_per_frame" in record else "")
+                kernel = (
+                    f"  GPU kernels {record['kernel_ms_per_frame']:.3f} ms/frame "
+                    f"({record['kernels_per_frame']:.0f} launches)"
+                    if "kernel_ms_per_frame" in record
+                    else ""
+                )
                 arch = f"{args.arch} " if args.arch != "stcn" else ""
-                print(f"{arch}{engine:8s} {device:4s} amp={amp:4s} {record['fps']:8.2f} FPS "
-                      f"(best pass {record['best_fps']:.2f})  peak {record['peak_memory_mib']:9.1f} MiB "
-                      f"({record['peak_memory_kind']}){kernel}", flush=True)
+                print(
+                    f"{arch}{engine:8s} {device:4s} amp={amp:4s} {record['fps']:8.2f} FPS "
+                    f"(best pass {record['best_fps']:.2f})  peak {record['peak_memory_mib']:9.1f} MiB "
+                    f"({record['peak_memory_kind']}){kernel}",
+                    flush=True,
+                )
             if len(outs) == 2:
                 a, b = torch.load(outs["corrvos"], weights_only=True), torch.load(outs["official"], weights_only=True)
                 diff = max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
                 same = float(np.mean([torch.equal(x.argmax(0), y.argmax(0)) for x, y in zip(a, b, strict=True)]))
-                print(f"corrvos vs official on {device}: max |prob diff| = {diff:.3g} over {len(a)} frames, "
-                      f"identical label maps on {same:.0%} of the frames")
+                print(
+                    f"corrvos vs official on {device}: max |prob diff| = {diff:.3g} over {len(a)} frames, "
+                    f"identical label maps on {same:.0%} of the frames"
+                )
                 records.append({"compare": device, "max_abs_prob_diff": diff, "identical_label_frames": same})
     by = {(r["engine"], r["device"]): r for r in records if "engine" in r}
     for device in devices:
         ours, ref = by.get(("corrvos", device)), by.get(("official", device))
         if ours and ref:
-            ratio = {"speed_ratio": ref["seconds"] / ours["seconds"],  # > 1: corrvos is faster
-                     "best_speed_ratio": ref["best_seconds"] / ours["best_seconds"]}
+            ratio = {
+                "speed_ratio": ref["seconds"] / ours["seconds"],  # > 1: corrvos is faster
+                "best_speed_ratio": ref["best_seconds"] / ours["best_seconds"],
+            }
             if "kernel_ms_per_frame" in ours and "kernel_ms_per_frame" in ref:
                 ratio["kernel_time_ratio"] = ref["kernel_ms_per_frame"] / ours["kernel_ms_per_frame"]
             print(f"corrvos / official speed on {device}: " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()))

@@ -41,7 +41,7 @@ def _random_batch(batch: int, frames: int, objects: int, size: int, device, seed
             y0, x0 = (int(v) for v in torch.randint(0, size // 2, (2,), generator=g))
             h, w = (int(v) for v in torch.randint(size // 8, size // 2, (2,), generator=g))
             for t in range(frames):
-                labels[b, t, y0 + t: y0 + t + h, x0 + t: x0 + t + w] = k  # a box drifting by 1 px per frame
+                labels[b, t, y0 + t : y0 + t + h, x0 + t : x0 + t + w] = k  # a box drifting by 1 px per frame
     slots = torch.arange(1, objects + 1).view(1, 1, objects, 1, 1)
     masks = (labels.unsqueeze(2) == slots).float()  # [B, T, N, H, W]
     selector = torch.ones(batch, objects)
@@ -65,12 +65,22 @@ def run_mode(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     torch.manual_seed(0)
     mode = args.mode
-    loss_cfg = LossConfig(mode=mode, pcl_ramp_start=0, pcl_ramp_end=0, ocl_ramp_start=0, ocl_ramp_end=0,
-                          official_ramp_start=0, official_ramp_end=0,
-                          dice_weight=0.4 if mode == "official" else 0.0)
+    loss_cfg = LossConfig(
+        mode=mode,
+        pcl_ramp_start=0,
+        pcl_ramp_end=0,
+        ocl_ramp_start=0,
+        ocl_ramp_end=0,
+        official_ramp_start=0,
+        official_ramp_end=0,
+        dice_weight=0.4 if mode == "official" else 0.0,
+    )
     model = build_model(MODES[mode]).to(device)
-    head = ProjectionHead(1024, loss_cfg.ocl_hidden_dim, loss_cfg.ocl_embed_dim).to(device) \
-        if loss_cfg.uses_projection_head else None
+    head = (
+        ProjectionHead(1024, loss_cfg.ocl_hidden_dim, loss_cfg.ocl_embed_dim).to(device)
+        if loss_cfg.uses_projection_head
+        else None
+    )
     unroller = ClipUnroller(model, second_view=mode == "official").train()
     freeze_batchnorm(unroller)
     groups = optimizer_groups(model, [head] if head is not None else [], lr=1e-5, encoder_scale=0.2, deep_scale=0.4)
@@ -111,8 +121,15 @@ def run_mode(args: argparse.Namespace) -> dict:
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
     times.sort()
-    return {"mode": mode, "arch": MODES[mode], "median_s": times[len(times) // 2], "min_s": times[0],
-            "peak_mib": peak, "device": str(device), "amp": str(amp)}
+    return {
+        "mode": mode,
+        "arch": MODES[mode],
+        "median_s": times[len(times) // 2],
+        "min_s": times[0],
+        "peak_mib": peak,
+        "device": str(device),
+        "amp": str(amp),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,17 +156,36 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     for mode in args.modes.split(","):
-        cmd = [sys.executable, __file__, "--mode", mode, "--device", args.device, "--crop", str(args.crop),
-               "--batch", str(args.batch), "--frames", str(args.frames), "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--amp", args.amp]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--mode",
+            mode,
+            "--device",
+            args.device,
+            "--crop",
+            str(args.crop),
+            "--batch",
+            str(args.batch),
+            "--frames",
+            str(args.frames),
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--amp",
+            args.amp,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
             return proc.returncode
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     base = next((r["median_s"] for r in rows if r["mode"] == "none"), None)
-    print(f"device {rows[0]['device']}, amp {rows[0]['amp']}, batch {args.batch}, {args.frames} frames, "
-          f"crop {args.crop}x{args.crop}, median of {args.steps} steps after {args.warmup} warm-up\n")
+    print(
+        f"device {rows[0]['device']}, amp {rows[0]['amp']}, batch {args.batch}, {args.frames} frames, "
+        f"crop {args.crop}x{args.crop}, median of {args.steps} steps after {args.warmup} warm-up\n"
+    )
     print("| mode | arch | s / step | overhead vs none | peak memory (MiB) |")
     print("|---|---|---|---|---|")
     for r in rows:
@@ -158,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     paper = next((r for r in rows if r["mode"] == "paper"), None)
     if base and paper:
         ok = paper["median_s"] <= 1.10 * base
-        print(f"\npaper-mode overhead {100 * (paper['median_s'] / base - 1):.1f} % "
-              f"({'within' if ok else 'ABOVE'} the 10 % budget)")
+        print(
+            f"\npaper-mode overhead {100 * (paper['median_s'] / base - 1):.1f} % "
+            f"({'within' if ok else 'ABOVE'} the 10 % budget)"
+        )
     return 0
 
 

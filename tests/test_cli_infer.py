@@ -72,8 +72,23 @@ def test_colorize_and_overlay() -> None:
 def test_infer_davis_then_eval(tmp_path: Path, checkpoint: Path, capsys) -> None:
     root = _davis_root(tmp_path / "DAVIS")
     out = tmp_path / "results"
-    rc = main(["infer", "--model", str(checkpoint), "--davis-root", str(root), "--set", "val", "--out", str(out),
-               "--mem-every", "2", "--device", "cpu"])
+    rc = main(
+        [
+            "infer",
+            "--model",
+            str(checkpoint),
+            "--davis-root",
+            str(root),
+            "--set",
+            "val",
+            "--out",
+            str(out),
+            "--mem-every",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     assert "FPS" in capsys.readouterr().out
     for s in ("aaa", "bbb"):
@@ -96,8 +111,7 @@ def test_infer_davis_then_eval(tmp_path: Path, checkpoint: Path, capsys) -> None
         import corrvos.evaluation  # noqa: F401
     except ImportError:  # pragma: no cover - the evaluator is developed in parallel
         pytest.skip("corrvos.evaluation not available")
-    rc = main(["eval", "--davis-root", str(root), "--set", "val", "--results", str(out), "--workers", "1",
-               "--quiet"])
+    rc = main(["eval", "--davis-root", str(root), "--set", "val", "--results", str(out), "--workers", "1", "--quiet"])
     assert rc == 0
     assert (out / "global_results-val.csv").is_file()
 
@@ -113,12 +127,28 @@ def test_infer_youtube_object_appearing_later(tmp_path: Path, checkpoint: Path) 
             write_label(root / "valid" / "Annotations" / vid / f"{name}.png", np.where(label == 3, 3, 0))
         if t == 2:
             write_label(root / "valid" / "Annotations" / vid / f"{name}.png", np.where(label == 1, 1, 0))
-    meta = {"videos": {vid: {"objects": {"3": {"category": "x", "frames": names[1:]},
-                                         "1": {"category": "y", "frames": names[2:]}}}}}
+    meta = {
+        "videos": {
+            vid: {"objects": {"3": {"category": "x", "frames": names[1:]}, "1": {"category": "y", "frames": names[2:]}}}
+        }
+    }
     (root / "valid" / "meta.json").write_text(json.dumps(meta))
     out = tmp_path / "yv_out"
-    rc = main(["infer", "--model", str(checkpoint), "--youtube-root", str(root), "--out", str(out),
-               "--size", "32", "--device", "cpu"])
+    rc = main(
+        [
+            "infer",
+            "--model",
+            str(checkpoint),
+            "--youtube-root",
+            str(root),
+            "--out",
+            str(out),
+            "--size",
+            "32",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     files = sorted(p.name for p in (out / "Annotations" / vid).iterdir())
     assert files == [f"{n}.png" for n in names[1:]]  # nothing before the first reference mask
@@ -154,8 +184,20 @@ def test_segment_frame_folder_and_mask_errors(tmp_path: Path, checkpoint: Path, 
         write_image(folder / f"f{t:03d}.png", _scene(t)[0])
     small = tmp_path / "small.png"
     write_label(small, _scene(0)[1][:40, :60])
-    args = ["segment", "--model", str(checkpoint), "--video", str(folder), "--out", str(tmp_path / "o"),
-            "--device", "cpu", "--no-overlay", "--size", "-1"]
+    args = [
+        "segment",
+        "--model",
+        str(checkpoint),
+        "--video",
+        str(folder),
+        "--out",
+        str(tmp_path / "o"),
+        "--device",
+        "cpu",
+        "--no-overlay",
+        "--size",
+        "-1",
+    ]
     assert main([*args, "--mask", str(small)]) == 2
     err = capsys.readouterr().err
     assert str(small) in err and "--resize-mask" in err
@@ -173,8 +215,10 @@ def test_infer_and_eval_on_synthetic_davis(tmp_path: Path, checkpoint: Path, cap
     pytest.importorskip("corrvos.evaluation")
     root = synthetic.generate_dataset(tmp_path / "synth", sequences=2, frames=4, size=(48, 80), seed=0)
     out = tmp_path / "res"
-    assert main(["infer", "--model", str(checkpoint), "--davis-root", str(root), "--out", str(out),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(["infer", "--model", str(checkpoint), "--davis-root", str(root), "--out", str(out), "--device", "cpu"])
+        == 0
+    )
     names = (root / "ImageSets" / "2017" / "val.txt").read_text().split()
     for name in names:
         gt0 = read_label(root / "Annotations" / "480p" / name / "00000.png")
@@ -206,8 +250,10 @@ def test_infer_davis_void_in_first_mask_is_not_an_object(tmp_path: Path, checkpo
     first[:3] = 255  # a void band
     write_label(root / "Annotations" / "480p" / "aaa" / "00000.png", first)
     out = tmp_path / "results"
-    assert main(["infer", "--model", str(checkpoint), "--davis-root", str(root), "--out", str(out),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(["infer", "--model", str(checkpoint), "--davis-root", str(root), "--out", str(out), "--device", "cpu"])
+        == 0
+    )
     for t in range(3):
         assert set(np.unique(read_label(out / "aaa" / f"{t:05d}.png")).tolist()) <= {0, 1, 2}
     assert np.array_equal(read_label(out / "aaa" / "00000.png"), np.where(first == 255, 0, first))
@@ -224,12 +270,33 @@ def test_infer_youtube_train_split_gives_only_new_objects(tmp_path: Path, checkp
     for name, (rgb, label) in zip(names, scenes, strict=True):
         write_image(root / "train" / "JPEGImages" / vid / f"{name}.jpg", rgb)
         write_label(root / "train" / "Annotations" / vid / f"{name}.png", label)  # every object, every frame
-    meta = {"videos": {vid: {"objects": {"3": {"category": "x", "frames": names},
-                                         "1": {"category": "y", "frames": names[2:]}}}}}
+    meta = {
+        "videos": {
+            vid: {"objects": {"3": {"category": "x", "frames": names}, "1": {"category": "y", "frames": names[2:]}}}
+        }
+    }
     (root / "train" / "meta.json").write_text(json.dumps(meta))
     out = tmp_path / "yv_out"
-    assert main(["infer", "--model", str(checkpoint), "--youtube-root", str(root), "--set", "train",
-                 "--out", str(out), "--size", "-1", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "infer",
+                "--model",
+                str(checkpoint),
+                "--youtube-root",
+                str(root),
+                "--set",
+                "train",
+                "--out",
+                str(out),
+                "--size",
+                "-1",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     # independent run: frame 0 gives object 3, frame 2 gives only object 1's mask
     from corrvos.models import load_model
 
@@ -238,8 +305,11 @@ def test_infer_youtube_train_split_gives_only_new_objects(tmp_path: Path, checkp
         rgb = cv2.cvtColor(cv2.imread(str(root / "train" / "JPEGImages" / vid / f"{name}.jpg")), cv2.COLOR_BGR2RGB)
         label = scenes[t][1]
         mask = {0: np.where(label == 3, 3, 0), 2: np.where(label == 1, 1, 0)}.get(t)
-        prob = core.step(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255,
-                         None if mask is None else torch.from_numpy(mask).long(), end=t == 3)
+        prob = core.step(
+            torch.from_numpy(rgb).permute(2, 0, 1).float() / 255,
+            None if mask is None else torch.from_numpy(mask).long(),
+            end=t == 3,
+        )
         expected = core.prob_to_mask(prob).numpy()
         assert np.array_equal(read_label(out / "Annotations" / vid / f"{name}.png"), expected), name
     # object 3 is predicted, not copied from the ground truth, on frame 2
@@ -250,16 +320,36 @@ def test_output_path_that_is_a_file_is_a_clear_error(tmp_path: Path, checkpoint:
     root = _davis_root(tmp_path / "DAVIS", seqs=("aaa",), frames=3)
     blocker = tmp_path / "out"
     blocker.write_text("")
-    assert main(["infer", "--model", str(checkpoint), "--davis-root", str(root), "--out", str(blocker),
-                 "--device", "cpu"]) == 2
+    assert (
+        main(["infer", "--model", str(checkpoint), "--davis-root", str(root), "--out", str(blocker), "--device", "cpu"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("corrvos infer: error: ") and str(blocker) in err
     video = tmp_path / "clip.mp4"
     _write_mp4(video, frames=2)
     mask = tmp_path / "first.png"
     write_label(mask, _scene(0)[1])
-    assert main(["segment", "--model", str(checkpoint), "--video", str(video), "--mask", str(mask), "--out",
-                 str(blocker), "--device", "cpu", "--size", "-1"]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                "--model",
+                str(checkpoint),
+                "--video",
+                str(video),
+                "--mask",
+                str(mask),
+                "--out",
+                str(blocker),
+                "--device",
+                "cpu",
+                "--size",
+                "-1",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("corrvos segment: error: ") and str(blocker) in err
 
@@ -270,8 +360,28 @@ def test_segment_rejects_bad_fps_before_work(tmp_path: Path, checkpoint: Path, c
     mask = tmp_path / "first.png"
     write_label(mask, _scene(0)[1])
     out = tmp_path / "seg"
-    assert main(["segment", "--model", str(checkpoint), "--video", str(video), "--mask", str(mask), "--out",
-                 str(out), "--device", "cpu", "--size", "-1", "--fps", "-5"]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                "--model",
+                str(checkpoint),
+                "--video",
+                str(video),
+                "--mask",
+                str(mask),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--size",
+                "-1",
+                "--fps",
+                "-5",
+            ]
+        )
+        == 2
+    )
     assert "--fps" in capsys.readouterr().err
     assert not out.exists()  # nothing written
 
@@ -290,6 +400,22 @@ def _segment_test_mp4(tmp_path: Path, checkpoint: Path, *extra: str) -> tuple[in
     mask = tmp_path / "first.png"
     write_label(mask, _scene(0)[1])
     out = tmp_path / "seg"
-    rc = main(["segment", "--model", str(checkpoint), "--video", str(video), "--mask", str(mask), "--out", str(out),
-               "--size", "-1", "--device", "cpu", *extra])
+    rc = main(
+        [
+            "segment",
+            "--model",
+            str(checkpoint),
+            "--video",
+            str(video),
+            "--mask",
+            str(mask),
+            "--out",
+            str(out),
+            "--size",
+            "-1",
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
     return rc, out

@@ -37,15 +37,36 @@ def xmem_file(tmp_path_factory) -> Path:
 def test_infer_davis_with_xmem_then_eval(tmp_path: Path, xmem_file: Path, capsys) -> None:
     root = generate_dataset(tmp_path / "synth", sequences=2, frames=6, size=(48, 80), seed=0)
     out = tmp_path / "res"
-    rc = main(["infer", "--model", str(xmem_file), "--davis-root", str(root), "--out", str(out), "--device", "cpu",
-               "--size", "-1", "--mem-every", "2", "--max-mid-term-frames", "3", "--min-mid-term-frames", "2",
-               "--num-prototypes", "4"])
+    rc = main(
+        [
+            "infer",
+            "--model",
+            str(xmem_file),
+            "--davis-root",
+            str(root),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--size",
+            "-1",
+            "--mem-every",
+            "2",
+            "--max-mid-term-frames",
+            "3",
+            "--min-mid-term-frames",
+            "2",
+            "--num-prototypes",
+            "4",
+        ]
+    )
     assert rc == 0
     assert "FPS" in capsys.readouterr().out
     # the PNGs equal a direct run with XMem's defaults and the same changed options
     model = load_model(xmem_file)
-    config = inference_config_for(model, internal_size=None, mem_every=2, max_mid_term_frames=3,
-                                  min_mid_term_frames=2, num_prototypes=4)
+    config = inference_config_for(
+        model, internal_size=None, mem_every=2, max_mid_term_frames=3, min_mid_term_frames=2, num_prototypes=4
+    )
     assert config.top_k == 30 and config.enable_long_term  # XMem's eval.py defaults where not changed
     ds = DavisDataset(root, split="val")
     for name in ds.sequences:
@@ -66,12 +87,46 @@ def test_infer_youtube_with_xmem_runs_on_all_frames_by_default(tmp_path: Path, x
     outs = {}
     for flag in ([], ["--no-all-frames"]):
         out = tmp_path / ("default" if not flag else "sampled")
-        assert main(["infer", "--model", str(xmem_file), "--youtube-root", str(root), "--out", str(out),
-                     "--device", "cpu", "--size", "-1", *flag]) == 0
+        assert (
+            main(
+                [
+                    "infer",
+                    "--model",
+                    str(xmem_file),
+                    "--youtube-root",
+                    str(root),
+                    "--out",
+                    str(out),
+                    "--device",
+                    "cpu",
+                    "--size",
+                    "-1",
+                    *flag,
+                ]
+            )
+            == 0
+        )
         outs["default" if not flag else "sampled"] = out / "Annotations"
     explicit = tmp_path / "explicit"
-    assert main(["infer", "--model", str(xmem_file), "--youtube-root", str(root), "--out", str(explicit),
-                 "--device", "cpu", "--size", "-1", "--all-frames"]) == 0
+    assert (
+        main(
+            [
+                "infer",
+                "--model",
+                str(xmem_file),
+                "--youtube-root",
+                str(root),
+                "--out",
+                str(explicit),
+                "--device",
+                "cpu",
+                "--size",
+                "-1",
+                "--all-frames",
+            ]
+        )
+        == 0
+    )
     videos = sorted(p.name for p in outs["default"].iterdir())
     assert videos and videos == sorted(p.name for p in outs["sampled"].iterdir())
     differ = False
@@ -86,10 +141,41 @@ def test_infer_youtube_with_xmem_runs_on_all_frames_by_default(tmp_path: Path, x
     # the fully annotated train split has no train_all_frames: the default falls back to the sampled frames, and
     # the local YouTube-VOS J/F scores the result
     out = tmp_path / "train"
-    assert main(["infer", "--model", str(xmem_file), "--youtube-root", str(root), "--set", "train", "--out",
-                 str(out), "--device", "cpu", "--size", "-1"]) == 0
-    assert main(["eval", "--youtube-gt", str(root / "train" / "Annotations"), "--results", str(out / "Annotations"),
-                 "--workers", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "infer",
+                "--model",
+                str(xmem_file),
+                "--youtube-root",
+                str(root),
+                "--set",
+                "train",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--size",
+                "-1",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "--youtube-gt",
+                str(root / "train" / "Annotations"),
+                "--results",
+                str(out / "Annotations"),
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
 
 
 def test_segment_with_xmem(tmp_path: Path, xmem_file: Path, capsys) -> None:
@@ -101,16 +187,68 @@ def test_segment_with_xmem(tmp_path: Path, xmem_file: Path, capsys) -> None:
     for t in range(len(seq)):
         write_image(folder / f"{t:05d}.png", seq.read_frame(t))
     write_label(tmp_path / "mask.png", seq.read_mask(0))
-    rc = main(["segment", "--model", str(xmem_file), "--video", str(folder), "--mask", str(tmp_path / "mask.png"),
-               "--out", str(tmp_path / "o"), "--device", "cpu", "--no-overlay", "--size", "-1",
-               "--deep-update-every", "2"])
+    rc = main(
+        [
+            "segment",
+            "--model",
+            str(xmem_file),
+            "--video",
+            str(folder),
+            "--mask",
+            str(tmp_path / "mask.png"),
+            "--out",
+            str(tmp_path / "o"),
+            "--device",
+            "cpu",
+            "--no-overlay",
+            "--size",
+            "-1",
+            "--deep-update-every",
+            "2",
+        ]
+    )
     assert rc == 0
     assert sorted(p.name for p in (tmp_path / "o" / "masks").iterdir()) == [f"{t:05d}.png" for t in range(5)]
     assert np.array_equal(read_label(tmp_path / "o" / "masks" / "00000.png"), seq.read_mask(0))
-    assert main(["segment", "--model", str(xmem_file), "--video", str(folder), "--mask", str(tmp_path / "mask.png"),
-                 "--out", str(tmp_path / "o2"), "--device", "cpu", "--deep-update-every", "0"]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                "--model",
+                str(xmem_file),
+                "--video",
+                str(folder),
+                "--mask",
+                str(tmp_path / "mask.png"),
+                "--out",
+                str(tmp_path / "o2"),
+                "--device",
+                "cpu",
+                "--deep-update-every",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--deep-update-every" in capsys.readouterr().err
-    assert main(["segment", "--model", str(xmem_file), "--video", str(folder), "--mask", str(tmp_path / "mask.png"),
-                 "--out", str(tmp_path / "o3"), "--device", "cpu", "--include-last"]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                "--model",
+                str(xmem_file),
+                "--video",
+                str(folder),
+                "--mask",
+                str(tmp_path / "mask.png"),
+                "--out",
+                str(tmp_path / "o3"),
+                "--device",
+                "cpu",
+                "--include-last",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "include_last" in err and len(err.strip().splitlines()) == 1

@@ -57,15 +57,20 @@ def test_shipped_recipes_hold_the_published_numbers():
     stcn = load_config(REPO / "configs" / "stcn.yaml")
     assert stcn.optim.optimizer == "adam" and stcn.loss.mode == "none"
     assert [(s.name, s.iterations, s.lr_milestones, s.single_object) for s in stcn.stages] == [
-        ("static", 300_000, [150_000], True), ("main", 150_000, [125_000], False)]
+        ("static", 300_000, [150_000], True),
+        ("main", 150_000, [125_000], False),
+    ]
     paper = load_config(REPO / "configs" / "stcn_corr_paper.yaml")
     assert paper.model.arch == "stcn" and paper.loss.mode == "paper"
     assert all(s.batch_size == 16 and s.lr == 5e-5 for s in paper.stages)
 
 
 def test_yaml_overrides_and_base_chain(tmp_path: Path):
-    write(tmp_path, "base.yaml", "seed: 7\noptim:\n  weight_decay: 0.5\nstages:\n  - name: a\n    iterations: 10\n"
-          "    lr_milestones: [5]\n")
+    write(
+        tmp_path,
+        "base.yaml",
+        "seed: 7\noptim:\n  weight_decay: 0.5\nstages:\n  - name: a\n    iterations: 10\n    lr_milestones: [5]\n",
+    )
     child = write(tmp_path, "child.yaml", "base: base.yaml\noptim:\n  grad_clip: 2\n")
     cfg = load_config(child)
     assert cfg.seed == 7
@@ -76,8 +81,16 @@ def test_yaml_overrides_and_base_chain(tmp_path: Path):
 
 def test_set_overrides_by_stage_name_and_index(tmp_path: Path):
     path = write(tmp_path, "two.yaml", "stages:\n  - {name: static, single_object: true}\n  - {name: main}\n")
-    cfg = load_config(path, ["stages.main.iterations=42", "stages.0.lr=3e-4", "amp=off",
-                             "stages.main.lr_milestones=[10, 20]", "stages.static.loss.dice_weight=0.4"])
+    cfg = load_config(
+        path,
+        [
+            "stages.main.iterations=42",
+            "stages.0.lr=3e-4",
+            "amp=off",
+            "stages.main.lr_milestones=[10, 20]",
+            "stages.static.loss.dice_weight=0.4",
+        ],
+    )
     assert cfg.stages[1].iterations == 42 and cfg.stages[0].lr == 3e-4
     assert cfg.amp == "off"  # YAML reads `off` as false; accepted for the "off" choice
     assert cfg.stages[1].lr_milestones == [10, 20]
@@ -147,8 +160,19 @@ def test_data_root_from_config_or_environment(monkeypatch: pytest.MonkeyPatch, t
 
 
 def test_cli_print_config_and_bad_config_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    assert cli_main(["train", "--config", str(REPO / "configs" / "synthetic_demo.yaml"), "--print-config",
-                     "--set", "stages.main.iterations=5"]) == 0
+    assert (
+        cli_main(
+            [
+                "train",
+                "--config",
+                str(REPO / "configs" / "synthetic_demo.yaml"),
+                "--print-config",
+                "--set",
+                "stages.main.iterations=5",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "iterations: 5" in printed
     bad = write(tmp_path, "bad.yaml", "optim:\n  momentum: 0.9\n")
@@ -164,16 +188,22 @@ def test_cli_print_config_and_bad_config_exit_status(tmp_path: Path, capsys: pyt
         ("model: {arch: stcn}\nloss: {mode: official}\n", "needs model.arch 'stcn_corr'"),
         ("model: {arch: stcn}\nstages:\n  - {name: main, loss: {mode: official}}\n", "needs model.arch 'stcn_corr'"),
         # a max skip below 1 later in the curriculum failed only when the curriculum reached it
-        ("stages:\n  - {name: main, data: {max_skip_values: [5, 0], max_skip_fractions: [0.5]}}\n",
-         "max_skip_values must be >= 1"),
+        (
+            "stages:\n  - {name: main, data: {max_skip_values: [5, 0], max_skip_fractions: [0.5]}}\n",
+            "max_skip_values must be >= 1",
+        ),
         # one curriculum rule for the config and SkipCurriculum: fractions increase strictly within (0, 1]
-        ("stages:\n  - {name: main, data: {max_skip_values: [5, 10, 15], max_skip_fractions: [0.5, 0.5]}}\n",
-         "fractions must increase within (0, 1]"),
+        (
+            "stages:\n  - {name: main, data: {max_skip_values: [5, 10, 15], max_skip_fractions: [0.5, 0.5]}}\n",
+            "fractions must increase within (0, 1]",
+        ),
         # a single-object stage after a multi-object one failed only when that stage started
         ("stages:\n  - {name: main}\n  - {name: static, single_object: true}\n", "single-object stage"),
         # a subset list was silently ignored for these kinds; a bad synthetic size raised an IndexError later
-        ("stages:\n  - {name: s, data: {datasets: [{kind: static, root: x, subset: a.txt}]}}\n",
-         "subset is only read for davis, youtube and synthetic"),
+        (
+            "stages:\n  - {name: s, data: {datasets: [{kind: static, root: x, subset: a.txt}]}}\n",
+            "subset is only read for davis, youtube and synthetic",
+        ),
         ("stages:\n  - {name: s, data: {datasets: [{kind: synthetic, size: [64]}]}}\n", "size must be [H, W]"),
         # optimiser values: grad_clip 0 silently zeroed every gradient; negative lrs / decay raised in torch later
         ("optim: {grad_clip: 0}\n", "optim.grad_clip must be > 0"),
@@ -190,8 +220,12 @@ def test_inconsistent_recipes_fail_at_load_time(tmp_path: Path, text: str, needl
 
 
 def test_consistent_recipes_still_load(tmp_path: Path):
-    ok = write(tmp_path, "ok.yaml", "model: {arch: stcn_corr}\nloss: {mode: official}\nstages:\n"
-               "  - {name: static, single_object: true}\n  - {name: main, loss: {mode: none}}\n")
+    ok = write(
+        tmp_path,
+        "ok.yaml",
+        "model: {arch: stcn_corr}\nloss: {mode: official}\nstages:\n"
+        "  - {name: static, single_object: true}\n  - {name: main, loss: {mode: none}}\n",
+    )
     cfg = load_config(ok)
     assert [stage_loss_config(cfg, s).mode for s in cfg.stages] == ["official", "none"]
     cfg = load_config(None, ["loss.mode=none"])  # arch stcn with official mode switched off per stage

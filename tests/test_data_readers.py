@@ -31,12 +31,17 @@ def _frame(value: int) -> np.ndarray:
 def _label(ids: list[int], offset: int = 0) -> np.ndarray:
     label = np.zeros((H, W), np.uint8)
     for k, obj in enumerate(ids):
-        label[2 * k: 2 * k + 2, offset: offset + 3] = obj
+        label[2 * k : 2 * k + 2, offset : offset + 3] = obj
     return label
 
 
-def make_davis(root: Path, sequences: dict[str, int], *, sets: dict[str, list[str]] | None = None,
-               ids: dict[str, list[int]] | None = None) -> dict[str, list[np.ndarray]]:
+def make_davis(
+    root: Path,
+    sequences: dict[str, int],
+    *,
+    sets: dict[str, list[str]] | None = None,
+    ids: dict[str, list[int]] | None = None,
+) -> dict[str, list[np.ndarray]]:
     """A DAVIS tree; sequence -> number of frames; returns the written label maps."""
     labels = {}
     for name, n in sequences.items():
@@ -56,6 +61,7 @@ def make_davis(root: Path, sequences: dict[str, int], *, sets: dict[str, list[st
 
 
 # ----------------------------------------------------------------------------------------------------- DAVIS
+
 
 def test_davis_reads_sequences_in_imageset_order(tmp_path: Path):
     labels = make_davis(tmp_path, {"bear": 4, "cows": 3}, sets={"val": ["cows", "bear"]}, ids={"cows": [1, 2, 4]})
@@ -199,6 +205,7 @@ def test_davis_reads_synthetic_tree(tmp_path: Path):
 
 # ----------------------------------------------------------------------------------------------- YouTube-VOS
 
+
 def make_youtube(root: Path, *, all_frames: int = 11) -> None:
     """Video "vid": frames 0..10, sampled 0, 5, 10; object 1 from frame 0, object 3 from frame 5."""
     for t in range(all_frames):
@@ -207,8 +214,11 @@ def make_youtube(root: Path, *, all_frames: int = 11) -> None:
         write_image(root / "valid" / "JPEGImages" / "vid" / f"{t:05d}.jpg", _frame(10 * t))
     write_label(root / "valid" / "Annotations" / "vid" / "00000.png", _label([1]))
     write_label(root / "valid" / "Annotations" / "vid" / "00005.png", _label([0, 3]))
-    meta = {"videos": {"vid": {"objects": {"1": {"frames": ["00000", "00005", "00010"]},
-                                           "3": {"frames": ["00005", "00010"]}}}}}
+    meta = {
+        "videos": {
+            "vid": {"objects": {"1": {"frames": ["00000", "00005", "00010"]}, "3": {"frames": ["00005", "00010"]}}}
+        }
+    }
     (root / "valid" / "meta.json").write_text(json.dumps(meta))
 
 
@@ -249,10 +259,13 @@ def test_youtube_bad_inputs_name_the_path(tmp_path: Path):
     assert info.value.path == tmp_path / "train"
     meta = tmp_path / "valid" / "meta.json"
     good = meta.read_text()
-    for text, problem in [("{not json", "cannot parse"), ('{"vids": {}}', '"videos"'),
-                          ('{"videos": {"vid": {}}}', '"objects"'),
-                          ('{"videos": {"vid": {"objects": {"x": {"frames": ["00000"]}}}}}', "not an integer"),
-                          ('{"videos": {"vid": {"objects": {"1": {"frames": []}}}}}', "non-empty")]:
+    for text, problem in [
+        ("{not json", "cannot parse"),
+        ('{"vids": {}}', '"videos"'),
+        ('{"videos": {"vid": {}}}', '"objects"'),
+        ('{"videos": {"vid": {"objects": {"x": {"frames": ["00000"]}}}}}', "not an integer"),
+        ('{"videos": {"vid": {"objects": {"1": {"frames": []}}}}}', "non-empty"),
+    ]:
         meta.write_text(text)
         with pytest.raises(DataError, match=problem) as info:
             YouTubeVOSDataset(tmp_path)
@@ -276,8 +289,16 @@ def test_youtube_bad_inputs_name_the_path(tmp_path: Path):
     meta.write_text(json.dumps({"videos": {"vid": {"objects": {"1": {"frames": ["00003"]}}}}}))
     with pytest.raises(DataError, match="first frame 00003"):
         YouTubeVOSDataset(tmp_path).sequence("vid")
-    meta.write_text(json.dumps({"videos": {"vid": {"objects": {"1": {"frames": ["00000"]}}},
-                                           "gone": {"objects": {"1": {"frames": ["00000"]}}}}}))
+    meta.write_text(
+        json.dumps(
+            {
+                "videos": {
+                    "vid": {"objects": {"1": {"frames": ["00000"]}}},
+                    "gone": {"objects": {"1": {"frames": ["00000"]}}},
+                }
+            }
+        )
+    )
     ds = YouTubeVOSDataset(tmp_path)  # lazy: the missing folder is reported by sequence()
     with pytest.raises(DataError, match="frame folder") as info:
         ds.sequence("gone")
@@ -315,8 +336,9 @@ def test_youtube_reads_synthetic_tree_with_late_objects(tmp_path: Path):
                     assert present == set(seq.objects_at(index))
                 full = YouTubeVOSDataset(root, split=split, all_frames=True).sequence(seq.name)
                 assert len(full) == 16 and full.frames_to_save == {0, 5, 10, 15}
-                assert {k: full.frame_ids[v] for k, v in full.objects_first_frame.items()} == \
-                    {k: seq.frame_ids[v] for k, v in seq.objects_first_frame.items()}
+                assert {k: full.frame_ids[v] for k, v in full.objects_first_frame.items()} == {
+                    k: seq.frame_ids[v] for k, v in seq.objects_first_frame.items()
+                }
             else:
                 assert sorted(seq.annotation_paths) == list(range(len(seq)))
     assert late_seen > 0

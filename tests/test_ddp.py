@@ -36,17 +36,41 @@ def ddp_config(root: Path, out: Path, iterations: int = 2) -> dict:
     return {
         "model": {"arch": "stcn"},
         "loss": {"mode": "paper", "pcl_ramp_start": 0, "pcl_ramp_end": 1, "ocl_ramp_start": 0, "ocl_ramp_end": 1},
-        "stages": [{"name": "main", "iterations": iterations, "batch_size": 2, "lr": 1e-4, "lr_milestones": [],
-                    "data": {"crop_size": 64, "datasets": [{"kind": "davis", "root": str(root)}],
-                             "max_skip_values": [2], "max_skip_fractions": []}}],
-        "num_workers": 0, "log_interval": 1, "image_interval": 0, "save_interval": 100, "device": "cpu",
-        "amp": "off", "out_dir": str(out),
+        "stages": [
+            {
+                "name": "main",
+                "iterations": iterations,
+                "batch_size": 2,
+                "lr": 1e-4,
+                "lr_milestones": [],
+                "data": {
+                    "crop_size": 64,
+                    "datasets": [{"kind": "davis", "root": str(root)}],
+                    "max_skip_values": [2],
+                    "max_skip_fractions": [],
+                },
+            }
+        ],
+        "num_workers": 0,
+        "log_interval": 1,
+        "image_interval": 0,
+        "save_interval": 100,
+        "device": "cpu",
+        "amp": "off",
+        "out_dir": str(out),
     }
 
 
 def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-                       "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank)})
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_RANK": str(rank),
+        }
+    )
     torch.set_num_threads(1)
     from corrvos.config import config_from_dict
     from corrvos.training.distributed import init_distributed, shutdown_distributed
@@ -56,15 +80,24 @@ def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
     try:
         trainer = Trainer(config_from_dict(ddp_config(Path(root), Path(out))), dist_info=info, progress=False)
         trainer.run()
-        torch.save({"model": trainer.model.state_dict(), "proj_head": trainer.proj_head.state_dict(),
-                    "backend": info.backend}, Path(out) / f"rank{rank}.pt")
+        torch.save(
+            {"model": trainer.model.state_dict(), "proj_head": trainer.proj_head.state_dict(), "backend": info.backend},
+            Path(out) / f"rank{rank}.pt",
+        )
     finally:
         shutdown_distributed(info)
 
 
 def test_ranks_read_disjoint_shares_of_the_global_batch():
-    kwargs = {"length": 10, "global_batch": 4, "world_size": 2, "seed": 5, "iterations": 3,
-              "max_skip_values": [1, 2], "max_skip_fractions": [0.5]}
+    kwargs = {
+        "length": 10,
+        "global_batch": 4,
+        "world_size": 2,
+        "seed": 5,
+        "iterations": 3,
+        "max_skip_values": [1, 2],
+        "max_skip_fractions": [0.5],
+    }
     r0 = list(StepBatchSampler(rank=0, **kwargs))
     r1 = list(StepBatchSampler(rank=1, **kwargs))
     single = list(StepBatchSampler(**{**kwargs, "world_size": 1}, rank=0))
@@ -83,8 +116,7 @@ def test_two_process_gloo_keeps_replicas_identical(tmp_path: Path):
     root = generate_dataset(tmp_path / "davis", sequences=4, frames=5, size=(64, 64), seed=5)
     out = tmp_path / "run"
     out.mkdir()
-    mp.start_processes(_worker, args=(2, free_port(), str(root), str(out)), nprocs=2, join=True,
-                       start_method="spawn")
+    mp.start_processes(_worker, args=(2, free_port(), str(root), str(out)), nprocs=2, join=True, start_method="spawn")
     r0 = torch.load(out / "rank0.pt", weights_only=True)
     r1 = torch.load(out / "rank1.pt", weights_only=True)
     assert r0["backend"] == r1["backend"] == "gloo"
@@ -107,8 +139,19 @@ def test_torchrun_cli_two_processes(tmp_path: Path):
     script = Path(sys.executable).parent / "corrvos"  # the console script is a Python file torchrun can run
     if not script.is_file():
         pytest.skip("the corrvos console script is not installed next to the interpreter")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-           "train", "--config", str(config), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        "train",
+        "--config",
+        str(config),
+        "--no-progress",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "finished at stage 'main' step 1" in proc.stdout

@@ -28,8 +28,9 @@ OFFICIAL = Path(__file__).resolve().parents[1] / ".ref" / "davis2017-evaluation"
 NL = os.linesep
 
 
-def make_tree(tmp: Path, seqs: dict[str, tuple[list[np.ndarray], list[np.ndarray]]], *, year: str = "2017",
-              set_name: str = "val") -> tuple[Path, Path]:
+def make_tree(
+    tmp: Path, seqs: dict[str, tuple[list[np.ndarray], list[np.ndarray]]], *, year: str = "2017", set_name: str = "val"
+) -> tuple[Path, Path]:
     """DAVIS root and results folder with GT and predicted label maps (first and last predictions included)."""
     root, res = tmp / "DAVIS", tmp / "res"
     for name, (gts, preds) in seqs.items():
@@ -51,10 +52,10 @@ def moving_squares(h: int, w: int, n_obj: int, t_len: int, seed: int) -> tuple[l
         g, p = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
         for k in range(1, n_obj + 1):
             y, x = 2 + 3 * k, 2 + 4 * k + t
-            g[y:y + 6, x:x + 7] = k
+            g[y : y + 6, x : x + 7] = k
             dy, dx = rng.integers(-2, 3, 2)
             if rng.random() < 0.85:
-                p[max(y + dy, 0):y + dy + 6, max(x + dx, 0):x + dx + 7] = k
+                p[max(y + dy, 0) : y + dy + 6, max(x + dx, 0) : x + dx + 7] = k
         gts.append(g)
         preds.append(p)
     return gts, preds
@@ -71,9 +72,11 @@ def test_gt_as_prediction_scores_one(tmp_path) -> None:
     result = evaluate_davis(root, res, progress=False)
     assert result.object_names == ["s1_1", "s1_2", "s2_1", "s2_2"]
     assert (res / "global_results-val.csv").read_text() == (
-        f"J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay{NL}1.000,1.000,1.000,0.000,1.000,1.000,0.000{NL}")
+        f"J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay{NL}1.000,1.000,1.000,0.000,1.000,1.000,0.000{NL}"
+    )
     assert (res / "per-sequence_results-val.csv").read_text() == NL.join(
-        ["Sequence,J-Mean,F-Mean"] + [f"{n},1.000,1.000" for n in result.object_names]) + NL
+        ["Sequence,J-Mean,F-Mean"] + [f"{n},1.000,1.000" for n in result.object_names]
+    ) + NL
     text = format_tables(result)
     assert "Global results for val" in text and text.splitlines()[-1].split() == ["s2_2", "1.000", "1.000"]
 
@@ -240,8 +243,10 @@ def test_cli_writes_and_reuses(tmp_path, capsys) -> None:
 # ----------------------------------------------------------------------------- official toolkit parity
 
 
-@pytest.mark.skipif(not (OFFICIAL / "evaluation_method.py").is_file(),
-                    reason="official toolkit not exported to .ref/davis2017-evaluation")
+@pytest.mark.skipif(
+    not (OFFICIAL / "evaluation_method.py").is_file(),
+    reason="official toolkit not exported to .ref/davis2017-evaluation",
+)
 def test_byte_identical_to_official_toolkit(tmp_path) -> None:
     pytest.importorskip("pandas")
     pytest.importorskip("skimage")
@@ -257,9 +262,24 @@ def test_byte_identical_to_official_toolkit(tmp_path) -> None:
     root, res = make_tree(tmp_path, {"a": (gts, preds), "edge": (edge_g, edge_p), "full": (full_g, full_p)})
     official = tmp_path / "res_official"
     shutil.copytree(res, official)
-    run = subprocess.run([sys.executable, "evaluation_method.py", "--task", "semi-supervised", "--set", "val",
-                          "--davis_path", str(root), "--results_path", str(official)],
-                         cwd=OFFICIAL, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "evaluation_method.py",
+            "--task",
+            "semi-supervised",
+            "--set",
+            "val",
+            "--davis_path",
+            str(root),
+            "--results_path",
+            str(official),
+        ],
+        cwd=OFFICIAL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     evaluate_davis(root, res, workers=2, progress=False)
     for name in ("global_results-val.csv", "per-sequence_results-val.csv"):

@@ -55,14 +55,29 @@ class TinyVOS(nn.Module):
         v = torch.stack([F.avg_pool2d(masks, 4), F.avg_pool2d(others, 4)], dim=2)  # [B, N, 2, h, w]
         return v - 0.5, hidden
 
-    def read_memory(self, mem_key: Tensor, mem_value: Tensor, query_key: Tensor, *, top_k: int | None = None,
-                    mem_shrinkage=None, query_selection=None):
+    def read_memory(
+        self,
+        mem_key: Tensor,
+        mem_value: Tensor,
+        query_key: Tensor,
+        *,
+        top_k: int | None = None,
+        mem_shrinkage=None,
+        query_selection=None,
+    ):
         affinity = l2_affinity(mem_key, query_key)
         weights = softmax_affinity(affinity) if top_k is None else topk_softmax(affinity, top_k)
         return readout(weights, mem_value)
 
-    def segment(self, readout16: Tensor, feats: QueryFeatures, hidden=None, *, selector: Tensor | None = None,
-                update_hidden: bool = True) -> SegmentOutput:
+    def segment(
+        self,
+        readout16: Tensor,
+        feats: QueryFeatures,
+        hidden=None,
+        *,
+        selector: Tensor | None = None,
+        update_hidden: bool = True,
+    ) -> SegmentOutput:
         logits = 12 * readout16[:, :, 0]  # [B, N, h, w]
         prob = torch.sigmoid(F.interpolate(logits, scale_factor=4, mode="bilinear", align_corners=False))
         bg = torch.prod(1 - prob, dim=1, keepdim=True)  # [B, 1, H, W]

@@ -119,8 +119,7 @@ def test_config_validation_and_presets():
         LossConfig.from_dict({"alpha": 1.0})
     off = LossConfig.official()
     assert (off.mode, off.temp_weight, off.cross_key_weight, off.dice_weight) == ("official", 0.2, 0.04, 0.4)
-    assert (off.official_ramp_start, off.official_ramp_end, off.temp_grid, off.cross_key_grid) == (30_000, 90_000,
-                                                                                                     8, 4)
+    assert (off.official_ramp_start, off.official_ramp_end, off.temp_grid, off.cross_key_grid) == (30_000, 90_000, 8, 4)
     assert LossConfig.from_dict(off.to_dict()) == off
     assert LossConfig.paper().uses_projection_head and not off.uses_projection_head
 
@@ -187,10 +186,18 @@ def test_compute_losses_paper_terms_weights_and_gradients():
     torch.manual_seed(0)
     batch, enc = _clip(), _TinyKeyEncoder()
     head = ProjectionHead(in_dim=12, hidden_dim=16, out_dim=8)
-    cfg = LossConfig(mode="paper", pcl_grid_stride=2, pcl_ramp_start=0, pcl_ramp_end=100, ocl_ramp_start=50,
-                     ocl_ramp_end=150, ocl_roi_size=3)
-    out = compute_losses(_outputs(batch, enc), batch, cfg=cfg, step=100, proj_head=head,
-                         generator=torch.Generator().manual_seed(0))
+    cfg = LossConfig(
+        mode="paper",
+        pcl_grid_stride=2,
+        pcl_ramp_start=0,
+        pcl_ramp_end=100,
+        ocl_ramp_start=50,
+        ocl_ramp_end=150,
+        ocl_roi_size=3,
+    )
+    out = compute_losses(
+        _outputs(batch, enc), batch, cfg=cfg, step=100, proj_head=head, generator=torch.Generator().manual_seed(0)
+    )
     assert isinstance(out, LossOutput)
     assert set(out.terms) == {"seg", "pcl", "ocl"}
     assert out.weights == pytest.approx({"seg": 1.0, "pcl": 0.2, "ocl": 0.1 * 0.5})
@@ -208,15 +215,23 @@ def test_compute_losses_same_seed_same_result_and_modes():
     batch, enc = _clip(), _TinyKeyEncoder()
     head = ProjectionHead(in_dim=12, hidden_dim=16, out_dim=8)
     outputs = _outputs(batch, enc, official=True)
-    for mode, names in (("none", {"seg"}), ("paper", {"seg", "pcl", "ocl"}), ("official", {"seg", "temp",
-                                                                                             "cross_key"})):
+    for mode, names in (
+        ("none", {"seg"}),
+        ("paper", {"seg", "pcl", "ocl"}),
+        ("official", {"seg", "temp", "cross_key"}),
+    ):
         cfg = LossConfig(mode=mode, pcl_grid_stride=2)
-        runs = [compute_losses(outputs, batch, cfg=cfg, step=60_000, proj_head=head,
-                               generator=torch.Generator().manual_seed(3)) for _ in range(2)]
+        runs = [
+            compute_losses(
+                outputs, batch, cfg=cfg, step=60_000, proj_head=head, generator=torch.Generator().manual_seed(3)
+            )
+            for _ in range(2)
+        ]
         assert set(runs[0].terms) == names
         assert runs[0].total.item() == runs[1].total.item()
-    off = compute_losses(outputs, batch, cfg=LossConfig.official(), step=60_000,
-                         generator=torch.Generator().manual_seed(3))
+    off = compute_losses(
+        outputs, batch, cfg=LossConfig.official(), step=60_000, generator=torch.Generator().manual_seed(3)
+    )
     assert off.weights == pytest.approx({"seg": 1.0, "temp": 0.1, "cross_key": 0.02})
 
 

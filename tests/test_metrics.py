@@ -58,8 +58,8 @@ def ref_dilate(b: np.ndarray, r: int) -> np.ndarray:
         for dx in range(-r, r + 1):
             if dy * dy + dx * dx > r * r:
                 continue
-            src = b[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
-            out[max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)] |= src
+            src = b[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+            out[max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)] |= src
     return out
 
 
@@ -85,7 +85,7 @@ def ref_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
 
 def square(shape: tuple[int, int], y0: int, x0: int, size: int) -> np.ndarray:
     m = np.zeros(shape, bool)
-    m[max(y0, 0):y0 + size, max(x0, 0):x0 + size] = True
+    m[max(y0, 0) : y0 + size, max(x0, 0) : x0 + size] = True
     return m
 
 
@@ -148,7 +148,7 @@ def test_boundary_on_the_image_edge() -> None:
 def test_disk_is_the_skimage_kernel() -> None:
     for r in range(0, 12):
         k = disk(r)
-        yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+        yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
         assert np.array_equal(k, (yy**2 + xx**2 <= r * r).astype(np.uint8))
     assert [int(disk(r).sum()) for r in (4, 6, 8, 9, 12, 18)] == [49, 113, 197, 253, 441, 1009]
 
@@ -185,7 +185,7 @@ def test_frame_scores_parity_with_reference() -> None:
             for lab in (gt, pred):
                 if rng.random() < 0.8:
                     y, x = rng.integers(-2, h), rng.integers(-2, w)
-                    lab[max(y, 0):y + rng.integers(1, h + 1), max(x, 0):x + rng.integers(1, w + 1)] = k
+                    lab[max(y, 0) : y + rng.integers(1, h + 1), max(x, 0) : x + rng.integers(1, w + 1)] = k
         if trial % 3 == 0:  # speckle noise: many tiny components
             noise = rng.random((h, w)) < 0.05
             pred[noise] = rng.integers(0, n + 1, int(noise.sum()))

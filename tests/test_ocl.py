@@ -77,8 +77,7 @@ def test_random_subset():
         assert sub.sum(1).tolist() == [2, 1, 0]
     a = random_subset(valid, 2, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, random_subset(valid, 2, generator=torch.Generator().manual_seed(1)))
-    picks = {tuple(random_subset(valid, 2, generator=torch.Generator().manual_seed(s))[0].tolist())
-             for s in range(30)}
+    picks = {tuple(random_subset(valid, 2, generator=torch.Generator().manual_seed(s))[0].tolist()) for s in range(30)}
     assert len(picks) == 3  # every 2-subset of the three valid entries shows up
 
 
@@ -103,10 +102,12 @@ def _independent_loss(res4_p, res4_q, masks_p, masks_q, head, temperature, simil
                 if score > best + 1e-12:
                     best, best_pairs = score, list(zip(chosen, perm, strict=True))
         for n, m in best_pairs:
+
             def sim(u, v):
                 if similarity == "cosine":
                     return (F.normalize(u, dim=0) * F.normalize(v, dim=0)).sum() / temperature
                 return (u * v).sum() / temperature
+
             logits = torch.stack([sim(o_p[b, n], o_q[bb, mm]) for bb, mm in q_list])
             terms.append(-logits.log_softmax(0)[q_list.index((b, m))])
     return torch.stack(terms).mean(), len(terms)
@@ -116,14 +117,32 @@ def _independent_loss(res4_p, res4_q, masks_p, masks_q, head, temperature, simil
 def test_matches_independent_computation_with_uneven_q_counts(similarity):
     head, res4_p, res4_q = _setup(1, b=3)
     # q objects per clip: 1, 3, 2 -> label offsets 0, 1, 4 (the pseudocode's b * B offsets would be wrong)
-    masks_p = _masks([[(0, 0, 20, 0, 20), (1, 30, 60, 30, 60)],
-                      [(0, 5, 25, 5, 60), (1, 40, 64, 0, 30), (2, 30, 50, 40, 64)],
-                      [(0, 0, 64, 0, 30), (2, 10, 30, 35, 60)]])
-    masks_q = _masks([[(1, 2, 22, 2, 22)],
-                      [(0, 8, 28, 4, 58), (1, 38, 62, 2, 34), (2, 28, 52, 38, 62)],
-                      [(0, 0, 60, 0, 34), (2, 12, 34, 30, 62)]])
-    res = object_coherence_loss(res4_p, res4_q, masks_p, masks_q, head, num_objects=3, roi_size=3,
-                                similarity=similarity, temperature=0.5, generator=torch.Generator().manual_seed(0))
+    masks_p = _masks(
+        [
+            [(0, 0, 20, 0, 20), (1, 30, 60, 30, 60)],
+            [(0, 5, 25, 5, 60), (1, 40, 64, 0, 30), (2, 30, 50, 40, 64)],
+            [(0, 0, 64, 0, 30), (2, 10, 30, 35, 60)],
+        ]
+    )
+    masks_q = _masks(
+        [
+            [(1, 2, 22, 2, 22)],
+            [(0, 8, 28, 4, 58), (1, 38, 62, 2, 34), (2, 28, 52, 38, 62)],
+            [(0, 0, 60, 0, 34), (2, 12, 34, 30, 62)],
+        ]
+    )
+    res = object_coherence_loss(
+        res4_p,
+        res4_q,
+        masks_p,
+        masks_q,
+        head,
+        num_objects=3,
+        roi_size=3,
+        similarity=similarity,
+        temperature=0.5,
+        generator=torch.Generator().manual_seed(0),
+    )
     want, count = _independent_loss(res4_p, res4_q, masks_p, masks_q, head, 0.5, similarity)
     assert res.num_matched == count == 1 + 3 + 2
     assert res.loss.item() == pytest.approx(want.item(), rel=1e-5)
@@ -135,14 +154,30 @@ def test_permuting_object_ids_leaves_loss_unchanged():
     spec_q = [[(0, 4, 24, 4, 24), (1, 28, 58, 28, 58), (2, 2, 32, 38, 62)], [(0, 12, 52, 8, 48)]]
     masks_p, masks_q = _masks(spec_p), _masks(spec_q)
     selector = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
-    base = object_coherence_loss(res4_p, res4_q, masks_p, masks_q, head, selector=selector, roi_size=3,
-                                 generator=torch.Generator().manual_seed(0)).loss
+    base = object_coherence_loss(
+        res4_p,
+        res4_q,
+        masks_p,
+        masks_q,
+        head,
+        selector=selector,
+        roi_size=3,
+        generator=torch.Generator().manual_seed(0),
+    ).loss
     perm_p, perm_q = torch.tensor([2, 0, 1]), torch.tensor([1, 2, 0])  # independent relabelling of p and q
     masks_p2, masks_q2 = masks_p.clone(), masks_q.clone()
     masks_p2[0] = masks_p[0, perm_p]
     masks_q2[0] = masks_q[0, perm_q]
-    other = object_coherence_loss(res4_p, res4_q, masks_p2, masks_q2, head, selector=selector, roi_size=3,
-                                  generator=torch.Generator().manual_seed(9)).loss
+    other = object_coherence_loss(
+        res4_p,
+        res4_q,
+        masks_p2,
+        masks_q2,
+        head,
+        selector=selector,
+        roi_size=3,
+        generator=torch.Generator().manual_seed(9),
+    ).loss
     assert other.item() == pytest.approx(base.item(), rel=1e-6)
 
 
@@ -164,8 +199,9 @@ def test_nothing_matchable_gives_zero_with_graph():
     assert res.num_matched == 0 and res.loss.item() == 0.0 and res.loss.requires_grad
     res.loss.backward()
     assert all(p.grad is not None and torch.all(p.grad == 0) for p in head.parameters())
-    empty = object_coherence_loss(res4_p, res4_q, torch.zeros(2, 0, SIZE, SIZE), torch.zeros(2, 0, SIZE, SIZE),
-                                  head, roi_size=3)  # no object slots at all
+    empty = object_coherence_loss(
+        res4_p, res4_q, torch.zeros(2, 0, SIZE, SIZE), torch.zeros(2, 0, SIZE, SIZE), head, roi_size=3
+    )  # no object slots at all
     assert empty.loss.item() == 0.0 and empty.loss.requires_grad
 
 
@@ -173,8 +209,9 @@ def test_subset_size_tiny_objects_and_gradients():
     head, res4_p, res4_q = _setup(5)
     masks_p = _masks([[(0, 0, 20, 0, 20), (1, 30, 60, 30, 60), (2, 40, 41, 5, 6)], [(0, 10, 12, 10, 13)]])
     masks_q = _masks([[(0, 4, 24, 4, 24), (1, 28, 58, 28, 58), (2, 41, 42, 6, 7)], [(0, 11, 12, 11, 12)]])
-    res = object_coherence_loss(res4_p, res4_q, masks_p, masks_q, head, num_objects=2, roi_size=3,
-                                generator=torch.Generator().manual_seed(0))
+    res = object_coherence_loss(
+        res4_p, res4_q, masks_p, masks_q, head, num_objects=2, roi_size=3, generator=torch.Generator().manual_seed(0)
+    )
     assert res.num_matched == 3  # 2 of 3 drawn in clip 0, the single object of clip 1
     assert len(res.pairs[0]) == 2 and len(res.pairs[1]) == 1
     assert torch.isfinite(res.loss)

@@ -40,7 +40,7 @@ def _explicit_temp(k1, k2, theta, index, eps):
                         q = k1[bb, tt, :, src[0], src[1]].double()
                         student = torch.stack([_aff(q, a) for _, a in anchors])
                     q2 = k2[bb, tt, :, i, j].double()
-                    own = torch.stack([_aff(q2, a) for _, a in anchors[bb * n:(bb + 1) * n]])
+                    own = torch.stack([_aff(q2, a) for _, a in anchors[bb * n : (bb + 1) * n]])
                     label = bb * n + int(own.argmax())
                     errs.append(-torch.log(student.softmax(0)[label] + eps))
     return torch.stack(errs).mean()
@@ -53,7 +53,7 @@ def _keys(seed, b=2, t=3, c=4, h=6, w=6):
 
 def test_neg_sq_l2_affinity():
     a, b = torch.randn(5, 7, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
-    want = -torch.cdist(a.t(), b.t()) ** 2 / math.sqrt(5)
+    want = -(torch.cdist(a.t(), b.t()) ** 2) / math.sqrt(5)
     torch.testing.assert_close(neg_sq_l2_affinity(a, b), want)
 
 
@@ -132,9 +132,8 @@ def test_sample_view_theta_ranges_and_reproducible():
 
 def test_make_second_view_geometry_on_linear_image():
     h, w = 8, 10
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
-                            indexing="ij")
-    img = (3.0 * xs - 2.0 * ys + 1.0)  # bilinear sampling is exact on a linear image
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    img = 3.0 * xs - 2.0 * ys + 1.0  # bilinear sampling is exact on a linear image
     frames = img.expand(2, 2, 3, h, w).clone()  # [B, T, 3, H, W]
     frames2, theta = make_second_view(frames, generator=torch.Generator().manual_seed(6))
     assert frames2.shape == frames.shape and theta.shape == (2, 2, 3)

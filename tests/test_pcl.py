@@ -50,8 +50,9 @@ def test_matches_explicit_computation(within_clip):
     a2 = _explicit_affinities(k_t2, k_r, index, 1.0)
     hw, n = 30, 4
     if within_clip:  # argmax among the clip's own grid points only
-        labels = torch.stack([a1[i, (i // hw) * n:(i // hw + 1) * n].argmax() + (i // hw) * n
-                              for i in range(a1.shape[0])])
+        labels = torch.stack(
+            [a1[i, (i // hw) * n : (i // hw + 1) * n].argmax() + (i // hw) * n for i in range(a1.shape[0])]
+        )
     else:
         labels = a1.argmax(dim=1)
     want = -a2[torch.arange(a2.shape[0]), labels].log().mean()
@@ -63,18 +64,36 @@ def test_other_clips_are_negatives():
     k_t1, k_t2, k_r = _keys(2)
     index = torch.tensor([[0, 7], [3, 9]])
     both = pixel_consistency_loss(k_t1, k_t2, k_r, grid_index=index)
-    alone = [pixel_consistency_loss(k_t1[i:i + 1], k_t2[i:i + 1], k_r[i:i + 1], grid_index=index[i:i + 1])
-             for i in range(2)]
+    alone = [
+        pixel_consistency_loss(k_t1[i : i + 1], k_t2[i : i + 1], k_r[i : i + 1], grid_index=index[i : i + 1])
+        for i in range(2)
+    ]
     # without cross-clip negatives the batch loss would be the mean of the per-clip losses
     assert both.item() != pytest.approx((alone[0].item() + alone[1].item()) / 2, rel=1e-4)
 
 
 def test_grid_sampling_reproducible_and_inside():
     h, w, stride = 11, 13, 4
-    a = sample_grid_index(h, w, batch=6, num_y=h // stride, num_x=w // stride, stride_y=stride, stride_x=stride,
-                          generator=torch.Generator().manual_seed(7))
-    b = sample_grid_index(h, w, batch=6, num_y=h // stride, num_x=w // stride, stride_y=stride, stride_x=stride,
-                          generator=torch.Generator().manual_seed(7))
+    a = sample_grid_index(
+        h,
+        w,
+        batch=6,
+        num_y=h // stride,
+        num_x=w // stride,
+        stride_y=stride,
+        stride_x=stride,
+        generator=torch.Generator().manual_seed(7),
+    )
+    b = sample_grid_index(
+        h,
+        w,
+        batch=6,
+        num_y=h // stride,
+        num_x=w // stride,
+        stride_y=stride,
+        stride_x=stride,
+        generator=torch.Generator().manual_seed(7),
+    )
     assert torch.equal(a, b)
     assert a.shape == (6, (h // stride) * (w // stride))
     assert a.min() >= 0 and a.max() < h * w
@@ -83,8 +102,21 @@ def test_grid_sampling_reproducible_and_inside():
     assert torch.all(torch.diff(xs.view(6, 2, 3), dim=2) == stride)
     assert torch.all(torch.diff(ys.view(6, 2, 3), dim=1) == stride)
     assert torch.all(xs[:, 0] < stride) and torch.all(ys[:, 0] < stride)
-    seeds = {tuple(sample_grid_index(h, w, batch=1, num_y=2, num_x=3, stride_y=stride, stride_x=stride,
-                                     generator=torch.Generator().manual_seed(s))[0].tolist()) for s in range(20)}
+    seeds = {
+        tuple(
+            sample_grid_index(
+                h,
+                w,
+                batch=1,
+                num_y=2,
+                num_x=3,
+                stride_y=stride,
+                stride_x=stride,
+                generator=torch.Generator().manual_seed(s),
+            )[0].tolist()
+        )
+        for s in range(20)
+    }
     assert len(seeds) > 1
     with pytest.raises(ValueError, match="does not fit"):
         sample_grid_index(4, 4, batch=1, num_y=3, num_x=1, stride_y=2, stride_x=1)
@@ -106,8 +138,9 @@ def test_gradients_reach_key_encoder_not_pseudo_labels():
     frames = torch.randn(2, 3, 3, 20, 24)  # [B, T, 3, H, W]
     keys = enc(frames.flatten(0, 1)).view(2, 3, 4, 5, 6)  # [B, T, CK, h, w]
     keys.retain_grad()
-    loss = pixel_consistency_loss(keys[:, 1], keys[:, 2], keys[:, 0], stride=2,
-                                  generator=torch.Generator().manual_seed(0))
+    loss = pixel_consistency_loss(
+        keys[:, 1], keys[:, 2], keys[:, 0], stride=2, generator=torch.Generator().manual_seed(0)
+    )
     loss.backward()
     assert enc.weight.grad is not None and enc.weight.grad.abs().sum() > 0
     assert torch.all(keys.grad[:, 1] == 0)  # t1 only produces the pseudo-labels
@@ -143,12 +176,14 @@ def test_xmem_similarity_matches_explicit_and_trains_the_right_heads():
     a2 = _explicit_xmem_affinities(k_t2, k_r, index, shrink[2], sel[1])
     want = -a2[torch.arange(a2.shape[0]), a1.argmax(dim=1)].log().mean()
     leaves = [t.clone().requires_grad_(True) for t in (k_t1, k_t2, k_r, shrink[2], sel[0], sel[1])]
-    loss = pixel_consistency_loss(*leaves[:3], grid_index=index, shrinkage_r=leaves[3], selection_t1=leaves[4],
-                                  selection_t2=leaves[5])
+    loss = pixel_consistency_loss(
+        *leaves[:3], grid_index=index, shrinkage_r=leaves[3], selection_t1=leaves[4], selection_t2=leaves[5]
+    )
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
     assert loss.item() != pytest.approx(pixel_consistency_loss(k_t1, k_t2, k_r, grid_index=index).item(), rel=1e-3)
-    swapped = pixel_consistency_loss(k_t1, k_t2, k_r, grid_index=index, shrinkage_r=shrink[2],
-                                     selection_t1=sel[1], selection_t2=sel[0])
+    swapped = pixel_consistency_loss(
+        k_t1, k_t2, k_r, grid_index=index, shrinkage_r=shrink[2], selection_t1=sel[1], selection_t2=sel[0]
+    )
     assert swapped.item() != pytest.approx(want.item(), rel=1e-4)
     loss.backward()
     k1, k2, kr, sr, e1, e2 = (t.grad for t in leaves)

@@ -33,14 +33,38 @@ def _drop_checkpoints(tmp_path: Path):
 def resume_config(root: Path, out: Path, workers: int) -> dict:
     return {
         "model": {"arch": "stcn"},
-        "loss": {"mode": "paper", "pcl_ramp_start": 0, "pcl_ramp_end": 1, "ocl_ramp_start": 0, "ocl_ramp_end": 1,
-                 "bootstrap_start": 0, "bootstrap_end": 4},
+        "loss": {
+            "mode": "paper",
+            "pcl_ramp_start": 0,
+            "pcl_ramp_end": 1,
+            "ocl_ramp_start": 0,
+            "ocl_ramp_end": 1,
+            "bootstrap_start": 0,
+            "bootstrap_end": 4,
+        },
         "optim": {"optimizer": "adamw", "grad_clip": 1.0},
-        "stages": [{"name": "main", "iterations": 6, "batch_size": 2, "lr": 1e-4, "lr_milestones": [4],
-                    "data": {"crop_size": 64, "datasets": [{"kind": "davis", "root": str(root)}],
-                             "max_skip_values": [1, 3], "max_skip_fractions": [0.5]}}],
-        "num_workers": workers, "log_interval": 1, "image_interval": 0, "save_interval": 3, "device": "cpu",
-        "amp": "off", "out_dir": str(out),
+        "stages": [
+            {
+                "name": "main",
+                "iterations": 6,
+                "batch_size": 2,
+                "lr": 1e-4,
+                "lr_milestones": [4],
+                "data": {
+                    "crop_size": 64,
+                    "datasets": [{"kind": "davis", "root": str(root)}],
+                    "max_skip_values": [1, 3],
+                    "max_skip_fractions": [0.5],
+                },
+            }
+        ],
+        "num_workers": workers,
+        "log_interval": 1,
+        "image_interval": 0,
+        "save_interval": 3,
+        "device": "cpu",
+        "amp": "off",
+        "out_dir": str(out),
     }
 
 
@@ -116,7 +140,8 @@ def test_rng_and_scheduler_states_round_trip_under_weights_only(tmp_path: Path):
     assert loaded["format_version"] == 1
     restore_rng_state(loaded["rng"])
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected  # noqa: NPY002
-    fresh = torch.optim.lr_scheduler.MultiStepLR(torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0),
-                                                 [2, 4], 0.5)
+    fresh = torch.optim.lr_scheduler.MultiStepLR(
+        torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0), [2, 4], 0.5
+    )
     load_scheduler_state(fresh, loaded["sched"])
     assert fresh.state_dict() == sched.state_dict()

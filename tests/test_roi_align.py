@@ -29,8 +29,12 @@ def _bilinear(fmap: torch.Tensor, y: float, x: float) -> torch.Tensor:
         x_high = x_low + 1
     ly, lx = y - y_low, x - x_low
     hy, hx = 1.0 - ly, 1.0 - lx
-    return (hy * hx * fmap[:, y_low, x_low] + hy * lx * fmap[:, y_low, x_high]
-            + ly * hx * fmap[:, y_high, x_low] + ly * lx * fmap[:, y_high, x_high])
+    return (
+        hy * hx * fmap[:, y_low, x_low]
+        + hy * lx * fmap[:, y_low, x_high]
+        + ly * hx * fmap[:, y_high, x_low]
+        + ly * lx * fmap[:, y_high, x_high]
+    )
 
 
 def _reference(features, boxes, out_hw, scale, sampling_ratio, aligned):
@@ -58,15 +62,18 @@ def _reference(features, boxes, out_hw, scale, sampling_ratio, aligned):
     return out
 
 
-BOXES = torch.tensor([
-    [0, 0.0, 0.0, 9.0, 7.0],  # whole map
-    [1, 2.3, 1.7, 6.1, 5.4],  # interior
-    [0, -3.0, -2.0, 4.0, 3.0],  # partly outside top-left
-    [1, 7.5, 5.5, 12.0, 9.0],  # partly outside bottom-right
-    [0, 4.2, 3.3, 4.4, 3.5],  # tiny (below one cell)
-    [1, 8.6, 6.6, 8.9, 6.9],  # tiny at the far edge
-    [0, 3.0, 2.0, 3.0, 2.0],  # degenerate (zero size)
-], dtype=torch.float64)
+BOXES = torch.tensor(
+    [
+        [0, 0.0, 0.0, 9.0, 7.0],  # whole map
+        [1, 2.3, 1.7, 6.1, 5.4],  # interior
+        [0, -3.0, -2.0, 4.0, 3.0],  # partly outside top-left
+        [1, 7.5, 5.5, 12.0, 9.0],  # partly outside bottom-right
+        [0, 4.2, 3.3, 4.4, 3.5],  # tiny (below one cell)
+        [1, 8.6, 6.6, 8.9, 6.9],  # tiny at the far edge
+        [0, 3.0, 2.0, 3.0, 2.0],  # degenerate (zero size)
+    ],
+    dtype=torch.float64,
+)
 
 
 @pytest.mark.parametrize("aligned", [True, False])
@@ -92,8 +99,7 @@ def test_spatial_scale_stride16():
 def test_hand_values_on_linear_map():
     # bilinear interpolation reproduces a linear function exactly: f(y, x) = 10 y + x
     h, w = 6, 8
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     feats = (10 * ys + xs)[None, None]  # [1, 1, H, W]
     box = torch.tensor([[0, 1.0, 2.0, 5.0, 4.0]], dtype=torch.float64)
     out = roi_align(feats, box, 1, spatial_scale=1.0, sampling_ratio=2, aligned=True)

@@ -21,7 +21,7 @@ def _pair(folder: Path, stem: str, seed: int, *, size=(40, 56), mask_ext_folder:
     rng = np.random.default_rng(seed)
     write_image(folder / f"{stem}.jpg", rng.integers(0, 256, (*size, 3), dtype=np.uint8))
     mask = np.zeros(size, np.uint8)
-    mask[size[0] // 4: 3 * size[0] // 4, size[1] // 4: 3 * size[1] // 4] = 255
+    mask[size[0] // 4 : 3 * size[0] // 4, size[1] // 4 : 3 * size[1] // 4] = 255
     Image.fromarray(mask, mode="L").save((mask_ext_folder or folder) / f"{stem}.png")
 
 
@@ -38,8 +38,11 @@ def static_tree(tmp_path: Path) -> Path:
 
 def test_pairs_are_found_recursively_and_missing_masks_are_named(static_tree: Path, tmp_path: Path):
     pairs = find_image_mask_pairs(static_tree)
-    assert [p[0].relative_to(static_tree).as_posix() for p in pairs] == ["duts/img_a.jpg", "fss/cat/1.jpg",
-                                                                         "fss/cat/2.jpg"]
+    assert [p[0].relative_to(static_tree).as_posix() for p in pairs] == [
+        "duts/img_a.jpg",
+        "fss/cat/1.jpg",
+        "fss/cat/2.jpg",
+    ]
     assert all(mask == image.with_suffix(".png") for image, mask in pairs)
     write_image(static_tree / "duts/orphan.jpg", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(DataError, match=r"orphan\.png not found") as err:
@@ -72,8 +75,9 @@ def test_read_binary_mask_modes(tmp_path: Path):
 
 
 def test_static_items_shapes_and_single_object(static_tree: Path):
-    ds = StaticPseudoVideoDataset([static_tree / "fss", static_tree / "duts"], repeats=[1, 3],
-                                  augment=ClipAugmentConfig.stcn_static(32))
+    ds = StaticPseudoVideoDataset(
+        [static_tree / "fss", static_tree / "duts"], repeats=[1, 3], augment=ClipAugmentConfig.stcn_static(32)
+    )
     assert len(ds) == 5
     items = [ds[i] for i in range(len(ds))]
     for item in items:

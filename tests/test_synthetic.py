@@ -88,8 +88,10 @@ def test_distractors_share_a_target_family_and_are_not_annotated(davis_videos):
             assert target.annotated and target.family == obj.family and target.kind == obj.kind
             assert not np.array_equal(target.texture, obj.texture)  # same family, another realisation
             assert video.label_of_instance[i + 1] == 0
-    visible = sum(any((v.instances == i + 1).any() for i, o in enumerate(v.scene.objects) if o.role == "distractor")
-                  for v in davis_videos)
+    visible = sum(
+        any((v.instances == i + 1).any() for i, o in enumerate(v.scene.objects) if o.role == "distractor")
+        for v in davis_videos
+    )
     assert visible >= len(davis_videos) - 1
 
 
@@ -110,7 +112,7 @@ def test_occlusion_leaving_and_kinds(davis_videos):
                 assert alone[0] > 0
                 gone = np.flatnonzero(alone == 0)
                 assert gone.size, "the leaver never leaves the frame"
-                assert alone[gone.max() + 1:].sum() > 0, "the leaver does not come back"
+                assert alone[gone.max() + 1 :].sum() > 0, "the leaver does not come back"
                 left_and_back += 1
     assert occluded >= 3 and left_and_back >= 2
     assert kinds == {"blob", "bar", "dot"}
@@ -119,8 +121,11 @@ def test_occlusion_leaving_and_kinds(davis_videos):
 def test_object_sizes(davis_videos):
     h, w = SIZE
     for video in davis_videos:
-        blob_areas = [(video.instances[0] == i + 1).sum() for i, o in enumerate(video.scene.objects)
-                      if o.kind == "blob" and video.label_of_instance[i + 1]]
+        blob_areas = [
+            (video.instances[0] == i + 1).sum()
+            for i, o in enumerate(video.scene.objects)
+            if o.kind == "blob" and video.label_of_instance[i + 1]
+        ]
         assert blob_areas and max(blob_areas) >= 0.01 * h * w  # a clearly visible mid-size object
         for i, obj in enumerate(video.scene.objects):
             alone = _alone_area(video, i)
@@ -195,8 +200,9 @@ def test_davis_files_match_the_rendered_video(tmp_path: Path):
     for t in range(5):
         jpg = read_image(root / "JPEGImages" / "480p" / "synth003" / f"{t:05d}.jpg")
         assert np.abs(jpg.astype(float) - video.frames[t]).mean() < 4
-        np.testing.assert_array_equal(read_label(root / "Annotations" / "480p" / "synth003" / f"{t:05d}.png"),
-                                      video.labels[t])
+        np.testing.assert_array_equal(
+            read_label(root / "Annotations" / "480p" / "synth003" / f"{t:05d}.png"), video.labels[t]
+        )
 
 
 def test_youtube_files_match_the_rendered_video(tmp_path: Path):
@@ -208,11 +214,11 @@ def test_youtube_files_match_the_rendered_video(tmp_path: Path):
     sampled = [0, 5, 10, 15]
     for name, meta in train_meta.items():
         video = synthesize_video(children[int(name[-3:])], 17, (40, 64), late_objects=True, shuffle_ids=True)
-        assert sorted(p.stem for p in (root / "train" / "JPEGImages" / name).iterdir()) == \
-            [f"{t:05d}" for t in sampled]
+        assert sorted(p.stem for p in (root / "train" / "JPEGImages" / name).iterdir()) == [f"{t:05d}" for t in sampled]
         for t in sampled:
-            np.testing.assert_array_equal(read_label(root / "train" / "Annotations" / name / f"{t:05d}.png"),
-                                          video.labels[t])
+            np.testing.assert_array_equal(
+                read_label(root / "train" / "Annotations" / name / f"{t:05d}.png"), video.labels[t]
+            )
         for obj_id, entry in meta["objects"].items():
             assert entry["category"] == video.categories[int(obj_id)]
             assert entry["frames"] == [f"{t:05d}" for t in sampled if (video.labels[t] == int(obj_id)).any()]
@@ -250,8 +256,17 @@ def test_single_sequence_is_in_both_splits(tmp_path: Path):
         assert (root / "ImageSets" / "2017" / f"{split}.txt").read_text() == "synth000\n"
 
 
-@pytest.mark.parametrize("kwargs", [dict(sequences=0), dict(frames=0), dict(size=(8, 64)), dict(seed=-1),
-                                    dict(layout="kitti"), dict(val_fraction=1.0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(sequences=0),
+        dict(frames=0),
+        dict(size=(8, 64)),
+        dict(seed=-1),
+        dict(layout="kitti"),
+        dict(val_fraction=1.0),
+    ],
+)
 def test_bad_arguments(tmp_path: Path, kwargs: dict):
     args = dict(sequences=1, frames=1, size=(32, 32), seed=0) | kwargs
     with pytest.raises(ConfigError):
@@ -274,8 +289,27 @@ def test_parse_size():
 
 def test_cli_synth(tmp_path: Path, capsys):
     out = tmp_path / "cli"
-    assert main(["synth", "--out", str(out), "--sequences", "2", "--frames", "11", "--size", "32x48", "--seed", "3",
-                 "--layout", "youtube", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(out),
+                "--sequences",
+                "2",
+                "--frames",
+                "11",
+                "--size",
+                "32x48",
+                "--seed",
+                "3",
+                "--layout",
+                "youtube",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "wrote a synthetic youtube dataset" in capsys.readouterr().out
     assert (out / "valid" / "meta.json").is_file() and (out / "valid_all_frames" / "JPEGImages").is_dir()
     assert main(["synth", "--out", str(tmp_path / "bad"), "--size", "12x40"]) == 2
@@ -283,6 +317,14 @@ def test_cli_synth(tmp_path: Path, capsys):
     with pytest.raises(SystemExit):
         main(["synth", "--help"])
     help_text = capsys.readouterr().out
-    for option in ["--out", "--sequences", "--frames", "--size", "--seed", "--layout", "--val-fraction",
-                   "--no-progress"]:
+    for option in [
+        "--out",
+        "--sequences",
+        "--frames",
+        "--size",
+        "--seed",
+        "--layout",
+        "--val-fraction",
+        "--no-progress",
+    ]:
         assert option in help_text

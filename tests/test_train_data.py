@@ -54,12 +54,22 @@ def _label(t: int, objects: int, empty_until: int = -1) -> np.ndarray:
         return label
     for k in range(objects):
         y, x = 2 + 7 * k, 2 + (t + 3 * k) % 20
-        label[y:y + 6, x:x + 8] = k + 1
+        label[y : y + 6, x : x + 8] = k + 1
     return label
 
 
-def write_video(image_root: Path, mask_root: Path, name: str, frames: int, *, objects: int = 2, step: int = 1,
-                empty_until: int = -1, image_ext: str = ".png", seed: int = 0) -> None:
+def write_video(
+    image_root: Path,
+    mask_root: Path,
+    name: str,
+    frames: int,
+    *,
+    objects: int = 2,
+    step: int = 1,
+    empty_until: int = -1,
+    image_ext: str = ".png",
+    seed: int = 0,
+) -> None:
     """Frames named with ``step`` (5 mimics YouTube-VOS train); lossless PNG frames unless told otherwise."""
     rng = np.random.default_rng(seed)
     for t in range(frames):
@@ -168,8 +178,12 @@ def test_clip_level_draws_are_shared_and_frame_level_draws_differ():
     rng = np.random.default_rng(0)
     image, label = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), _label(0, 2)
     label = np.pad(label, ((0, 16), (0, 18)))
-    clip_only = ClipAugmentConfig(size=(32, 32), frame_affine=ClipAugmentConfig.none().frame_affine,
-                                  frame_jitter=ClipAugmentConfig.none().frame_jitter, grayscale_prob=0.5)
+    clip_only = ClipAugmentConfig(
+        size=(32, 32),
+        frame_affine=ClipAugmentConfig.none().frame_affine,
+        frame_jitter=ClipAugmentConfig.none().frame_jitter,
+        grayscale_prob=0.5,
+    )
     frames, labels = augment_clip([image] * 3, [label] * 3, clip_only, np.random.default_rng(5))
     assert frames.shape == (3, 32, 32, 3) and frames.dtype == np.float32 and labels.shape == (3, 32, 32)
     assert np.array_equal(frames[0], frames[1]) and np.array_equal(frames[0], frames[2])
@@ -183,9 +197,15 @@ def test_flip_and_resize_are_exact():
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
     label = rng.integers(0, 4, (20, 30), dtype=np.uint8)
-    cfg = ClipAugmentConfig(size=(20, 30), crop="resize", hflip_prob=1.0, frame_affine=ClipAugmentConfig.none()
-                            .frame_affine, clip_jitter=ClipAugmentConfig.none().clip_jitter, grayscale_prob=0.0,
-                            frame_jitter=ClipAugmentConfig.none().frame_jitter)
+    cfg = ClipAugmentConfig(
+        size=(20, 30),
+        crop="resize",
+        hflip_prob=1.0,
+        frame_affine=ClipAugmentConfig.none().frame_affine,
+        clip_jitter=ClipAugmentConfig.none().clip_jitter,
+        grayscale_prob=0.0,
+        frame_jitter=ClipAugmentConfig.none().frame_jitter,
+    )
     frames, labels = augment_clip([image], [label], cfg, np.random.default_rng(0))
     assert np.array_equal(labels[0], label[:, ::-1])
     assert np.abs(frames[0] * 255 - image[:, ::-1]).max() < 1e-3
@@ -201,8 +221,12 @@ def test_images_and_labels_stay_aligned():
     label = np.zeros((200, 300), np.uint8)
     label[20:120, 30:150], label[100:180, 160:280], label[60:90, 200:230] = 1, 2, 3
     palette = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
-    no_colour = {"clip_jitter": ColorJitterRange(), "frame_jitter": ColorJitterRange(), "grayscale_prob": 0.0,
-                 "fill": (0, 0, 0)}
+    no_colour = {
+        "clip_jitter": ColorJitterRange(),
+        "frame_jitter": ColorJitterRange(),
+        "grayscale_prob": 0.0,
+        "fill": (0, 0, 0),
+    }
     for recipe in (ClipAugmentConfig.stcn_video(32), ClipAugmentConfig.stcn_static(32)):
         cfg = ClipAugmentConfig(**{**recipe.__dict__, **no_colour})
         for seed in range(5):
@@ -425,8 +449,11 @@ def test_synthetic_davis_and_youtube_layouts(tmp_path: Path):
     assert ds.names == train
     yt = youtube_clip_dataset(youtube, augment=ClipAugmentConfig.stcn_video(32), max_objects=2)
     assert all(len(v.images) == 4 for v in yt.videos)  # 20 frames annotated every 5th
-    assert (detect_layout(davis), detect_layout(youtube), detect_layout(youtube / "train")) == \
-        ("davis", "youtube", "youtube")
+    assert (detect_layout(davis), detect_layout(youtube), detect_layout(youtube / "train")) == (
+        "davis",
+        "youtube",
+        "youtube",
+    )
     assert open_clip_dataset(youtube, augment=ClipAugmentConfig.none(32)).skip_divisor == 5
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no BL30K layout"):

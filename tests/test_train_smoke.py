@@ -33,16 +33,42 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_dataset(tmp_path_factory.mktemp("synth") / "davis", sequences=4, frames=5, size=(64, 64), seed=3)
 
 
-def tiny_config(root: Path, *, arch: str = "stcn", mode: str = "none", iterations: int = 2,
-                stages: list[dict] | None = None, **top) -> dict:
-    stage = {"name": "main", "iterations": iterations, "batch_size": 2, "lr": 1e-4, "lr_milestones": [1],
-             "data": {"crop_size": 64, "datasets": [{"kind": "davis", "root": str(root)}],
-                      "max_skip_values": [2], "max_skip_fractions": []}}
-    return {"model": {"arch": arch}, "loss": {"mode": mode, "pcl_ramp_start": 0, "ocl_ramp_start": 0,
-                                              "official_ramp_start": 0, "pcl_ramp_end": 1, "ocl_ramp_end": 1,
-                                              "official_ramp_end": 1},
-            "stages": stages or [stage], "num_workers": 0, "log_interval": 1, "image_interval": 1,
-            "save_interval": 100, "device": "cpu", "amp": "off", **top}
+def tiny_config(
+    root: Path, *, arch: str = "stcn", mode: str = "none", iterations: int = 2, stages: list[dict] | None = None, **top
+) -> dict:
+    stage = {
+        "name": "main",
+        "iterations": iterations,
+        "batch_size": 2,
+        "lr": 1e-4,
+        "lr_milestones": [1],
+        "data": {
+            "crop_size": 64,
+            "datasets": [{"kind": "davis", "root": str(root)}],
+            "max_skip_values": [2],
+            "max_skip_fractions": [],
+        },
+    }
+    return {
+        "model": {"arch": arch},
+        "loss": {
+            "mode": mode,
+            "pcl_ramp_start": 0,
+            "ocl_ramp_start": 0,
+            "official_ramp_start": 0,
+            "pcl_ramp_end": 1,
+            "ocl_ramp_end": 1,
+            "official_ramp_end": 1,
+        },
+        "stages": stages or [stage],
+        "num_workers": 0,
+        "log_interval": 1,
+        "image_interval": 1,
+        "save_interval": 100,
+        "device": "cpu",
+        "amp": "off",
+        **top,
+    }
 
 
 def read_scalars(run: Path) -> dict[str, list[float]]:
@@ -55,8 +81,11 @@ def read_scalars(run: Path) -> dict[str, list[float]]:
 
 @pytest.mark.parametrize(
     ("arch", "mode", "terms"),
-    [("stcn", "none", ["seg"]), ("stcn", "paper", ["seg", "pcl", "ocl"]),
-     ("stcn_corr", "official", ["seg", "temp", "cross_key"])],
+    [
+        ("stcn", "none", ["seg"]),
+        ("stcn", "paper", ["seg", "pcl", "ocl"]),
+        ("stcn_corr", "official", ["seg", "temp", "cross_key"]),
+    ],
 )
 def test_two_steps_per_mode(synthetic_root: Path, tmp_path: Path, arch: str, mode: str, terms: list[str]):
     cfg = config_from_dict(tiny_config(synthetic_root, arch=arch, mode=mode))
@@ -79,8 +108,14 @@ def test_two_steps_per_mode(synthetic_root: Path, tmp_path: Path, arch: str, mod
     model = load_model(tmp_path / "checkpoints" / "main_final.pth")
     assert all(torch.equal(model.state_dict()[k], after[k]) for k in after)
     scalars, images = read_scalars(tmp_path)
-    for name in ["train/loss", "train/iou", "train/grad_norm", "train/lr/rest", "train/lr/encoder",
-                 *[f"train/terms/{t}" for t in terms]]:
+    for name in [
+        "train/loss",
+        "train/iou",
+        "train/grad_norm",
+        "train/lr/rest",
+        "train/lr/encoder",
+        *[f"train/terms/{t}" for t in terms],
+    ]:
         assert name in scalars and len(scalars[name]) == 2, name
         assert all(torch.isfinite(torch.tensor(scalars[name])))
     assert scalars["train/lr/rest"] == pytest.approx([1e-5, 1e-5])  # milestone at step 1, gamma 0.1
@@ -88,11 +123,24 @@ def test_two_steps_per_mode(synthetic_root: Path, tmp_path: Path, arch: str, mod
 
 
 def test_single_object_stage_widens_into_multi_object(synthetic_root: Path, tmp_path: Path):
-    data = {"crop_size": 64, "datasets": [{"kind": "davis", "root": str(synthetic_root)}],
-            "max_skip_values": [2], "max_skip_fractions": []}
-    stages = [{"name": "static", "iterations": 1, "batch_size": 2, "lr": 1e-4, "lr_milestones": [],
-               "single_object": True, "data": data},
-              {"name": "main", "iterations": 1, "batch_size": 2, "lr": 1e-4, "lr_milestones": [], "data": data}]
+    data = {
+        "crop_size": 64,
+        "datasets": [{"kind": "davis", "root": str(synthetic_root)}],
+        "max_skip_values": [2],
+        "max_skip_fractions": [],
+    }
+    stages = [
+        {
+            "name": "static",
+            "iterations": 1,
+            "batch_size": 2,
+            "lr": 1e-4,
+            "lr_milestones": [],
+            "single_object": True,
+            "data": data,
+        },
+        {"name": "main", "iterations": 1, "batch_size": 2, "lr": 1e-4, "lr_milestones": [], "data": data},
+    ]
     cfg = config_from_dict(tiny_config(synthetic_root, stages=stages))
     trainer = Trainer(cfg, out_dir=tmp_path, progress=False)
     assert trainer.run().finished
@@ -106,8 +154,9 @@ def test_single_object_stage_widens_into_multi_object(synthetic_root: Path, tmp_
     assert widened.shape[1] == 5 and widened[:, 4].abs().sum() > 0  # the new "others" channel is not zero
 
 
-def test_nonfinite_loss_skips_the_step_then_stops(synthetic_root: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch):
+def test_nonfinite_loss_skips_the_step_then_stops(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     from corrvos.training import task as task_module
 
     original = task_module.CorrespondenceTask.step
@@ -137,8 +186,10 @@ def test_parameter_groups_follow_the_release():
     ids = [{id(p) for p in g["params"]} for g in groups]
     names = {id(p): n for n, p in model.named_parameters()}
     assert sum(len(i) for i in ids) == len(names) + 2  # every parameter exactly once (+ the head's 2)
-    assert all(n.startswith(("key_encoder.", "value_encoder.")) and ".layer2." not in n and ".layer3." not in n
-               for n in (names[i] for i in ids[0]))
+    assert all(
+        n.startswith(("key_encoder.", "value_encoder.")) and ".layer2." not in n and ".layer3." not in n
+        for n in (names[i] for i in ids[0])
+    )
     assert any(".fuser." in names[i] for i in ids[0])  # the value encoder's fuser sits in the 0.2x group
     assert all(".layer2." in names[i] or ".layer3." in names[i] for i in ids[1])
     rest = {names[i] for i in ids[2] if i in names}
@@ -186,8 +237,12 @@ def test_every_shipped_config_trains_on_synthetic_data(synthetic_root: Path, tmp
     data["model"]["pretrained_backbones"] = False
     for stage in data["stages"]:
         stage.update(iterations=1, batch_size=2, lr_milestones=[])
-        stage["data"].update(crop_size=64, datasets=[{"kind": "davis", "root": str(synthetic_root)}],
-                             max_skip_values=[2], max_skip_fractions=[])
+        stage["data"].update(
+            crop_size=64,
+            datasets=[{"kind": "davis", "root": str(synthetic_root)}],
+            max_skip_values=[2],
+            max_skip_fractions=[],
+        )
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     from corrvos.cli import main as cli_main

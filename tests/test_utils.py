@@ -53,14 +53,31 @@ def test_cli_output_path_that_is_a_file(tmp_path, capsys):
     blocker = tmp_path / "out"
     blocker.write_text("")
     root = tmp_path / "ds"
-    assert main(["synth", "--out", str(root), "--sequences", "2", "--frames", "4", "--size", "16x16",
-                 "--no-progress"]) == 0
+    assert (
+        main(["synth", "--out", str(root), "--sequences", "2", "--frames", "4", "--size", "16x16", "--no-progress"])
+        == 0
+    )
     capsys.readouterr()
     from corrvos.inference.baseline import copy_first_frame
 
     copy_first_frame(root, tmp_path / "res", progress=False)
-    assert main(["eval", "--davis-root", str(root), "--results", str(tmp_path / "res"), "--output", str(blocker),
-                 "--workers", "1", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--davis-root",
+                str(root),
+                "--results",
+                str(tmp_path / "res"),
+                "--output",
+                str(blocker),
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("corrvos eval: error: ") and str(blocker) in err and "Traceback" not in err
 

@@ -22,8 +22,8 @@ def video(h: int = 24, w: int = 36) -> tuple[list[np.ndarray], list[np.ndarray]]
     gts, preds = [], []
     for t in range(len(FRAMES)):
         g, p = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
-        g[4:12, 3 + t:13 + t] = 2
-        p[5:12, 3 + t:13 + t] = 2  # one row missing
+        g[4:12, 3 + t : 13 + t] = 2
+        p[5:12, 3 + t : 13 + t] = 2  # one row missing
         if t >= 2:
             g[14:20, 20:30] = 5
             p[14:20, 22:30] = 5
@@ -60,8 +60,21 @@ def test_objects_scored_after_first_appearance(tmp_path) -> None:
     rows = (tmp_path / "res" / "corrvos_youtube_per-object.csv").read_text().splitlines()
     assert rows[0] == "Video,Object,Frames,J-Mean,F-Mean" and rows[1].startswith("vid,2,3,")
     out = tmp_path / "cli"
-    assert cli_main(["eval", "--youtube-gt", str(tmp_path / "gt"), "--results", str(tmp_path / "res"),
-                     "--output", str(out), "--quiet"]) == 0
+    assert (
+        cli_main(
+            [
+                "eval",
+                "--youtube-gt",
+                str(tmp_path / "gt"),
+                "--results",
+                str(tmp_path / "res"),
+                "--output",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     expected = (tmp_path / "res" / "corrvos_youtube_global.csv").read_text()
     assert (out / "corrvos_youtube_global.csv").read_text() == expected
 
@@ -77,8 +90,7 @@ def test_youtube_bad_input(tmp_path) -> None:
         evaluate_youtube(tmp_path / "gt", tmp_path / "res", progress=False)
     msg = str(exc.value)
     assert "00005.png: predicted id(s) [7]" in msg and "00010.png: label map not found" in msg
-    assert cli_main(["eval", "--youtube-gt", str(tmp_path / "gt"), "--results", str(tmp_path / "res"),
-                     "--quiet"]) == 2
+    assert cli_main(["eval", "--youtube-gt", str(tmp_path / "gt"), "--results", str(tmp_path / "res"), "--quiet"]) == 2
 
 
 def make_youtube_root(tmp: Path, sizes: dict[str, tuple[int, int]]) -> Path:
@@ -131,8 +143,7 @@ def test_pack_youtube_fills_frames_before_the_first_reference_mask(tmp_path) -> 
         for name in names:
             write_label(res / vid / f"{name}.png", np.full((h, w), 1, np.uint8))
     out = tmp_path / "sub.zip"
-    assert cli_main(["pack-youtube", "--results", str(res.parent), "--out", str(out), "--youtube-root",
-                     str(root)]) == 0
+    assert cli_main(["pack-youtube", "--results", str(res.parent), "--out", str(out), "--youtube-root", str(root)]) == 0
     with zipfile.ZipFile(out) as zf:
         names = sorted(n for n in zf.namelist() if n.endswith(".png"))
         assert names == [f"Annotations/{v}/{f}.png" for v in "ab" for f in FRAMES[:3]]

@@ -210,17 +210,23 @@ def _validate(cfg: TrainConfig, source: str) -> None:
             if spec.repeat < 1:
                 raise ConfigError(f"{source}: {where}: data.datasets repeat must be >= 1")
             if spec.subset is not None and spec.kind not in ("davis", "youtube", "synthetic"):
-                raise ConfigError(f"{source}: {where}: a {spec.kind} dataset has a subset, but a subset is only read "
-                                  "for davis, youtube and synthetic datasets")
+                raise ConfigError(
+                    f"{source}: {where}: a {spec.kind} dataset has a subset, but a subset is only read "
+                    "for davis, youtube and synthetic datasets"
+                )
             if spec.kind == "synthetic" and (len(spec.size) != 2 or min(spec.size) < 1 or spec.sequences < 1):
-                raise ConfigError(f"{source}: {where}: synthetic size must be [H, W] of positive sizes and sequences "
-                                  f">= 1, got size {spec.size} and {spec.sequences} sequences")
+                raise ConfigError(
+                    f"{source}: {where}: synthetic size must be [H, W] of positive sizes and sequences "
+                    f">= 1, got size {spec.size} and {spec.sequences} sequences"
+                )
         if stage.single_object and any(not s.single_object for s in cfg.stages[:i]):
             raise ConfigError(f"{source}: {where}: a single-object stage cannot follow a multi-object stage")
         loss = stage_loss_config(cfg, stage, source)
         if loss.mode == "official" and cfg.model.arch != "stcn_corr":
-            raise ConfigError(f"{source}: {where}: loss.mode 'official' needs model.arch 'stcn_corr' (its key_proj2 "
-                              f"head), got {cfg.model.arch!r}")
+            raise ConfigError(
+                f"{source}: {where}: loss.mode 'official' needs model.arch 'stcn_corr' (its key_proj2 "
+                f"head), got {cfg.model.arch!r}"
+            )
         frame_fields = []
         if loss.mode == "paper" and loss.pcl_weight > 0:
             frame_fields += ["pcl_remote_frame", "pcl_frame_t1", "pcl_frame_t2"]
@@ -229,8 +235,9 @@ def _validate(cfg: TrainConfig, source: str) -> None:
         for name in frame_fields:
             index = getattr(loss, name)
             if not -data.num_frames <= index < data.num_frames:
-                raise ConfigError(f"{source}: {where}: loss.{name} = {index} is outside a clip of {data.num_frames} "
-                                  f"frames")
+                raise ConfigError(
+                    f"{source}: {where}: loss.{name} = {index} is outside a clip of {data.num_frames} frames"
+                )
     optim = cfg.optim
     for name in ("encoder_lr_scale", "encoder_deep_lr_scale", "gamma"):
         if getattr(optim, name) <= 0:

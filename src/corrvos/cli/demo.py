@@ -38,8 +38,14 @@ def run(args: argparse.Namespace) -> int:
     from corrvos.inference.baseline import copy_first_frame
 
     out = Path(args.out)
-    data_root = generate_dataset(out / "data", sequences=args.sequences, frames=args.frames,
-                                 size=parse_size(args.size), seed=args.seed, layout="davis")
+    data_root = generate_dataset(
+        out / "data",
+        sequences=args.sequences,
+        frames=args.frames,
+        size=parse_size(args.size),
+        seed=args.seed,
+        layout="davis",
+    )
     print(f"[1/3] synthetic DAVIS-layout dataset: {data_root}")
     results = copy_first_frame(data_root, out / "baseline", split="val")
     print(f"[2/3] copy-first-frame baseline predictions: {results}")

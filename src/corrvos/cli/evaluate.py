@@ -32,27 +32,54 @@ example:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--davis-root", help="DAVIS folder with ImageSets/ and Annotations/480p/")
-    parser.add_argument("--youtube-gt", default=None,
-                        help="instead of --davis-root: a folder of <video>/<frame>.png YouTube-VOS-layout ground "
-                             "truth; gives approximate local J/F per object (the server's protocol is not public)")
-    parser.add_argument("--set", dest="set_name", default="val", choices=["train", "val", "test-dev", "test-challenge"],
-                        help="subset to score (default: val)")
-    parser.add_argument("--year", default="2017", choices=["2016", "2017"],
-                        help="2017: multi-object (default); 2016: ImageSets/2016, GT and predictions binarised")
+    parser.add_argument(
+        "--youtube-gt",
+        default=None,
+        help="instead of --davis-root: a folder of <video>/<frame>.png YouTube-VOS-layout ground "
+        "truth; gives approximate local J/F per object (the server's protocol is not public)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="set_name",
+        default="val",
+        choices=["train", "val", "test-dev", "test-challenge"],
+        help="subset to score (default: val)",
+    )
+    parser.add_argument(
+        "--year",
+        default="2017",
+        choices=["2016", "2017"],
+        help="2017: multi-object (default); 2016: ImageSets/2016, GT and predictions binarised",
+    )
     parser.add_argument("--results", required=True, help="folder of predicted sequence folders")
     parser.add_argument("--output", default=None, help="folder for the CSVs (default: the results folder)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                        help="processes scoring sequences in parallel (default: min(4, CPUs))")
-    parser.add_argument("--reuse", action="store_true",
-                        help="if both official CSVs already exist in the output folder, print them instead of "
-                             "recomputing (the official script always does this)")
-    parser.add_argument("--compat-uint8-decay", action="store_true",
-                        help="reproduce the official uint8 Decay bins (NaN or wrong past 255 evaluated frames)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="processes scoring sequences in parallel (default: min(4, CPUs))",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="if both official CSVs already exist in the output folder, print them instead of "
+        "recomputing (the official script always does this)",
+    )
+    parser.add_argument(
+        "--compat-uint8-decay",
+        action="store_true",
+        help="reproduce the official uint8 Decay bins (NaN or wrong past 255 evaluated frames)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no per-object table")
 
 
-def _print_tables(global_header: list[str], global_row: list[float], per_object: list[tuple[str, float, float]],
-                  set_name: str, quiet: bool) -> None:
+def _print_tables(
+    global_header: list[str],
+    global_row: list[float],
+    per_object: list[tuple[str, float, float]],
+    set_name: str,
+    quiet: bool,
+) -> None:
     from corrvos.evaluation.tables import format_text_table
 
     print(f"--------------------------- Global results for {set_name} ---------------------------")
@@ -76,8 +103,13 @@ def _reuse(out_dir: Path, set_name: str, quiet: bool) -> bool:
     with open(s_path, newline="") as f:
         rows = list(csv.reader(f))[1:]
     nan = float("nan")
-    _print_tables(header, [float(v) if v else nan for v in row],
-                  [(r[0], float(r[1] or nan), float(r[2] or nan)) for r in rows], set_name, quiet)
+    _print_tables(
+        header,
+        [float(v) if v else nan for v in row],
+        [(r[0], float(r[1] or nan), float(r[2] or nan)) for r in rows],
+        set_name,
+        quiet,
+    )
     return True
 
 
@@ -85,13 +117,17 @@ def _run_youtube(args: argparse.Namespace) -> int:
     from corrvos.evaluation import evaluate_youtube
     from corrvos.evaluation.tables import format_text_table
 
-    result = evaluate_youtube(args.youtube_gt, args.results, workers=args.workers, output_dir=args.output,
-                              progress=not args.quiet)
+    result = evaluate_youtube(
+        args.youtube_gt, args.results, workers=args.workers, output_dir=args.output, progress=not args.quiet
+    )
     print("---------- YouTube-VOS-layout results (approximate, local protocol) ----------")
     print(format_text_table(list(result.global_scores), [list(result.global_scores.values())]))
     if not args.quiet:
-        rows = [(f"{v.name}_{k}", float(j), float(f)) for v in result.videos
-                for k, j, f in zip(v.objects, v.j, v.f, strict=True)]
+        rows = [
+            (f"{v.name}_{k}", float(j), float(f))
+            for v in result.videos
+            for k, j, f in zip(v.objects, v.j, v.f, strict=True)
+        ]
         print()
         print(format_text_table(["Object", "J-Mean", "F-Mean"], rows))
     print(f"results saved in {result.csv_paths['global']} and {result.csv_paths['per_object']}")
@@ -114,12 +150,21 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output) if args.output else Path(args.results)
     if args.reuse and _reuse(out_dir, args.set_name, args.quiet):
         return 0
-    result = evaluate_davis(args.davis_root, args.results, set_name=args.set_name, year=args.year,
-                            workers=args.workers, uint8_decay=args.compat_uint8_decay, output_dir=out_dir,
-                            progress=not args.quiet)
+    result = evaluate_davis(
+        args.davis_root,
+        args.results,
+        set_name=args.set_name,
+        year=args.year,
+        workers=args.workers,
+        uint8_decay=args.compat_uint8_decay,
+        output_dir=out_dir,
+        progress=not args.quiet,
+    )
     for key in ("global", "per_sequence"):
         print(f"{'Global' if key == 'global' else 'Per-sequence'} results saved in {result.csv_paths[key]}")
     print(format_tables(result, per_object=not args.quiet))
-    print(f"\nTotal time: {time.time() - start:.1f} s ({len(result.sequences)} sequences, "
-          f"{len(result.object_names)} objects, {args.workers} worker(s))")
+    print(
+        f"\nTotal time: {time.time() - start:.1f} s ({len(result.sequences)} sequences, "
+        f"{len(result.object_names)} objects, {args.workers} worker(s))"
+    )
     return 0

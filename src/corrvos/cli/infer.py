@@ -35,62 +35,111 @@ _log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True,
-                        help="checkpoint: official STCN / VOS_Correspondence / XMem file or a corrvos checkpoint; the "
-                             "architecture is read from the file")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="checkpoint: official STCN / VOS_Correspondence / XMem file or a corrvos checkpoint; the "
+        "architecture is read from the file",
+    )
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--davis-root", help="DAVIS folder with JPEGImages/, Annotations/, ImageSets/")
     src.add_argument("--youtube-root", help="YouTube-VOS folder with <set>/JPEGImages, <set>/meta.json, ...")
-    parser.add_argument("--set", dest="set_name", default=None,
-                        help="split: DAVIS train/val/test-dev/test-challenge (default val); "
-                             "YouTube-VOS valid/test/train (default valid)")
+    parser.add_argument(
+        "--set",
+        dest="set_name",
+        default=None,
+        help="split: DAVIS train/val/test-dev/test-challenge (default val); "
+        "YouTube-VOS valid/test/train (default valid)",
+    )
     parser.add_argument("--year", default=None, help="DAVIS 2017 (default) or 2016; YouTube-VOS 2019 (default) or 2018")
     parser.add_argument("--resolution", default="480p", help="DAVIS frame folder: 480p (default) or Full-Resolution")
-    parser.add_argument("--all-frames", action=argparse.BooleanOptionalAction, default=None,
-                        help="YouTube-VOS: run on <set>_all_frames (every frame) and save only the sampled frames "
-                             "(default: on for XMem as its eval.py when the folder exists, off for STCN)")
+    parser.add_argument(
+        "--all-frames",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="YouTube-VOS: run on <set>_all_frames (every frame) and save only the sampled frames "
+        "(default: on for XMem as its eval.py when the folder exists, off for STCN)",
+    )
     parser.add_argument("--sequences", nargs="+", default=None, metavar="NAME", help="only these sequences")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--size", type=int, default=None,
-                        help="resize frames so that their shorter side is SIZE before the network; outputs are "
-                             "resized back (default: XMem 480 as its eval.py; STCN none for DAVIS, 480 for "
-                             "YouTube-VOS; -1 disables)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="resize frames so that their shorter side is SIZE before the network; outputs are "
+        "resized back (default: XMem 480 as its eval.py; STCN none for DAVIS, 480 for "
+        "YouTube-VOS; -1 disables)",
+    )
     add_engine_arguments(parser)
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the inference engine shared by ``infer`` and ``segment`` (defaults: the model family's)."""
-    g = parser.add_argument_group(
-        "memory options (defaults: the official ones of the checkpoint's model, STCN / XMem)")
-    g.add_argument("--top-k", type=int, default=None,
-                   help="k of the top-k softmax: memory positions each query position reads (STCN 20, XMem 30)")
-    g.add_argument("--mem-every", type=int, default=None,
-                   help="r in the XMem paper: a memory frame every r frames (default 5; the STCN author uses 3 on "
-                        "DAVIS test-dev; XMem uses 10 on long videos; larger is faster)")
-    g.add_argument("--include-last", action="store_true",
-                   help="STCN only: keep the previous frame as a temporary memory entry")
-    g.add_argument("--deep-update-every", type=int, default=None,
-                   help="XMem: renew the sensory memory with the value encoder (deep update) every N frames; "
-                        "-1 (default) does it on every memory frame")
-    g.add_argument("--disable-long-term", action="store_true",
-                   help="XMem: keep every memory frame in working memory (no consolidation into long-term memory; "
-                        "memory then grows with the video)")
-    g.add_argument("--min-mid-term-frames", type=int, default=None,
-                   help="XMem: T_min in the paper, working-memory frames kept after a consolidation (default 5)")
-    g.add_argument("--max-mid-term-frames", type=int, default=None,
-                   help="XMem: T_max in the paper, working-memory frames that trigger a consolidation (default 10; "
-                        "lower saves memory)")
-    g.add_argument("--num-prototypes", type=int, default=None,
-                   help="XMem: P in the paper, long-term prototypes made per consolidation (default 128)")
-    g.add_argument("--max-long-term-elements", type=int, default=None,
-                   help="XMem: LT_max in the paper, long-term elements kept before the least-used are dropped "
-                        "(default 10000; raise it if objects disappear for a long time)")
+    g = parser.add_argument_group("memory options (defaults: the official ones of the checkpoint's model, STCN / XMem)")
+    g.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="k of the top-k softmax: memory positions each query position reads (STCN 20, XMem 30)",
+    )
+    g.add_argument(
+        "--mem-every",
+        type=int,
+        default=None,
+        help="r in the XMem paper: a memory frame every r frames (default 5; the STCN author uses 3 on "
+        "DAVIS test-dev; XMem uses 10 on long videos; larger is faster)",
+    )
+    g.add_argument(
+        "--include-last", action="store_true", help="STCN only: keep the previous frame as a temporary memory entry"
+    )
+    g.add_argument(
+        "--deep-update-every",
+        type=int,
+        default=None,
+        help="XMem: renew the sensory memory with the value encoder (deep update) every N frames; "
+        "-1 (default) does it on every memory frame",
+    )
+    g.add_argument(
+        "--disable-long-term",
+        action="store_true",
+        help="XMem: keep every memory frame in working memory (no consolidation into long-term memory; "
+        "memory then grows with the video)",
+    )
+    g.add_argument(
+        "--min-mid-term-frames",
+        type=int,
+        default=None,
+        help="XMem: T_min in the paper, working-memory frames kept after a consolidation (default 5)",
+    )
+    g.add_argument(
+        "--max-mid-term-frames",
+        type=int,
+        default=None,
+        help="XMem: T_max in the paper, working-memory frames that trigger a consolidation (default 10; "
+        "lower saves memory)",
+    )
+    g.add_argument(
+        "--num-prototypes",
+        type=int,
+        default=None,
+        help="XMem: P in the paper, long-term prototypes made per consolidation (default 128)",
+    )
+    g.add_argument(
+        "--max-long-term-elements",
+        type=int,
+        default=None,
+        help="XMem: LT_max in the paper, long-term elements kept before the least-used are dropped "
+        "(default 10000; raise it if objects disappear for a long time)",
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast (CUDA only)")
-    parser.add_argument("--fold-bn", action="store_true",
-                        help="fold the BatchNorm layers into the convolutions (58 fewer kernels per frame; no "
-                             "speed gain beyond noise measured on CPU); outputs equal to float rounding, not "
-                             "bit-comparable with the official code, so off by default")
+    parser.add_argument(
+        "--fold-bn",
+        action="store_true",
+        help="fold the BatchNorm layers into the convolutions (58 fewer kernels per frame; no "
+        "speed gain beyond noise measured on CPU); outputs equal to float rounding, not "
+        "bit-comparable with the official code, so off by default",
+    )
 
 
 def engine_config(args: argparse.Namespace, model: Any, *, default_size: int | None = None) -> Any:
@@ -134,8 +183,14 @@ def check_engine_arguments(args: argparse.Namespace) -> None:
     """Validate the shared engine options before any slow work (ConfigError naming the option)."""
     from corrvos.errors import ConfigError
 
-    for name in ("top_k", "mem_every", "min_mid_term_frames", "max_mid_term_frames", "num_prototypes",
-                 "max_long_term_elements"):
+    for name in (
+        "top_k",
+        "mem_every",
+        "min_mid_term_frames",
+        "max_mid_term_frames",
+        "num_prototypes",
+        "max_long_term_elements",
+    ):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -148,7 +203,6 @@ def load_inference_model(args: argparse.Namespace) -> tuple[Any, Any]:
     from corrvos.devices import resolve_device
     from corrvos.models import load_model
     from corrvos.models.fuse import fold_batchnorm
-
 
     device = resolve_device(args.device, option="--device")
     check_amp(args.amp, device)
@@ -174,8 +228,9 @@ def _open_dataset(args: argparse.Namespace, family: str) -> tuple[Any, str]:
 
         if args.all_frames:
             raise ConfigError("--all-frames applies to YouTube-VOS only")
-        ds = DavisDataset(args.davis_root, year=args.year or "2017", split=args.set_name or "val",
-                          resolution=args.resolution)
+        ds = DavisDataset(
+            args.davis_root, year=args.year or "2017", split=args.set_name or "val", resolution=args.resolution
+        )
         return ds, "davis"
     from pathlib import Path
 
@@ -270,7 +325,9 @@ def run(args: argparse.Namespace) -> int:
         total_seconds += seconds
         bar.set_postfix(fps=f"{total_frames / max(total_seconds, 1e-9):.2f}")
     fps = total_frames / max(total_seconds, 1e-9)
-    print(f"Processed {len(names)} sequences, {total_frames} frames in {total_seconds:.2f} s (I/O excluded): "
-          f"{fps:.2f} FPS on {device}" + (f" with {args.amp} autocast" if args.amp != "none" else ""))
+    print(
+        f"Processed {len(names)} sequences, {total_frames} frames in {total_seconds:.2f} s (I/O excluded): "
+        f"{fps:.2f} FPS on {device}" + (f" with {args.amp} autocast" if args.amp != "none" else "")
+    )
     print(f"Results written to {out_root}")
     return 0

@@ -20,8 +20,11 @@ example:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", required=True,
-                        help="folder of <video>/<frame>.png predictions (or holding them under Annotations/)")
+    parser.add_argument(
+        "--results",
+        required=True,
+        help="folder of <video>/<frame>.png predictions (or holding them under Annotations/)",
+    )
     parser.add_argument("--out", required=True, help="zip file to write")
     parser.add_argument("--youtube-root", default=None, help="YouTube-VOS root, to check every frame is present")
     parser.add_argument("--split", default="valid", choices=["valid", "test"], help="split of --youtube-root")

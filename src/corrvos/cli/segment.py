@@ -34,22 +34,33 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True,
-                        help="checkpoint: official STCN / VOS_Correspondence / XMem file or a corrvos checkpoint")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="checkpoint: official STCN / VOS_Correspondence / XMem file or a corrvos checkpoint",
+    )
     parser.add_argument("--video", required=True, help="video file (.mp4, .avi, .mov, .mkv, ...) or frame folder")
     parser.add_argument("--mask", required=True, help="label-map PNG of the annotated frame (same size as the frames)")
     parser.add_argument("--mask-frame", type=int, default=0, help="index of the annotated frame (default 0)")
-    parser.add_argument("--resize-mask", action="store_true",
-                        help="accept a mask of another size and resize it to the frame size (nearest neighbour)")
+    parser.add_argument(
+        "--resize-mask",
+        action="store_true",
+        help="accept a mask of another size and resize it to the frame size (nearest neighbour)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--size", type=int, default=None,
-                        help="shorter side used inside the network (default 480, as both models were evaluated; "
-                             "-1 keeps the frame size)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="shorter side used inside the network (default 480, as both models were evaluated; "
+        "-1 keeps the frame size)",
+    )
     add_engine_arguments(parser)
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     parser.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay (default 0.5)")
-    parser.add_argument("--fps", type=float, default=None,
-                        help="overlay frame rate (default: the video's, or 24 for a frame folder)")
+    parser.add_argument(
+        "--fps", type=float, default=None, help="overlay frame rate (default: the video's, or 24 for a frame folder)"
+    )
 
 
 def _read_first_mask(args: argparse.Namespace, frame_size: tuple[int, int]):
@@ -62,9 +73,12 @@ def _read_first_mask(args: argparse.Namespace, frame_size: tuple[int, int]):
     label = read_label(args.mask)
     if label.shape != frame_size:
         if not args.resize_mask:
-            raise DataError(args.mask, f"mask is {label.shape[1]}x{label.shape[0]} (WxH) but the video frames are "
-                                       f"{frame_size[1]}x{frame_size[0]}: draw the mask on a frame of the video, "
-                                       "or pass --resize-mask to resize it (nearest neighbour)")
+            raise DataError(
+                args.mask,
+                f"mask is {label.shape[1]}x{label.shape[0]} (WxH) but the video frames are "
+                f"{frame_size[1]}x{frame_size[0]}: draw the mask on a frame of the video, "
+                "or pass --resize-mask to resize it (nearest neighbour)",
+            )
         label = cv2.resize(label, (frame_size[1], frame_size[0]), interpolation=cv2.INTER_NEAREST)
     if not np.any(label):
         raise DataError(args.mask, "mask has no object (all pixels are 0 = background)")
@@ -104,8 +118,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     mask_dir = out / "masks"
     make_output_dir(mask_dir)
-    writer = contextlib.nullcontext() if args.no_overlay else VideoWriter(out / "overlay.mp4",
-                                                                           fps=args.fps or source.fps)
+    writer = (
+        contextlib.nullcontext() if args.no_overlay else VideoWriter(out / "overlay.mp4", fps=args.fps or source.fps)
+    )
     frames, seconds = 0, 0.0
     n = len(source)
     with writer as video:
@@ -128,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
             if video is not None:
                 video.write(overlay(rgb, label, alpha=args.alpha))
     ids = core.object_ids
-    print(f"Segmented {frames} frames, objects {ids}, in {seconds:.2f} s (I/O excluded): "
-          f"{frames / max(seconds, 1e-9):.2f} FPS on {device}")
+    print(
+        f"Segmented {frames} frames, objects {ids}, in {seconds:.2f} s (I/O excluded): "
+        f"{frames / max(seconds, 1e-9):.2f} FPS on {device}"
+    )
     print(f"Masks written to {mask_dir}" + ("" if args.no_overlay else f", overlay to {out / 'overlay.mp4'}"))
     return 0

@@ -47,18 +47,30 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="output folder (created; must be empty, new, or an earlier "
-                                                     "output of corrvos synth)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output folder (created; must be empty, new, or an earlier output of corrvos synth)",
+    )
     parser.add_argument("--sequences", type=int, default=4, help="number of videos (default: %(default)s)")
-    parser.add_argument("--frames", type=int, default=8,
-                        help="frames per video; for --layout youtube, the length of the all-frames video, of which "
-                             "every 5th frame is sampled (default: %(default)s)")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=8,
+        help="frames per video; for --layout youtube, the length of the all-frames video, of which "
+        "every 5th frame is sampled (default: %(default)s)",
+    )
     parser.add_argument("--size", default="96x160", help="frame size HxW, each side >= 16 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default: %(default)s)")
-    parser.add_argument("--layout", choices=("davis", "youtube"), default="davis",
-                        help="dataset layout (default: %(default)s)")
-    parser.add_argument("--val-fraction", type=float, default=0.5,
-                        help="fraction of the videos in the val split, in (0, 1) (default: %(default)s)")
+    parser.add_argument(
+        "--layout", choices=("davis", "youtube"), default="davis", help="dataset layout (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.5,
+        help="fraction of the videos in the val split, in (0, 1) (default: %(default)s)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 
@@ -69,8 +81,18 @@ def run(args: argparse.Namespace) -> int:
 
     size = parse_size(args.size)
     start = time.perf_counter()
-    out = generate_dataset(args.out, sequences=args.sequences, frames=args.frames, size=size, seed=args.seed,
-                           layout=args.layout, val_fraction=args.val_fraction, progress=not args.no_progress)
-    print(f"wrote a synthetic {args.layout} dataset ({args.sequences} videos x {args.frames} frames, "
-          f"{size[0]}x{size[1]}, seed {args.seed}) to {out} in {time.perf_counter() - start:.1f} s")
+    out = generate_dataset(
+        args.out,
+        sequences=args.sequences,
+        frames=args.frames,
+        size=size,
+        seed=args.seed,
+        layout=args.layout,
+        val_fraction=args.val_fraction,
+        progress=not args.no_progress,
+    )
+    print(
+        f"wrote a synthetic {args.layout} dataset ({args.sequences} videos x {args.frames} frames, "
+        f"{size[0]}x{size[1]}, seed {args.seed}) to {out} in {time.perf_counter() - start:.1f} s"
+    )
     return 0

@@ -26,14 +26,25 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML experiment file (overrides of the defaults)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config field (repeatable), e.g. stages.main.lr=1e-5")
-    parser.add_argument("--resume", metavar="CKPT_OR_RUN",
-                        help="continue a run from a checkpoint file or a run folder (its latest step_*.pth); "
-                             "without --config the checkpoint's own configuration is used")
-    parser.add_argument("--init-from", metavar="CKPT",
-                        help="start from these weights (official STCN / VOS_Correspondence file or a corrvos "
-                             "checkpoint): fine-tuning")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config field (repeatable), e.g. stages.main.lr=1e-5",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="CKPT_OR_RUN",
+        help="continue a run from a checkpoint file or a run folder (its latest step_*.pth); "
+        "without --config the checkpoint's own configuration is used",
+    )
+    parser.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="start from these weights (official STCN / VOS_Correspondence file or a corrvos checkpoint): fine-tuning",
+    )
     parser.add_argument("--out", metavar="DIR", help="run folder (default: out_dir of the config)")
     parser.add_argument("--data-root", metavar="DIR", help="root of the dataset folders (default: $CORRVOS_DATA)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:K (default: the config's, 'auto')")
@@ -96,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         shutdown_distributed(dist_info)
     if dist_info.is_main:
         state = "finished" if result.finished else "stopped"
-        print(f"{state} at stage {result.stage!r} step {result.step} (global step {result.global_step}); "
-              f"run folder {result.out_dir}")
+        print(
+            f"{state} at stage {result.stage!r} step {result.step} (global step {result.global_step}); "
+            f"run folder {result.out_dir}"
+        )
     return 0

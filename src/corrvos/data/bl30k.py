@@ -47,11 +47,15 @@ def find_bl30k_parts(root: str | PathLike) -> list[Path]:
         return [root]
     parts = [p for p in sorted(root.iterdir()) if p.is_dir() and _is_part(p)]
     if not parts:
-        parts = [q for p in sorted(root.iterdir()) if p.is_dir() for q in sorted(p.iterdir())
-                 if q.is_dir() and _is_part(q)]
+        parts = [
+            q for p in sorted(root.iterdir()) if p.is_dir() for q in sorted(p.iterdir()) if q.is_dir() and _is_part(q)
+        ]
     if not parts:
-        raise DataError(root, "no BL30K layout found: expected JPEGImages/<video>/*.jpg and "
-                              "Annotations/<video>/*.png here or in extracted segment folders below")
+        raise DataError(
+            root,
+            "no BL30K layout found: expected JPEGImages/<video>/*.jpg and "
+            "Annotations/<video>/*.png here or in extracted segment folders below",
+        )
     return parts
 
 
@@ -83,8 +87,9 @@ class BL30KObjectFilter:
         return kept
 
 
-def bl30k_clip_dataset(root: str | PathLike, *, augment: ClipAugmentConfig | None = None,
-                       filter_objects: bool = True, **kwargs) -> VOSClipDataset:
+def bl30k_clip_dataset(
+    root: str | PathLike, *, augment: ClipAugmentConfig | None = None, filter_objects: bool = True, **kwargs
+) -> VOSClipDataset:
     """Training clips of BL30K (all segments found under ``root``).
 
     Args:
@@ -97,5 +102,10 @@ def bl30k_clip_dataset(root: str | PathLike, *, augment: ClipAugmentConfig | Non
     parts = find_bl30k_parts(root)
     augment = augment if augment is not None else ClipAugmentConfig.stcn_bl30k()
     object_filter = BL30KObjectFilter.for_size(augment.size) if filter_objects else None
-    return VOSClipDataset([p / "JPEGImages" for p in parts], [p / "Annotations" for p in parts], augment=augment,
-                          object_filter=object_filter, **kwargs)
+    return VOSClipDataset(
+        [p / "JPEGImages" for p in parts],
+        [p / "Annotations" for p in parts],
+        augment=augment,
+        object_filter=object_filter,
+        **kwargs,
+    )

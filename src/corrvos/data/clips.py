@@ -96,8 +96,10 @@ def collate_clips(items: Sequence[ClipItem]) -> ClipBatch:
         raise ValueError("collate_clips needs at least one item")
     shapes = {tuple(item.frames.shape) for item in items}
     if len(shapes) != 1:
-        raise ConfigError(f"cannot batch clips of different shapes {sorted(shapes)}: give every dataset of the "
-                          "loader the same number of frames and the same augmentation size")
+        raise ConfigError(
+            f"cannot batch clips of different shapes {sorted(shapes)}: give every dataset of the "
+            "loader the same number of frames and the same augmentation size"
+        )
     n = max(item.max_objects for item in items)
     frames = torch.stack([item.frames for item in items])  # [B, T, 3, H, W]
     labels = torch.stack([item.labels for item in items]).long()  # [B, T, H, W]
@@ -185,19 +187,33 @@ class VOSClipDataset(Dataset):
             clips (raised by ``__getitem__``).
     """
 
-    def __init__(self, image_root: str | PathLike | Sequence[str | PathLike],
-                 mask_root: str | PathLike | Sequence[str | PathLike], *, num_frames: int = 3,
-                 max_objects: int = 2, max_skip: int = 5, skip_divisor: int = 1,
-                 subset: str | PathLike | Iterable[str] | None = None, augment: ClipAugmentConfig | None = None,
-                 sampling: str = "auto", reverse_prob: float = 0.5, max_attempts: int = 5,
-                 object_filter: ObjectFilter | None = None, short_videos: str = "error", seed: int = 0) -> None:
+    def __init__(
+        self,
+        image_root: str | PathLike | Sequence[str | PathLike],
+        mask_root: str | PathLike | Sequence[str | PathLike],
+        *,
+        num_frames: int = 3,
+        max_objects: int = 2,
+        max_skip: int = 5,
+        skip_divisor: int = 1,
+        subset: str | PathLike | Iterable[str] | None = None,
+        augment: ClipAugmentConfig | None = None,
+        sampling: str = "auto",
+        reverse_prob: float = 0.5,
+        max_attempts: int = 5,
+        object_filter: ObjectFilter | None = None,
+        short_videos: str = "error",
+        seed: int = 0,
+    ) -> None:
         image_roots = [Path(image_root)] if isinstance(image_root, (str, PathLike)) else [Path(p) for p in image_root]
         mask_roots = [Path(mask_root)] if isinstance(mask_root, (str, PathLike)) else [Path(p) for p in mask_root]
         if len(image_roots) != len(mask_roots) or not image_roots:
             raise ConfigError(f"need one annotation root per image root, got {len(image_roots)} and {len(mask_roots)}")
         if num_frames < 1 or max_objects < 1 or max_attempts < 1:
-            raise ConfigError(f"num_frames, max_objects and max_attempts must be >= 1, got {num_frames}, "
-                              f"{max_objects}, {max_attempts}")
+            raise ConfigError(
+                f"num_frames, max_objects and max_attempts must be >= 1, got {num_frames}, "
+                f"{max_objects}, {max_attempts}"
+            )
         if short_videos not in ("error", "skip"):
             raise ConfigError(f"short_videos must be 'error' or 'skip', got {short_videos!r}")
         effective_max_skip(max_skip, skip_divisor)  # validates both
@@ -228,8 +244,10 @@ class VOSClipDataset(Dataset):
         if wanted is not None:
             missing = [name for name in wanted if name not in found]
             if missing:
-                raise DataError(subset_file or image_roots[0], f"{len(missing)} listed video(s) not found under "
-                                f"{image_roots[0]}, e.g. {missing[:3]}")
+                raise DataError(
+                    subset_file or image_roots[0],
+                    f"{len(missing)} listed video(s) not found under {image_roots[0]}, e.g. {missing[:3]}",
+                )
             names = list(dict.fromkeys(wanted))
         else:
             names = list(found)
@@ -237,8 +255,10 @@ class VOSClipDataset(Dataset):
         for name in names:
             video = index_video(name, *found[name])
             if len(video.images) < num_frames:
-                problem = (f"video {name!r} has {len(video.images)} annotated frame(s), fewer than the "
-                           f"{num_frames} frames of a clip")
+                problem = (
+                    f"video {name!r} has {len(video.images)} annotated frame(s), fewer than the "
+                    f"{num_frames} frames of a clip"
+                )
                 if short_videos == "error":
                     raise DataError(video.image_dir, problem)
                 logger.warning("%s: %s; skipped", video.image_dir, problem)
@@ -246,8 +266,12 @@ class VOSClipDataset(Dataset):
             self.videos.append(video)
         if not self.videos:
             raise DataError(image_roots[0], "no usable video found")
-        logger.info("%d videos of at least %d annotated frames under %s", len(self.videos), num_frames,
-                    ", ".join(str(p) for p in image_roots))
+        logger.info(
+            "%d videos of at least %d annotated frames under %s",
+            len(self.videos),
+            num_frames,
+            ", ".join(str(p) for p in image_roots),
+        )
 
     @property
     def names(self) -> list[str]:
@@ -265,16 +289,23 @@ class VOSClipDataset(Dataset):
         effective_max_skip(max_skip, self.skip_divisor)
         self.max_skip = int(max_skip)
 
-    def _read_frame(self, image_path: Path, mask_path: Path, label: np.ndarray | None,
-                    size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    def _read_frame(
+        self, image_path: Path, mask_path: Path, label: np.ndarray | None, size: tuple[int, int] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         label = read_label(mask_path) if label is None else label
         image = read_image(image_path)
         if image.shape[:2] != label.shape:
-            raise DataError(mask_path, f"annotation size {label.shape[1]}x{label.shape[0]} differs from frame "
-                                       f"{image_path.name} ({image.shape[1]}x{image.shape[0]})")
+            raise DataError(
+                mask_path,
+                f"annotation size {label.shape[1]}x{label.shape[0]} differs from frame "
+                f"{image_path.name} ({image.shape[1]}x{image.shape[0]})",
+            )
         if size is not None and image.shape[:2] != size:
-            raise DataError(image_path, f"frame size {image.shape[1]}x{image.shape[0]} differs from the other "
-                                        f"frames of the video ({size[1]}x{size[0]})")
+            raise DataError(
+                image_path,
+                f"frame size {image.shape[1]}x{image.shape[0]} differs from the other "
+                f"frames of the video ({size[1]}x{size[0]})",
+            )
         return image, label
 
     def __getitem__(self, index: int) -> ClipItem:
@@ -282,15 +313,17 @@ class VOSClipDataset(Dataset):
         max_skip = effective_max_skip(self.max_skip, self.skip_divisor)
         for attempt in range(self.max_attempts):
             rng = item_rng(self.seed, self.epoch, index, attempt)
-            order = sample_frames(len(video.images), self.num_frames, max_skip, rng, method=self.sampling,
-                                  reverse_prob=self.reverse_prob)
+            order = sample_frames(
+                len(video.images), self.num_frames, max_skip, rng, method=self.sampling, reverse_prob=self.reverse_prob
+            )
             first_label = read_label(video.masks[order[0]])
             if not first_label.any():
                 continue  # cheap rejection before decoding any image
             images, labels, size = [], [], None
             for position, frame in enumerate(order):
-                image, label = self._read_frame(video.images[frame], video.masks[frame],
-                                                first_label if position == 0 else None, size)
+                image, label = self._read_frame(
+                    video.images[frame], video.masks[frame], first_label if position == 0 else None, size
+                )
                 size = image.shape[:2]
                 images.append(image)
                 labels.append(label)
@@ -304,15 +337,25 @@ class VOSClipDataset(Dataset):
             slots = np.zeros(out_labels.shape, dtype=np.int64)  # [T, H, W]
             for slot, object_id in enumerate(chosen, start=1):
                 slots[out_labels == object_id] = slot
-            return ClipItem(frames=normalize_frames(frames), labels=torch.from_numpy(slots),
-                            num_objects=len(chosen), max_objects=self.max_objects, name=video.name,
-                            frame_ids=tuple(video.images[i].stem for i in order), object_ids=tuple(chosen))
-        raise DataError(video.image_dir, f"no object visible in the first frame of {self.max_attempts} sampled "
-                                         f"clips of video {video.name!r} (empty annotations?)")
+            return ClipItem(
+                frames=normalize_frames(frames),
+                labels=torch.from_numpy(slots),
+                num_objects=len(chosen),
+                max_objects=self.max_objects,
+                name=video.name,
+                frame_ids=tuple(video.images[i].stem for i in order),
+                object_ids=tuple(chosen),
+            )
+        raise DataError(
+            video.image_dir,
+            f"no object visible in the first frame of {self.max_attempts} sampled "
+            f"clips of video {video.name!r} (empty annotations?)",
+        )
 
 
-def davis_clip_dataset(root: str | PathLike, *, split: str | None = "train", year: str = "2017",
-                       resolution: str = "480p", **kwargs) -> VOSClipDataset:
+def davis_clip_dataset(
+    root: str | PathLike, *, split: str | None = "train", year: str = "2017", resolution: str = "480p", **kwargs
+) -> VOSClipDataset:
     """Clips of a DAVIS tree: ``JPEGImages/<res>``, ``Annotations/<res>``, ``ImageSets/<year>/<split>.txt``.
 
     ``split=None`` uses every video. Other keyword arguments go to :class:`VOSClipDataset`.
@@ -322,8 +365,9 @@ def davis_clip_dataset(root: str | PathLike, *, split: str | None = "train", yea
     return VOSClipDataset(root / "JPEGImages" / resolution, root / "Annotations" / resolution, subset=subset, **kwargs)
 
 
-def youtube_clip_dataset(root: str | PathLike, *, split: str = "train", skip_divisor: int = 5,
-                         **kwargs) -> VOSClipDataset:
+def youtube_clip_dataset(
+    root: str | PathLike, *, split: str = "train", skip_divisor: int = 5, **kwargs
+) -> VOSClipDataset:
     """Clips of a YouTube-VOS tree: ``<split>/JPEGImages`` and ``<split>/Annotations`` (annotated every 5th frame).
 
     ``root`` may also be the split folder itself (one that contains ``JPEGImages``), e.g. STCN's ``train_480p``.

@@ -88,8 +88,10 @@ class DavisDataset(SequenceCollection):
         if self.year not in DAVIS_SPLITS:
             raise DataError(self.root, f"unknown DAVIS year {self.year!r} (expected one of {sorted(DAVIS_SPLITS)})")
         if split not in DAVIS_SPLITS[self.year]:
-            raise DataError(self.root, f"unknown DAVIS {self.year} split {split!r} "
-                                       f"(expected one of {list(DAVIS_SPLITS[self.year])})")
+            raise DataError(
+                self.root,
+                f"unknown DAVIS {self.year} split {split!r} (expected one of {list(DAVIS_SPLITS[self.year])})",
+            )
         self.image_root = self.root / "JPEGImages" / resolution
         self.annotation_root = self.root / "Annotations" / resolution
         self.imageset_path = self.root / "ImageSets" / self.year / f"{split}.txt"
@@ -97,8 +99,10 @@ class DavisDataset(SequenceCollection):
         logger.debug("DAVIS %s %s: %d sequences in %s", self.year, split, len(self.sequences), self.root)
 
     def __repr__(self) -> str:
-        return f"DavisDataset(root={str(self.root)!r}, year={self.year!r}, split={self.split!r}, " \
-               f"sequences={len(self.sequences)})"
+        return (
+            f"DavisDataset(root={str(self.root)!r}, year={self.year!r}, split={self.split!r}, "
+            f"sequences={len(self.sequences)})"
+        )
 
     def sequence(self, name: str) -> VideoSequence:
         """The sequence ``name`` of this split.
@@ -118,15 +122,18 @@ class DavisDataset(SequenceCollection):
         first = ann_dir / f"{frame_ids[0]}.png"
         if not first.is_file():
             raise DataError(first, f"first-frame annotation of sequence {name!r} not found")
-        annotation_paths = {i: ann_dir / f"{fid}.png" for i, fid in enumerate(frame_ids)
-                            if (ann_dir / f"{fid}.png").is_file()}
+        annotation_paths = {
+            i: ann_dir / f"{fid}.png" for i, fid in enumerate(frame_ids) if (ann_dir / f"{fid}.png").is_file()
+        }
         label = read_label(first)
         if label.shape != size:
-            raise DataError(first, f"annotation is {label.shape[0]}x{label.shape[1]} but the frames of sequence "
-                                   f"{name!r} are {size[0]}x{size[1]}")
+            raise DataError(
+                first,
+                f"annotation is {label.shape[0]}x{label.shape[1]} but the frames of sequence "
+                f"{name!r} are {size[0]}x{size[1]}",
+            )
         binarize = self.year == "2016"
-        ids = [1] if binarize and (label > 0).any() else \
-            [int(k) for k in np.unique(label) if k not in (0, VOID_LABEL)]
+        ids = [1] if binarize and (label > 0).any() else [int(k) for k in np.unique(label) if k not in (0, VOID_LABEL)]
         if not ids:
             logger.warning("%s: the first-frame annotation contains no object", first)
         return VideoSequence(

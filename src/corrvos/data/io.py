@@ -77,8 +77,11 @@ def read_label(path: str | Path) -> np.ndarray:
         with Image.open(path) as img:
             mode = img.mode
             if mode not in LABEL_MODES:
-                raise DataError(path, f"label map must be a palette or 8-bit grayscale PNG, got mode {mode!r} "
-                                      "(save masks as indexed PNGs, e.g. with corrvos.data.io.write_label)")
+                raise DataError(
+                    path,
+                    f"label map must be a palette or 8-bit grayscale PNG, got mode {mode!r} "
+                    "(save masks as indexed PNGs, e.g. with corrvos.data.io.write_label)",
+                )
             array = np.array(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, DataError):
@@ -110,8 +113,9 @@ def write_label(path: str | Path, label: np.ndarray, palette: np.ndarray | None 
         img.save(tmp, format="PNG")
 
 
-def label_header_problem(path: str | Path, expected: tuple[int, int] | None = None, *,
-                         reference: str = "the ground truth") -> tuple[str | None, tuple[int, int] | None]:
+def label_header_problem(
+    path: str | Path, expected: tuple[int, int] | None = None, *, reference: str = "the ground truth"
+) -> tuple[str | None, tuple[int, int] | None]:
     """Check a label-map PNG from its header only (the pixels are not decoded), as the evaluators do up front.
 
     Args:

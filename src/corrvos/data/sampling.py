@@ -58,10 +58,13 @@ class SkipCurriculum:
         object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
         object.__setattr__(self, "values", tuple(int(v) for v in self.values))
         if len(self.fractions) != len(self.values):
-            raise ConfigError(f"max-skip curriculum needs one value per fraction, got {len(self.fractions)} "
-                              f"fractions and {len(self.values)} values")
-        if any(b <= a for a, b in zip(self.fractions, self.fractions[1:], strict=False)) or \
-                any(not 0.0 < f <= 1.0 for f in self.fractions):
+            raise ConfigError(
+                f"max-skip curriculum needs one value per fraction, got {len(self.fractions)} "
+                f"fractions and {len(self.values)} values"
+            )
+        if any(b <= a for a, b in zip(self.fractions, self.fractions[1:], strict=False)) or any(
+            not 0.0 < f <= 1.0 for f in self.fractions
+        ):
             raise ConfigError(f"max-skip curriculum fractions must increase within (0, 1], got {self.fractions}")
         if self.initial < 1 or any(v < 1 for v in self.values):
             raise ConfigError(f"max-skip values must be >= 1, got initial {self.initial} and {self.values}")
@@ -78,8 +81,10 @@ class SkipCurriculum:
             ConfigError: the lengths do not match, a value is below 1 or the fractions do not increase in (0, 1].
         """
         if len(values) != len(fractions) + 1:
-            raise ConfigError(f"max_skip_values needs exactly one more entry than max_skip_fractions, got "
-                              f"{len(values)} values and {len(fractions)} fractions")
+            raise ConfigError(
+                f"max_skip_values needs exactly one more entry than max_skip_fractions, got "
+                f"{len(values)} values and {len(fractions)} fractions"
+            )
         if any(v < 1 for v in values):
             raise ConfigError(f"max_skip_values must be >= 1, got {list(values)}")
         return cls(int(values[0]), tuple(fractions), tuple(values[1:]))
@@ -160,8 +165,16 @@ def _window_sample(length: int, num_frames: int, max_skip: int, rng: np.random.G
     return sorted(chosen)
 
 
-def sample_frames(length: int, num_frames: int, max_skip: int, rng: np.random.Generator, *,
-                  method: str = "auto", reverse_prob: float = 0.5, allow_repeats: bool = False) -> list[int]:
+def sample_frames(
+    length: int,
+    num_frames: int,
+    max_skip: int,
+    rng: np.random.Generator,
+    *,
+    method: str = "auto",
+    reverse_prob: float = 0.5,
+    allow_repeats: bool = False,
+) -> list[int]:
     """Indices of ``num_frames`` frames of a video of ``length`` (annotated) frames, in clip order.
 
     Args:

@@ -105,8 +105,10 @@ class VideoSequence:
         path = self.frame_paths[index]
         rgb = read_image(path)
         if rgb.shape[:2] != tuple(self.size):
-            raise DataError(path, f"frame is {rgb.shape[0]}x{rgb.shape[1]} but the sequence's frames are "
-                                  f"{self.size[0]}x{self.size[1]}")
+            raise DataError(
+                path,
+                f"frame is {rgb.shape[0]}x{rgb.shape[1]} but the sequence's frames are {self.size[0]}x{self.size[1]}",
+            )
         return rgb
 
     def has_mask(self, index: int) -> bool:
@@ -123,12 +125,16 @@ class VideoSequence:
         self._check_index(index)
         path = self.annotation_paths.get(index, self.mask_paths.get(index))
         if path is None:
-            raise DataError(self.frame_paths[index], f"frame {self.frame_ids[index]} of sequence {self.name!r} "
-                                                     "has no annotation")
+            raise DataError(
+                self.frame_paths[index], f"frame {self.frame_ids[index]} of sequence {self.name!r} has no annotation"
+            )
         label = read_label(path)
         if label.shape != tuple(self.size):
-            raise DataError(path, f"annotation is {label.shape[0]}x{label.shape[1]} but the frames of sequence "
-                                  f"{self.name!r} are {self.size[0]}x{self.size[1]}")
+            raise DataError(
+                path,
+                f"annotation is {label.shape[0]}x{label.shape[1]} but the frames of sequence "
+                f"{self.name!r} are {self.size[0]}x{self.size[1]}",
+            )
         if self.binarize:
             label = (label > 0).astype(np.uint8)
         return label

@@ -42,8 +42,9 @@ logger = logging.getLogger(__name__)
 STATIC_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def find_image_mask_pairs(image_root: str | PathLike,
-                          mask_root: str | PathLike | None = None) -> list[tuple[Path, Path]]:
+def find_image_mask_pairs(
+    image_root: str | PathLike, mask_root: str | PathLike | None = None
+) -> list[tuple[Path, Path]]:
     """All (image, mask) pairs under ``image_root``, sorted by image path.
 
     Raises:
@@ -63,8 +64,12 @@ def find_image_mask_pairs(image_root: str | PathLike,
         else:
             mask = (Path(mask_root) / image.relative_to(image_root)).with_suffix(".png")
         if not mask.is_file():
-            raise DataError(image, f"mask {mask} not found (expected next to the image, same name, .png)"
-                            if mask_root is None else f"mask {mask} not found")
+            raise DataError(
+                image,
+                f"mask {mask} not found (expected next to the image, same name, .png)"
+                if mask_root is None
+                else f"mask {mask} not found",
+            )
         pairs.append((image, mask))
     return pairs
 
@@ -99,18 +104,28 @@ class StaticPseudoVideoDataset(Dataset):
             its image, an empty mask or an object never visible in ``max_attempts`` draws (in ``__getitem__``).
     """
 
-    def __init__(self, roots: str | PathLike | Sequence[str | PathLike], *, repeats: Sequence[int] | None = None,
-                 mask_roots: Sequence[str | PathLike | None] | None = None, num_frames: int = 3,
-                 max_objects: int = 1, augment: ClipAugmentConfig | None = None, max_attempts: int = 5,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        roots: str | PathLike | Sequence[str | PathLike],
+        *,
+        repeats: Sequence[int] | None = None,
+        mask_roots: Sequence[str | PathLike | None] | None = None,
+        num_frames: int = 3,
+        max_objects: int = 1,
+        augment: ClipAugmentConfig | None = None,
+        max_attempts: int = 5,
+        seed: int = 0,
+    ) -> None:
         roots = [Path(roots)] if isinstance(roots, (str, PathLike)) else [Path(r) for r in roots]
         repeats = [1] * len(roots) if repeats is None else [int(r) for r in repeats]
         mask_roots = [None] * len(roots) if mask_roots is None else list(mask_roots)
         if len(repeats) != len(roots) or len(mask_roots) != len(roots) or any(r < 0 for r in repeats):
             raise ConfigError(f"need one non-negative repeat count and one mask root per image root ({len(roots)})")
         if num_frames < 1 or max_objects < 1 or max_attempts < 1:
-            raise ConfigError(f"num_frames, max_objects and max_attempts must be >= 1, got {num_frames}, "
-                              f"{max_objects}, {max_attempts}")
+            raise ConfigError(
+                f"num_frames, max_objects and max_attempts must be >= 1, got {num_frames}, "
+                f"{max_objects}, {max_attempts}"
+            )
         self.num_frames = num_frames
         self.max_objects = max_objects
         self.augment = augment if augment is not None else ClipAugmentConfig.stcn_static()
@@ -139,8 +154,11 @@ class StaticPseudoVideoDataset(Dataset):
         image = read_image(image_path)
         mask = read_binary_mask(mask_path)
         if image.shape[:2] != mask.shape:
-            raise DataError(mask_path, f"mask size {mask.shape[1]}x{mask.shape[0]} differs from image "
-                                       f"{image_path.name} ({image.shape[1]}x{image.shape[0]})")
+            raise DataError(
+                mask_path,
+                f"mask size {mask.shape[1]}x{mask.shape[0]} differs from image "
+                f"{image_path.name} ({image.shape[1]}x{image.shape[0]})",
+            )
         if not mask.any():
             raise DataError(mask_path, "mask is empty (no pixel above 127)")
         return image, mask
@@ -167,9 +185,17 @@ class StaticPseudoVideoDataset(Dataset):
             slots = np.zeros_like(labels)
             for slot, layer in enumerate(visible, start=1):
                 slots[labels == layer] = slot
-            return ClipItem(frames=normalize_frames(frames), labels=torch.from_numpy(slots),
-                            num_objects=len(visible), max_objects=self.max_objects, name=self._names[index],
-                            frame_ids=tuple(f"{self.pairs[index][0].stem}#{t}" for t in range(self.num_frames)),
-                            object_ids=tuple(visible))
-        raise DataError(self.pairs[index][1], f"the object is outside the first frame in all {self.max_attempts} "
-                                              "augmentations drawn (object too small or at the border?)")
+            return ClipItem(
+                frames=normalize_frames(frames),
+                labels=torch.from_numpy(slots),
+                num_objects=len(visible),
+                max_objects=self.max_objects,
+                name=self._names[index],
+                frame_ids=tuple(f"{self.pairs[index][0].stem}#{t}" for t in range(self.num_frames)),
+                object_ids=tuple(visible),
+            )
+        raise DataError(
+            self.pairs[index][1],
+            f"the object is outside the first frame in all {self.max_attempts} "
+            "augmentations drawn (object too small or at the border?)",
+        )

@@ -41,8 +41,9 @@ _LAYOUT_DIRS = ("JPEGImages", "Annotations", "ImageSets", "train", "valid", "val
 JPEG_QUALITY = 95
 
 
-def _check_args(*, sequences: int, frames: int, size: tuple[int, ...], seed: int, layout: str,
-                val_fraction: float) -> None:
+def _check_args(
+    *, sequences: int, frames: int, size: tuple[int, ...], seed: int, layout: str, val_fraction: float
+) -> None:
     if sequences < 1:
         raise ConfigError(f"--sequences must be >= 1, got {sequences}")
     if frames < 1:
@@ -63,8 +64,11 @@ def _prepare(out_dir: Path) -> None:
         raise DataError(out_dir, "output path exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not (out_dir / MARKER).is_file():
-            raise DataError(out_dir, f"output folder is not empty and holds no {MARKER} (not a corrvos synthetic "
-                                     "dataset); choose an empty or new folder")
+            raise DataError(
+                out_dir,
+                f"output folder is not empty and holds no {MARKER} (not a corrvos synthetic "
+                "dataset); choose an empty or new folder",
+            )
         for name in _LAYOUT_DIRS:
             if (out_dir / name).is_dir():
                 shutil.rmtree(out_dir / name)
@@ -100,8 +104,11 @@ def _write_youtube_video(root: Path, name: str, video: SyntheticVideo, *, split:
             objects[str(obj_id)] = {"category": kind, "frames": present}
     else:
         for t in range(n_frames):
-            write_image(root / f"{split}_all_frames" / "JPEGImages" / name / f"{t:05d}.jpg", video.frames[t],
-                        quality=JPEG_QUALITY)
+            write_image(
+                root / f"{split}_all_frames" / "JPEGImages" / name / f"{t:05d}.jpg",
+                video.frames[t],
+                quality=JPEG_QUALITY,
+            )
         for t in sorted(set(video.first_frame.values())):
             new_ids = [k for k, first in video.first_frame.items() if first == t]
             label = np.where(np.isin(video.labels[t], new_ids), video.labels[t], 0).astype(np.uint8)
@@ -111,8 +118,17 @@ def _write_youtube_video(root: Path, name: str, video: SyntheticVideo, *, split:
     return {"objects": objects}
 
 
-def generate_dataset(out_dir: str | Path, *, sequences: int, frames: int, size: tuple[int, int], seed: int,
-                     layout: str = "davis", val_fraction: float = 0.5, progress: bool = False) -> Path:
+def generate_dataset(
+    out_dir: str | Path,
+    *,
+    sequences: int,
+    frames: int,
+    size: tuple[int, int],
+    seed: int,
+    layout: str = "davis",
+    val_fraction: float = 0.5,
+    progress: bool = False,
+) -> Path:
     """Write a complete synthetic dataset in the DAVIS or the YouTube-VOS layout.
 
     DAVIS: ``JPEGImages/480p/<seq>/00000.jpg``, ``Annotations/480p/<seq>/00000.png`` (every frame, DAVIS palette),
@@ -138,16 +154,26 @@ def generate_dataset(out_dir: str | Path, *, sequences: int, frames: int, size: 
         ConfigError: an argument is out of range. DataError: ``out_dir`` holds something else.
     """
     out_dir = Path(out_dir)
-    _check_args(sequences=sequences, frames=frames, size=tuple(size), seed=seed, layout=layout,
-                val_fraction=val_fraction)
+    _check_args(
+        sequences=sequences, frames=frames, size=tuple(size), seed=seed, layout=layout, val_fraction=val_fraction
+    )
     size = (int(size[0]), int(size[1]))
     _prepare(out_dir)
     names = [f"synth{i:03d}" for i in range(sequences)]
     train, val = _splits(names, val_fraction)
     # the marker is written first, so that an interrupted generation can be regenerated in place
-    record = {"generator": "corrvos.data.synthetic", "format_version": 1, "layout": layout, "sequences": sequences,
-              "frames": frames, "size": list(size), "seed": seed, "val_fraction": val_fraction,
-              "train": train, "val": val}
+    record = {
+        "generator": "corrvos.data.synthetic",
+        "format_version": 1,
+        "layout": layout,
+        "sequences": sequences,
+        "frames": frames,
+        "size": list(size),
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "train": train,
+        "val": val,
+    }
     atomic_write_text(out_dir / MARKER, json.dumps(record, indent=1) + "\n")
     children = np.random.SeedSequence(seed).spawn(sequences)
     youtube_meta: dict[str, dict] = {"train": {}, "valid": {}}
@@ -168,6 +194,13 @@ def generate_dataset(out_dir: str | Path, *, sequences: int, frames: int, size: 
     else:
         for split, videos in youtube_meta.items():
             atomic_write_text(out_dir / split / "meta.json", json.dumps({"videos": videos}, indent=1) + "\n")
-    logger.debug("wrote a synthetic %s dataset of %d videos (%d frames, %dx%d) to %s", layout, sequences, frames,
-                size[0], size[1], out_dir)
+    logger.debug(
+        "wrote a synthetic %s dataset of %d videos (%d frames, %dx%d) to %s",
+        layout,
+        sequences,
+        frames,
+        size[0],
+        size[1],
+        out_dir,
+    )
     return out_dir

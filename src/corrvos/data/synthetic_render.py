@@ -118,13 +118,16 @@ class RenderedScene:
 
 # --------------------------------------------------------------------------------------------------- sampling
 
+
 def _outline(rng: np.random.Generator, kind: str, base: float) -> np.ndarray:
     """Polygon [V, 2] of a sprite of the given kind; ``base`` is the image's smaller side."""
     if kind == "bar":
         length = base * rng.uniform(0.35, 0.6)
         width = max(2.0, base * rng.uniform(0.015, 0.03))
-        return np.array([[-length / 2, -width / 2], [length / 2, -width / 2], [length / 2, width / 2],
-                         [-length / 2, width / 2]], np.float32)
+        return np.array(
+            [[-length / 2, -width / 2], [length / 2, -width / 2], [length / 2, width / 2], [-length / 2, width / 2]],
+            np.float32,
+        )
     if kind == "dot":
         radius, aspect, vertices, wobble = max(2.5, base * rng.uniform(0.018, 0.03)), rng.uniform(0.75, 1.0), 16, 0.0
     else:
@@ -136,29 +139,54 @@ def _outline(rng: np.random.Generator, kind: str, base: float) -> np.ndarray:
     return np.stack([radius * r * np.cos(phi), radius * aspect * r * np.sin(phi)], axis=1).astype(np.float32)
 
 
-def _make_object(rng: np.random.Generator, *, kind: str, role: str, family: Family, motion: Motion, base: float,
-                 start: int = 0, similar_to: int | None = None) -> ObjectSpec:
+def _make_object(
+    rng: np.random.Generator,
+    *,
+    kind: str,
+    role: str,
+    family: Family,
+    motion: Motion,
+    base: float,
+    start: int = 0,
+    similar_to: int | None = None,
+) -> ObjectSpec:
     outline = _outline(rng, kind, base)
     side = 2 * int(np.ceil(np.abs(outline).max() * 1.25)) + 4
-    return ObjectSpec(kind=kind, role=role, family=family, outline=outline,
-                      texture=family_texture(rng, family, side, side), motion=motion, start=start,
-                      similar_to=similar_to)
+    return ObjectSpec(
+        kind=kind,
+        role=role,
+        family=family,
+        outline=outline,
+        texture=family_texture(rng, family, side, side),
+        motion=motion,
+        start=start,
+        similar_to=similar_to,
+    )
 
 
-def _wander(rng: np.random.Generator, centre: np.ndarray, size: tuple[int, int], period: float,
-            spin_max: float) -> Motion:
+def _wander(
+    rng: np.random.Generator, centre: np.ndarray, size: tuple[int, int], period: float, spin_max: float
+) -> Motion:
     """A random two-harmonic trajectory around ``centre`` (a slow one up to 18% of the frame, a faster small one)."""
     h, w = size
     amp = np.stack([rng.uniform(0.04, 0.18, 2), rng.uniform(0.02, 0.08, 2)])  # [K=2, xy]: slow wide, fast small
     amp = amp * np.array([w, h]) * rng.choice([-1, 1], (2, 2))
     omega = 2 * np.pi / period * np.array([rng.uniform(0.3, 0.8), rng.uniform(0.8, 1.6)])
-    return Motion(centre=centre, amp=amp, omega=omega, phase=rng.uniform(0, 2 * np.pi, (2, 2)),
-                  angle0=float(rng.uniform(0, 2 * np.pi)), spin=float(rng.uniform(-spin_max, spin_max)),
-                  scale_amp=float(rng.uniform(0, 0.12)), scale_omega=float(2 * np.pi / period * rng.uniform(0.3, 1)))
+    return Motion(
+        centre=centre,
+        amp=amp,
+        omega=omega,
+        phase=rng.uniform(0, 2 * np.pi, (2, 2)),
+        angle0=float(rng.uniform(0, 2 * np.pi)),
+        spin=float(rng.uniform(-spin_max, spin_max)),
+        scale_amp=float(rng.uniform(0, 0.12)),
+        scale_omega=float(2 * np.pi / period * rng.uniform(0.3, 1)),
+    )
 
 
-def _place(rng: np.random.Generator, size: tuple[int, int], taken: list[tuple[np.ndarray, float]],
-           radius: float) -> np.ndarray:
+def _place(
+    rng: np.random.Generator, size: tuple[int, int], taken: list[tuple[np.ndarray, float]], radius: float
+) -> np.ndarray:
     """A frame-0 centre in the middle 70% of the frame, away from the already placed sprites when possible."""
     h, w = size
     best, best_gap = None, -np.inf
@@ -180,8 +208,9 @@ def _cross(rng: np.random.Generator, mover: ObjectSpec, still: ObjectSpec, frame
     return still.motion.position(t_mid) - mover.motion.position(t_mid) + offset
 
 
-def _arrange_crossings(rng: np.random.Generator, objects: list[ObjectSpec], depth: np.ndarray, frames: int,
-                       size: tuple[int, int]) -> None:
+def _arrange_crossings(
+    rng: np.random.Generator, objects: list[ObjectSpec], depth: np.ndarray, frames: int, size: tuple[int, int]
+) -> None:
     """Make occlusions happen: distractors cross in front of a target, and often a target in front of another.
 
     Shifts trajectories (``motion.centre``) and raises ``depth`` in place.
@@ -201,8 +230,9 @@ def _arrange_crossings(rng: np.random.Generator, objects: list[ObjectSpec], dept
             depth[front] = max(depth[front], depth[back] + 1e-3)
 
 
-def sample_scene(rng: np.random.Generator, frames: int, size: tuple[int, int], *, late_objects: bool = False,
-                 sample_step: int = 5) -> SceneSpec:
+def sample_scene(
+    rng: np.random.Generator, frames: int, size: tuple[int, int], *, late_objects: bool = False, sample_step: int = 5
+) -> SceneSpec:
     """Draw a random scene: background, camera path, 2-4 targets, 1-2 distractors, maybe a leaver / late objects.
 
     Args:
@@ -219,12 +249,17 @@ def sample_scene(rng: np.random.Generator, frames: int, size: tuple[int, int], *
     mx, my = int(np.ceil(0.25 * w)), int(np.ceil(0.25 * h))
     canvas = background_texture(rng, h + 2 * my, w + 2 * mx, base_size=base)
     cam_amp = rng.uniform(0.0, 0.03, (2, 2)) * np.array([w, h])  # |offset| <= 0.12 of the frame
-    camera = Motion(centre=np.array([w / 2, h / 2]), amp=cam_amp,
-                    omega=2 * np.pi / period * np.array([rng.uniform(0.2, 0.6), rng.uniform(0.6, 1.2)]),
-                    phase=rng.uniform(0, 2 * np.pi, (2, 2)), scale_amp=float(rng.uniform(0, 0.07)),
-                    scale_omega=float(2 * np.pi / period * rng.uniform(0.2, 0.8)))
-    gains = 1.0 + rng.uniform(0, 0.08) * np.sin(2 * np.pi / period * rng.uniform(0.2, 1) * np.arange(frames)
-                                                 + rng.uniform(0, 2 * np.pi))
+    camera = Motion(
+        centre=np.array([w / 2, h / 2]),
+        amp=cam_amp,
+        omega=2 * np.pi / period * np.array([rng.uniform(0.2, 0.6), rng.uniform(0.6, 1.2)]),
+        phase=rng.uniform(0, 2 * np.pi, (2, 2)),
+        scale_amp=float(rng.uniform(0, 0.07)),
+        scale_omega=float(2 * np.pi / period * rng.uniform(0.2, 0.8)),
+    )
+    gains = 1.0 + rng.uniform(0, 0.08) * np.sin(
+        2 * np.pi / period * rng.uniform(0.2, 1) * np.arange(frames) + rng.uniform(0, 2 * np.pi)
+    )
 
     n_targets = int(rng.integers(2, 5))
     hue0 = float(rng.random())
@@ -255,8 +290,17 @@ def sample_scene(rng: np.random.Generator, frames: int, size: tuple[int, int], *
         centre = _place(rng, size, taken, radius)
         taken.append((centre, radius))
         motion = _wander(rng, centre, size, period, spin_max=0.1)
-        objects.append(_make_object(rng, kind=kind, role="distractor", family=objects[target].family,
-                                    motion=motion, base=base, similar_to=target))
+        objects.append(
+            _make_object(
+                rng,
+                kind=kind,
+                role="distractor",
+                family=objects[target].family,
+                motion=motion,
+                base=base,
+                similar_to=target,
+            )
+        )
 
     depth = rng.random(len(objects))  # z of each sprite (higher is in front)
     if frames >= 3:
@@ -277,13 +321,16 @@ def sample_scene(rng: np.random.Generator, frames: int, size: tuple[int, int], *
             centre = np.array([rng.uniform(0.25, 0.75) * w, rng.uniform(0.25, 0.75) * h])
             motion = _wander(rng, centre, size, period, spin_max=0.1)
             motion.centre = 2 * centre - motion.position(start)  # so that it is at ``centre`` at ``start``
-            objects.append(_make_object(rng, kind=kind, role="late", family=family, motion=motion, base=base,
-                                        start=start))
-    return SceneSpec(size=size, frames=frames, canvas=canvas, margin=(mx, my), camera=camera, gains=gains,
-                     objects=objects)
+            objects.append(
+                _make_object(rng, kind=kind, role="late", family=family, motion=motion, base=base, start=start)
+            )
+    return SceneSpec(
+        size=size, frames=frames, canvas=canvas, margin=(mx, my), camera=camera, gains=gains, objects=objects
+    )
 
 
 # -------------------------------------------------------------------------------------------------- rendering
+
 
 def _camera_matrix(scene: SceneSpec, t: int) -> np.ndarray:
     """[2, 3] affine world -> frame at frame t."""
@@ -298,8 +345,7 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return outer[:, :2] @ inner + np.concatenate([np.zeros((2, 2)), outer[:, 2:]], axis=1)
 
 
-def _draw_object(frame: np.ndarray, instances: np.ndarray, obj: ObjectSpec, to_frame: np.ndarray,
-                 value: int) -> int:
+def _draw_object(frame: np.ndarray, instances: np.ndarray, obj: ObjectSpec, to_frame: np.ndarray, value: int) -> int:
     """Paint one sprite into frame [H, W, 3] and instances [H, W] in place; returns its pixel count."""
     h, w = instances.shape
     pts = obj.outline @ to_frame[:, :2].T + to_frame[:, 2]  # [V, 2] frame coordinates
@@ -318,8 +364,9 @@ def _draw_object(frame: np.ndarray, instances: np.ndarray, obj: ObjectSpec, to_f
     half = obj.texture.shape[0] / 2
     tex_to_roi = _compose(to_frame, np.array([[1.0, 0.0, -half], [0.0, 1.0, -half]]))  # texture px -> frame
     tex_to_roi[:, 2] -= [x0, y0]
-    patch = cv2.warpAffine(obj.texture, tex_to_roi, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REFLECT)  # [h_roi, w_roi, 3]
+    patch = cv2.warpAffine(
+        obj.texture, tex_to_roi, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )  # [h_roi, w_roi, 3]
     frame[y0:y1, x0:x1][inside] = patch[inside]
     instances[y0:y1, x0:x1][inside] = value
     return count
@@ -336,8 +383,9 @@ def render_scene(scene: SceneSpec) -> RenderedScene:
     for t in range(n_frames):
         cam = _camera_matrix(scene, t)
         canvas_to_frame = _compose(cam, np.array([[1.0, 0.0, -mx], [0.0, 1.0, -my]]))
-        frame = cv2.warpAffine(scene.canvas, canvas_to_frame, (w, h), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT)  # [H, W, 3]
+        frame = cv2.warpAffine(
+            scene.canvas, canvas_to_frame, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )  # [H, W, 3]
         for i, obj in enumerate(scene.objects):
             if t < obj.start:
                 continue

@@ -49,8 +49,9 @@ class Family:
         return np.array(dark, np.float32) * 255, np.array(light, np.float32) * 255
 
 
-def random_family(rng: np.random.Generator, *, hue: float | None = None, background: bool = False,
-                  base_size: float = 100.0) -> Family:
+def random_family(
+    rng: np.random.Generator, *, hue: float | None = None, background: bool = False, base_size: float = 100.0
+) -> Family:
     """Draw an appearance family; objects get saturated colours, backgrounds muted ones.
 
     Args:
@@ -61,12 +62,22 @@ def random_family(rng: np.random.Generator, *, hue: float | None = None, backgro
     """
     hue = float(rng.random()) if hue is None else hue
     if background:
-        return Family(hue=hue, saturation=float(rng.uniform(0.08, 0.3)), value=float(rng.uniform(0.45, 0.75)),
-                      contrast=float(rng.uniform(0.25, 0.5)), pattern=str(rng.choice(PATTERNS)),
-                      period=float(base_size * rng.uniform(0.08, 0.25)))
-    return Family(hue=hue, saturation=float(rng.uniform(0.6, 1.0)), value=float(rng.uniform(0.7, 1.0)),
-                  contrast=float(rng.uniform(0.3, 0.55)), pattern=str(rng.choice(PATTERNS)),
-                  period=float(base_size * rng.uniform(0.04, 0.1)))
+        return Family(
+            hue=hue,
+            saturation=float(rng.uniform(0.08, 0.3)),
+            value=float(rng.uniform(0.45, 0.75)),
+            contrast=float(rng.uniform(0.25, 0.5)),
+            pattern=str(rng.choice(PATTERNS)),
+            period=float(base_size * rng.uniform(0.08, 0.25)),
+        )
+    return Family(
+        hue=hue,
+        saturation=float(rng.uniform(0.6, 1.0)),
+        value=float(rng.uniform(0.7, 1.0)),
+        contrast=float(rng.uniform(0.3, 0.55)),
+        pattern=str(rng.choice(PATTERNS)),
+        period=float(base_size * rng.uniform(0.04, 0.1)),
+    )
 
 
 def smooth_field(rng: np.random.Generator, height: int, width: int, cell: float) -> np.ndarray:
@@ -76,7 +87,7 @@ def smooth_field(rng: np.random.Generator, height: int, width: int, cell: float)
     grid = rng.random((gh, gw), dtype=np.float32)
     big = cv2.resize(grid, (round(gw * cell), round(gh * cell)), interpolation=cv2.INTER_CUBIC)
     offset = round(cell)
-    field = big[offset:offset + height, offset:offset + width]  # [height, width]
+    field = big[offset : offset + height, offset : offset + width]  # [height, width]
     lo, hi = float(field.min()), float(field.max())
     return ((field - lo) / max(hi - lo, 1e-6)).astype(np.float32)
 

@@ -26,8 +26,9 @@ __all__ = ["random_tps_maps", "tps_warp"]
 _MAX_GRID = 64
 
 
-def random_tps_maps(height: int, width: int, rng: np.random.Generator, *, num_points: int = 12,
-                    sigma: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+def random_tps_maps(
+    height: int, width: int, rng: np.random.Generator, *, num_points: int = 12, sigma: float = 0.02
+) -> tuple[np.ndarray, np.ndarray]:
     """Sampling maps of a random TPS warp.
 
     Args:
@@ -69,11 +70,19 @@ def _resize_corners(values: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.warpAffine(values, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def tps_warp(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, num_points: int = 12,
-             sigma: float = 0.02, fill: tuple[int, int, int] = (124, 116, 104)) -> tuple[np.ndarray, np.ndarray]:
+def tps_warp(
+    image: np.ndarray,
+    label: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    num_points: int = 12,
+    sigma: float = 0.02,
+    fill: tuple[int, int, int] = (124, 116, 104),
+) -> tuple[np.ndarray, np.ndarray]:
     """Warp a uint8 RGB image [H, W, 3] (bilinear) and its uint8 label map [H, W] (nearest) by one random TPS."""
     map_x, map_y = random_tps_maps(image.shape[0], image.shape[1], rng, num_points=num_points, sigma=sigma)
-    warped = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                       borderValue=tuple(int(c) for c in fill))
+    warped = cv2.remap(
+        image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(int(c) for c in fill)
+    )
     warped_label = cv2.remap(label, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return warped, warped_label

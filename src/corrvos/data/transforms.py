@@ -220,26 +220,44 @@ class ClipAugmentConfig:
     @classmethod
     def stcn_static(cls, size: int | Sequence[int] = 384) -> ClipAugmentConfig:
         """STCN stage-0 static-image pseudo-videos."""
-        return cls(size=_as_size(size), crop="shorter_side", hflip_prob=0.5,
-                   clip_affine=AffineRange(scale=(0.8, 1.5)),
-                   frame_affine=AffineRange(degrees=20.0, shear=10.0, scale=(0.9, 1.1)),
-                   clip_jitter=ColorJitterRange(0.1, 0.05, 0.05, 0.05), grayscale_prob=0.05,
-                   frame_jitter=ColorJitterRange(0.1, 0.05, 0.05, 0.0), tps_prob=0.33)
+        return cls(
+            size=_as_size(size),
+            crop="shorter_side",
+            hflip_prob=0.5,
+            clip_affine=AffineRange(scale=(0.8, 1.5)),
+            frame_affine=AffineRange(degrees=20.0, shear=10.0, scale=(0.9, 1.1)),
+            clip_jitter=ColorJitterRange(0.1, 0.05, 0.05, 0.05),
+            grayscale_prob=0.05,
+            frame_jitter=ColorJitterRange(0.1, 0.05, 0.05, 0.0),
+            tps_prob=0.33,
+        )
 
     @classmethod
-    def xmem_video(cls, size: int | Sequence[int] = 384, *, bl30k: bool = False,
-                   finetune: bool = False) -> ClipAugmentConfig:
+    def xmem_video(
+        cls, size: int | Sequence[int] = 384, *, bl30k: bool = False, finetune: bool = False
+    ) -> ClipAugmentConfig:
         """XMem: bilinear; BL30K and the final fine-tuning iterations drop the per-frame affine."""
         frame_affine = AffineRange() if (bl30k or finetune) else AffineRange(degrees=15.0, shear=10.0)
-        return cls(size=_as_size(size), crop_scale=(0.25, 1.0) if bl30k else (0.36, 1.0),
-                   frame_affine=frame_affine, interpolation="linear")
+        return cls(
+            size=_as_size(size),
+            crop_scale=(0.25, 1.0) if bl30k else (0.36, 1.0),
+            frame_affine=frame_affine,
+            interpolation="linear",
+        )
 
     @classmethod
     def none(cls, size: int | Sequence[int] = 384) -> ClipAugmentConfig:
         """No randomness: every frame is resized to ``size`` (for evaluation-like clips and tests)."""
-        return cls(size=_as_size(size), crop="resize", hflip_prob=0.0, frame_affine=AffineRange(),
-                   clip_jitter=ColorJitterRange(), grayscale_prob=0.0, frame_jitter=ColorJitterRange(),
-                   tps_prob=0.0)
+        return cls(
+            size=_as_size(size),
+            crop="resize",
+            hflip_prob=0.0,
+            frame_affine=AffineRange(),
+            clip_jitter=ColorJitterRange(),
+            grayscale_prob=0.0,
+            frame_jitter=ColorJitterRange(),
+            tps_prob=0.0,
+        )
 
     def with_size(self, size: int | Sequence[int]) -> ClipAugmentConfig:
         """The same recipe at another output size."""
@@ -289,8 +307,9 @@ def _hflip(width: int) -> np.ndarray:
     return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
-def _sample_resized_crop(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
-                         rng: np.random.Generator) -> tuple[int, int, int, int]:
+def _sample_resized_crop(
+    height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float], rng: np.random.Generator
+) -> tuple[int, int, int, int]:
     """RandomResizedCrop box (x0, y0, w, h): 10 tries of area/ratio draws, then a ratio-clamped centre crop."""
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -311,8 +330,9 @@ def _sample_resized_crop(height: int, width: int, scale: tuple[float, float], ra
     return (width - w) // 2, (height - h) // 2, w, h
 
 
-def _warp_image(image: np.ndarray, matrix: np.ndarray, out_w: int, out_h: int, interpolation: int,
-                fill: tuple[int, int, int]) -> np.ndarray:
+def _warp_image(
+    image: np.ndarray, matrix: np.ndarray, out_w: int, out_h: int, interpolation: int, fill: tuple[int, int, int]
+) -> np.ndarray:
     """Warp uint8 RGB [H, W, 3] by a source->output matrix, pre-shrinking with INTER_AREA when minifying > 2x."""
     zoom = math.sqrt(abs(np.linalg.det(matrix[:2, :2])))
     if zoom < 0.5:
@@ -320,17 +340,25 @@ def _warp_image(image: np.ndarray, matrix: np.ndarray, out_w: int, out_h: int, i
         new_w, new_h = max(1, round(w * zoom * 2)), max(1, round(h * zoom * 2))
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
         matrix = matrix @ np.linalg.inv(_box_to_output(0, 0, w, h, new_w, new_h))
-    return cv2.warpAffine(image, matrix[:2], (out_w, out_h), flags=interpolation,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(int(c) for c in fill))
+    return cv2.warpAffine(
+        image,
+        matrix[:2],
+        (out_w, out_h),
+        flags=interpolation,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=tuple(int(c) for c in fill),
+    )
 
 
 def _warp_label(label: np.ndarray, matrix: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
-    return cv2.warpAffine(label, matrix[:2], (out_w, out_h), flags=cv2.INTER_NEAREST,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.warpAffine(
+        label, matrix[:2], (out_w, out_h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
 
 
-def augment_clip(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], cfg: ClipAugmentConfig,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def augment_clip(
+    images: Sequence[np.ndarray], labels: Sequence[np.ndarray], cfg: ClipAugmentConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Augment one clip with parameters shared by the clip and parameters drawn per frame.
 
     Args:
@@ -382,8 +410,9 @@ def augment_clip(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], cfg
         warped = _warp_image(image, geo, out_w, out_h, interpolation, cfg.fill)  # [H', W', 3] uint8
         warped_label = _warp_label(label, geo, out_w, out_h)  # [H', W'] uint8
         if cfg.tps_prob > 0 and rng.random() < cfg.tps_prob:
-            warped, warped_label = tps_warp(warped, warped_label, rng, num_points=cfg.tps_points,
-                                            sigma=cfg.tps_sigma, fill=cfg.fill)
+            warped, warped_label = tps_warp(
+                warped, warped_label, rng, num_points=cfg.tps_points, sigma=cfg.tps_sigma, fill=cfg.fill
+            )
 
         frame = warped.astype(np.float32) / 255.0
         frame = _apply_jitter(frame, clip_jitter)

@@ -96,18 +96,21 @@ class YouTubeVOSDataset(SequenceCollection):
         if not self.root.is_dir():
             raise DataError(self.root, "YouTube-VOS root folder not found")
         if self.year not in YOUTUBE_YEARS:
-            raise DataError(self.root, f"unknown YouTube-VOS year {self.year!r} "
-                                       f"(expected one of {list(YOUTUBE_YEARS)})")
+            raise DataError(
+                self.root, f"unknown YouTube-VOS year {self.year!r} (expected one of {list(YOUTUBE_YEARS)})"
+            )
         if split not in YOUTUBE_SPLITS:
-            raise DataError(self.root, f"unknown YouTube-VOS split {split!r} "
-                                       f"(expected one of {list(YOUTUBE_SPLITS)})")
+            raise DataError(self.root, f"unknown YouTube-VOS split {split!r} (expected one of {list(YOUTUBE_SPLITS)})")
         self.split_root = self.root / split
         if not self.split_root.is_dir():
             raise DataError(self.split_root, "split folder not found")
         self.image_root = (self.root / f"{split}_all_frames" if all_frames else self.split_root) / "JPEGImages"
         if not self.image_root.is_dir():
-            raise DataError(self.image_root, "frame folder not found" +
-                            (" (all_frames needs the <split>_all_frames download)" if all_frames else ""))
+            raise DataError(
+                self.image_root,
+                "frame folder not found"
+                + (" (all_frames needs the <split>_all_frames download)" if all_frames else ""),
+            )
         self.annotation_root = self.split_root / "Annotations"
         self.meta_path = self.split_root / "meta.json"
         self.meta = read_meta(self.meta_path)
@@ -115,8 +118,10 @@ class YouTubeVOSDataset(SequenceCollection):
         logger.debug("YouTube-VOS %s %s: %d videos in %s", self.year, split, len(self.sequences), self.root)
 
     def __repr__(self) -> str:
-        return f"YouTubeVOSDataset(root={str(self.root)!r}, year={self.year!r}, split={self.split!r}, " \
-               f"all_frames={self.all_frames}, sequences={len(self.sequences)})"
+        return (
+            f"YouTubeVOSDataset(root={str(self.root)!r}, year={self.year!r}, split={self.split!r}, "
+            f"all_frames={self.all_frames}, sequences={len(self.sequences)})"
+        )
 
     def sequence(self, name: str) -> VideoSequence:
         """The video ``name`` of this split.
@@ -149,21 +154,27 @@ class YouTubeVOSDataset(SequenceCollection):
         for obj_id, obj_frames in sorted(self.meta[name].items()):
             first_id = min(obj_frames)
             if first_id not in index_of:
-                raise DataError(frame_dir, f"first frame {first_id} of object {obj_id} (meta.json) is not a frame "
-                                           f"of video {name!r}")
+                raise DataError(
+                    frame_dir, f"first frame {first_id} of object {obj_id} (meta.json) is not a frame of video {name!r}"
+                )
             index = index_of[first_id]
             path = ann_dir / f"{first_id}.png"
             if not path.is_file():
-                raise DataError(path, f"annotation of frame {first_id}, where object {obj_id} of video {name!r} "
-                                      "first appears, not found")
+                raise DataError(
+                    path,
+                    f"annotation of frame {first_id}, where object {obj_id} of video {name!r} first appears, not found",
+                )
             objects_first_frame[obj_id] = index
             mask_paths[index] = path
         size = image_size(frame_paths[0])
         for path in mask_paths.values():
             mask_size = image_size(path)
             if mask_size != size:
-                raise DataError(path, f"annotation is {mask_size[0]}x{mask_size[1]} but the frames of video {name!r} "
-                                      f"are {size[0]}x{size[1]}")
+                raise DataError(
+                    path,
+                    f"annotation is {mask_size[0]}x{mask_size[1]} but the frames of video {name!r} "
+                    f"are {size[0]}x{size[1]}",
+                )
         annotation_paths = dict(mask_paths)
         if ann_dir.is_dir():
             for path in ann_dir.glob("*.png"):

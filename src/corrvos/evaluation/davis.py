@@ -149,8 +149,10 @@ def scan_ids(task: SequenceTask) -> list[str]:
 
 
 def _id_problem(path: Path, bad: list[int], name: str, num_obj: int) -> str:
-    return (f"{path}: predicted id(s) {bad} but the ground truth of sequence {name} has N = {num_obj} object(s) "
-            f"(ids 1..{num_obj} from its first frame)")
+    return (
+        f"{path}: predicted id(s) {bad} but the ground truth of sequence {name} has N = {num_obj} object(s) "
+        f"(ids 1..{num_obj} from its first frame)"
+    )
 
 
 def _read_gt(path: Path, binarise: bool) -> np.ndarray:
@@ -189,8 +191,10 @@ def score_sequence(task: SequenceTask) -> SequenceScores:
         if task.binarise:
             pred = (pred > 0).astype(np.uint8)
         if gt.shape != gt0.shape or pred.shape != gt0.shape:
-            problems.append(f"{pred_path}: size {pred.shape} or ground truth size {gt.shape} differs from "
-                            f"{gt0.shape} of {task.gt_paths[0]}")
+            problems.append(
+                f"{pred_path}: size {pred.shape} or ground truth size {gt.shape} differs from "
+                f"{gt0.shape} of {task.gt_paths[0]}"
+            )
             continue
         conf = label_confusion(gt, pred)  # [256 gt labels, 256 predicted labels]
         pred_ids = np.flatnonzero(conf.sum(axis=0))
@@ -213,13 +217,17 @@ def _data_notes(task: SequenceTask, gt0: np.ndarray, num_obj: int, gt_ids: set[i
     late = [k for k in absent0 if k in gt_ids]
     beyond = sorted(k for k in gt_ids if k > num_obj)
     if phantom:
-        notes.append(f"{task.name}: id(s) {phantom} <= N={num_obj} never appear in the ground truth; the official "
-                     "protocol scores them as objects with empty masks (1 where not predicted)")
+        notes.append(
+            f"{task.name}: id(s) {phantom} <= N={num_obj} never appear in the ground truth; the official "
+            "protocol scores them as objects with empty masks (1 where not predicted)"
+        )
     if late:
         notes.append(f"{task.name}: object(s) {late} are absent from the first frame but appear later")
     if beyond:
-        notes.append(f"{task.name}: ground-truth id(s) {beyond} > N={num_obj} appear after the first frame and are "
-                     "ignored, as in the official protocol")
+        notes.append(
+            f"{task.name}: ground-truth id(s) {beyond} > N={num_obj} appear after the first frame and are "
+            "ignored, as in the official protocol"
+        )
     return notes
 
 
@@ -249,23 +257,37 @@ def _plan(davis_root: Path, results_dir: Path, set_name: str, year: str) -> tupl
         jpg_dir = davis_root / "JPEGImages" / "480p" / name
         n_jpg = len(list(jpg_dir.glob("*.jpg"))) if jpg_dir.is_dir() else 0
         if len(gt_paths) < n_jpg:
-            problems.append(f"{gt_dir}: {len(gt_paths)} annotation(s) for {n_jpg} frame(s) in {jpg_dir}; the "
-                            "ground truth is incomplete (test sets cannot be scored locally)")
+            problems.append(
+                f"{gt_dir}: {len(gt_paths)} annotation(s) for {n_jpg} frame(s) in {jpg_dir}; the "
+                "ground truth is incomplete (test sets cannot be scored locally)"
+            )
             continue
         if len(gt_paths) < 3:
-            problems.append(f"{gt_dir}: {len(gt_paths)} annotated frame(s); at least 3 are needed (the first and "
-                            "last frames are not scored)")
+            problems.append(
+                f"{gt_dir}: {len(gt_paths)} annotated frame(s); at least 3 are needed (the first and "
+                "last frames are not scored)"
+            )
             continue
         ids = [_frame_id(p) for p in gt_paths[1:-1]]
         preds = [results_dir / name / f"{i}.png" for i in ids]
-        tasks.append(SequenceTask(name=name, gt_paths=gt_paths, pred_paths=preds, frame_ids=ids,
-                                  binarise=year == "2016"))
+        tasks.append(
+            SequenceTask(name=name, gt_paths=gt_paths, pred_paths=preds, frame_ids=ids, binarise=year == "2016")
+        )
     return tasks, problems
 
 
-def evaluate_davis(davis_root: str | Path, results_dir: str | Path, *, set_name: str = "val", year: str = "2017",
-                   workers: int = 1, uint8_decay: bool = False, write_csv: bool = True,
-                   output_dir: str | Path | None = None, progress: bool = True) -> DavisEvalResult:
+def evaluate_davis(
+    davis_root: str | Path,
+    results_dir: str | Path,
+    *,
+    set_name: str = "val",
+    year: str = "2017",
+    workers: int = 1,
+    uint8_decay: bool = False,
+    write_csv: bool = True,
+    output_dir: str | Path | None = None,
+    progress: bool = True,
+) -> DavisEvalResult:
     """Score DAVIS-layout predictions with the official semi-supervised J&F protocol.
 
     Args:
@@ -295,8 +317,7 @@ def evaluate_davis(davis_root: str | Path, results_dir: str | Path, *, set_name:
             for found in runner.map(scan_ids, tasks, desc="checking ids", progress=progress):
                 problems.extend(found)
             raise_problems(problems, results_dir)
-        scores: list[SequenceScores] = runner.map(score_sequence, tasks, desc="J&F", progress=progress,
-                                                  weights=weights)
+        scores: list[SequenceScores] = runner.map(score_sequence, tasks, desc="J&F", progress=progress, weights=weights)
     raise_problems([p for s in scores for p in s.problems], results_dir)
     result = _aggregate(scores, set_name, uint8_decay)
     for note in result.warnings:
@@ -318,10 +339,12 @@ def _aggregate(scores: list[SequenceScores], set_name: str, uint8_decay: bool) -
             if n >= 256 and not uint8_decay:
                 off = (db_statistics(seq.j[k], uint8_decay=True)[2], db_statistics(seq.f[k], uint8_decay=True)[2])
                 if not np.array_equal(off, (j_stats[-1][2], f_stats[-1][2]), equal_nan=True):
-                    notes.append(f"{names[-1]}: {n} evaluated frames; Decay computed with int64 bins "
-                                 f"(J {j_stats[-1][2]:.6f}, F {f_stats[-1][2]:.6f}); the official toolkit would report "
-                                 f"J {off[0]:.6f}, "
-                                 f"F {off[1]:.6f} (uint8 wrap; use --compat-uint8-decay to reproduce it)")
+                    notes.append(
+                        f"{names[-1]}: {n} evaluated frames; Decay computed with int64 bins "
+                        f"(J {j_stats[-1][2]:.6f}, F {f_stats[-1][2]:.6f}); the official toolkit would report "
+                        f"J {off[0]:.6f}, "
+                        f"F {off[1]:.6f} (uint8 wrap; use --compat-uint8-decay to reproduce it)"
+                    )
     js = np.array(j_stats, dtype=np.float64).reshape(-1, 3)  # [O, 3] M, R, D
     fs = np.array(f_stats, dtype=np.float64).reshape(-1, 3)  # [O, 3]
     with warnings.catch_warnings():
@@ -329,20 +352,34 @@ def _aggregate(scores: list[SequenceScores], set_name: str, uint8_decay: bool) -
         jm, jr, jd = (np.mean(list(js[:, c])) for c in range(3))
         fm, fr, fd = (np.mean(list(fs[:, c])) for c in range(3))
         values = [(jm + fm) / 2.0, jm, jr, jd, fm, fr, fd]
-    return DavisEvalResult(set_name=set_name, global_scores=dict(zip(GLOBAL_COLUMNS, map(float, values), strict=True)),
-                           object_names=names, j_stats=js, f_stats=fs, sequences=scores, warnings=notes)
+    return DavisEvalResult(
+        set_name=set_name,
+        global_scores=dict(zip(GLOBAL_COLUMNS, map(float, values), strict=True)),
+        object_names=names,
+        j_stats=js,
+        f_stats=fs,
+        sequences=scores,
+        warnings=notes,
+    )
 
 
 def format_tables(result: DavisEvalResult, *, per_object: bool = True) -> str:
     """The global table and (optionally) the per-object table as console text, values with 3 decimals."""
     name = result.set_name
-    parts = [f"--------------------------- Global results for {name} ---------------------------",
-             format_text_table(GLOBAL_COLUMNS, [[result.global_scores[c] for c in GLOBAL_COLUMNS]])]
+    parts = [
+        f"--------------------------- Global results for {name} ---------------------------",
+        format_text_table(GLOBAL_COLUMNS, [[result.global_scores[c] for c in GLOBAL_COLUMNS]]),
+    ]
     if per_object:
-        rows = [(obj, float(j[0]), float(f[0]))
-                for obj, j, f in zip(result.object_names, result.j_stats, result.f_stats, strict=True)]
-        parts += ["", f"---------- Per sequence results for {name} ----------",
-                  format_text_table(PER_SEQUENCE_COLUMNS, rows)]
+        rows = [
+            (obj, float(j[0]), float(f[0]))
+            for obj, j, f in zip(result.object_names, result.j_stats, result.f_stats, strict=True)
+        ]
+        parts += [
+            "",
+            f"---------- Per sequence results for {name} ----------",
+            format_text_table(PER_SEQUENCE_COLUMNS, rows),
+        ]
     return "\n".join(parts)
 
 
@@ -350,22 +387,39 @@ def write_csvs(result: DavisEvalResult, out_dir: Path) -> dict[str, Path]:
     """Write the two official CSVs and corrvos' full-precision per-object and per-frame CSVs (atomically)."""
     g_name, s_name = official_csv_names(result.set_name)
     gvals = [result.global_scores[c] for c in GLOBAL_COLUMNS]
-    per_obj = [(name, float(j[0]), float(f[0]))
-               for name, j, f in zip(result.object_names, result.j_stats, result.f_stats, strict=True)]
-    full_obj = [(name, *map(float, j), *map(float, f))
-                for name, j, f in zip(result.object_names, result.j_stats, result.f_stats, strict=True)]
-    frames = [(seq.name, k + 1, fid, float(seq.j[k, i]), float(seq.f[k, i]))
-              for seq in result.sequences for k in range(seq.num_objects) for i, fid in enumerate(seq.frame_ids)]
+    per_obj = [
+        (name, float(j[0]), float(f[0]))
+        for name, j, f in zip(result.object_names, result.j_stats, result.f_stats, strict=True)
+    ]
+    full_obj = [
+        (name, *map(float, j), *map(float, f))
+        for name, j, f in zip(result.object_names, result.j_stats, result.f_stats, strict=True)
+    ]
+    frames = [
+        (seq.name, k + 1, fid, float(seq.j[k, i]), float(seq.f[k, i]))
+        for seq in result.sequences
+        for k in range(seq.num_objects)
+        for i, fid in enumerate(seq.frame_ids)
+    ]
     files = {
         "global": (out_dir / g_name, format_csv(GLOBAL_COLUMNS, [gvals])),
         "per_sequence": (out_dir / s_name, format_csv(PER_SEQUENCE_COLUMNS, per_obj)),
-        "global_full": (out_dir / f"corrvos_global-full-{result.set_name}.csv",
-                        format_csv(GLOBAL_COLUMNS, [gvals], full_precision=True)),
-        "per_object_full": (out_dir / f"corrvos_per-object-full-{result.set_name}.csv",
-                            format_csv(("Object", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"),
-                                       full_obj, full_precision=True)),
-        "per_frame_full": (out_dir / f"corrvos_per-frame-full-{result.set_name}.csv",
-                           format_csv(("Sequence", "Object", "Frame", "J", "F"), frames, full_precision=True)),
+        "global_full": (
+            out_dir / f"corrvos_global-full-{result.set_name}.csv",
+            format_csv(GLOBAL_COLUMNS, [gvals], full_precision=True),
+        ),
+        "per_object_full": (
+            out_dir / f"corrvos_per-object-full-{result.set_name}.csv",
+            format_csv(
+                ("Object", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"),
+                full_obj,
+                full_precision=True,
+            ),
+        ),
+        "per_frame_full": (
+            out_dir / f"corrvos_per-frame-full-{result.set_name}.csv",
+            format_csv(("Sequence", "Object", "Frame", "J", "F"), frames, full_precision=True),
+        ),
     }
     for path, text in files.values():
         atomic_write_text(path, text)

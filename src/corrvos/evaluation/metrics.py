@@ -237,8 +237,12 @@ def dilation_counts(p: np.ndarray, g: np.ndarray, kernel: np.ndarray) -> tuple[i
     bp, bg = seg2bmap(p), seg2bmap(g)
     gt_dil = cv2.dilate(bg.view(np.uint8), kernel).view(bool)  # [h, w]
     fg_dil = cv2.dilate(bp.view(np.uint8), kernel).view(bool)  # [h, w]
-    return (int(np.count_nonzero(bp)), int(np.count_nonzero(bg)), int(np.count_nonzero(bp & gt_dil)),
-            int(np.count_nonzero(bg & fg_dil)))
+    return (
+        int(np.count_nonzero(bp)),
+        int(np.count_nonzero(bg)),
+        int(np.count_nonzero(bp & gt_dil)),
+        int(np.count_nonzero(bg & fg_dil)),
+    )
 
 
 def f_measure(pred: np.ndarray, gt: np.ndarray, *, bound_th: float = BOUND_TH, dense: bool = False) -> float:
@@ -258,8 +262,7 @@ def f_measure(pred: np.ndarray, gt: np.ndarray, *, bound_th: float = BOUND_TH, d
     if dense:
         return _f_from_counts(*dilation_counts(p, g, disk(radius)))
     width = g.shape[1]
-    return _boundary_f(boundary_pixels(p.view(np.uint8)).of(1), boundary_pixels(g.view(np.uint8)).of(1),
-                       width, radius)
+    return _boundary_f(boundary_pixels(p.view(np.uint8)).of(1), boundary_pixels(g.view(np.uint8)).of(1), width, radius)
 
 
 def label_confusion(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -274,8 +277,9 @@ def label_confusion(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.bincount(pair.ravel(), minlength=65536).reshape(256, 256)  # [gt label, pred label]
 
 
-def frame_scores(gt: np.ndarray, pred: np.ndarray, num_objects: int, radius: int, *,
-                 confusion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def frame_scores(
+    gt: np.ndarray, pred: np.ndarray, num_objects: int, radius: int, *, confusion: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """J and F of objects 1..N in one frame, from one GT and one predicted label map.
 
     Args:

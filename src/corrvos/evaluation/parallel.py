@@ -44,8 +44,9 @@ class TaskRunner:
             self._pool.join()
             self._pool = None
 
-    def map(self, func: Callable[[T], R], tasks: list[T], *, desc: str, progress: bool,
-            weights: list[int] | None = None) -> list[R]:
+    def map(
+        self, func: Callable[[T], R], tasks: list[T], *, desc: str, progress: bool, weights: list[int] | None = None
+    ) -> list[R]:
         """``[func(t) for t in tasks]``, computed in the pool (largest ``weights`` first) or in this process."""
         from tqdm import tqdm
 
@@ -87,5 +88,6 @@ def raise_problems(problems: list[str], results_dir: Path) -> None:
         return
     listed = "\n  - ".join(problems[:_MAX_LISTED])
     more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
-    raise DataError(results_dir,
-                    f"{len(problems)} problem(s) found, nothing was scored or written:\n  - {listed}{more}")
+    raise DataError(
+        results_dir, f"{len(problems)} problem(s) found, nothing was scored or written:\n  - {listed}{more}"
+    )

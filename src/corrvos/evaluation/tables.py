@@ -61,9 +61,9 @@ def format_text_table(header: Sequence[str], rows: Sequence[Sequence[object]], *
     """A right-aligned console table (floats with ``decimals`` decimals, NaN as ``nan``)."""
     cells = [[str(h) for h in header]]
     for row in rows:
-        cells.append([
-            ("nan" if math.isnan(v) else f"{v:.{decimals}f}") if isinstance(v, float) else str(v) for v in row
-        ])
+        cells.append(
+            [("nan" if math.isnan(v) else f"{v:.{decimals}f}") if isinstance(v, float) else str(v) for v in row]
+        )
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = []
     for r in cells:

@@ -104,13 +104,16 @@ def score_video(task: _VideoTask) -> YouTubeVideoScores:
             problems.append(str(exc))
             continue
         if pred.shape != shape:
-            problems.append(f"{pred_path}: size {pred.shape[0]}x{pred.shape[1]} differs from the ground truth "
-                            f"{shape[0]}x{shape[1]}")
+            problems.append(
+                f"{pred_path}: size {pred.shape[0]}x{pred.shape[1]} differs from the ground truth {shape[0]}x{shape[1]}"
+            )
             continue
         extra = sorted(set(np.unique(pred).tolist()) - set(objects) - {0})
         if extra:
-            problems.append(f"{pred_path}: predicted id(s) {extra} that the ground truth of video {task.name} does "
-                            f"not have (objects {objects})")
+            problems.append(
+                f"{pred_path}: predicted id(s) {extra} that the ground truth of video {task.name} does "
+                f"not have (objects {objects})"
+            )
             continue
         if problems:
             continue
@@ -120,17 +123,35 @@ def score_video(task: _VideoTask) -> YouTubeVideoScores:
             f_sum[i] += f[objects[i] - 1]
             count[i] += 1
     scored = count > 0
-    notes = [f"{task.name}: object {k} appears only in the last annotated frame and is not scored"
-             for k, s in zip(objects, scored, strict=True) if not s]
+    notes = [
+        f"{task.name}: object {k} appears only in the last annotated frame and is not scored"
+        for k, s in zip(objects, scored, strict=True)
+        if not s
+    ]
     with np.errstate(invalid="ignore", divide="ignore"):
         j_mean, f_mean = j_sum / count, f_sum / count
-    return YouTubeVideoScores(task.name, [k for k, s in zip(objects, scored, strict=True) if s], j_mean[scored],
-                              f_mean[scored], count[scored].astype(int), problems=problems, notes=notes)
+    return YouTubeVideoScores(
+        task.name,
+        [k for k, s in zip(objects, scored, strict=True) if s],
+        j_mean[scored],
+        f_mean[scored],
+        count[scored].astype(int),
+        problems=problems,
+        notes=notes,
+    )
 
 
-def evaluate_youtube(gt_dir: str | Path, results_dir: str | Path, *, videos: list[str] | None = None,
-                     skip_last: bool = False, workers: int = 1, write_csv: bool = True,
-                     output_dir: str | Path | None = None, progress: bool = True) -> YouTubeEvalResult:
+def evaluate_youtube(
+    gt_dir: str | Path,
+    results_dir: str | Path,
+    *,
+    videos: list[str] | None = None,
+    skip_last: bool = False,
+    workers: int = 1,
+    write_csv: bool = True,
+    output_dir: str | Path | None = None,
+    progress: bool = True,
+) -> YouTubeEvalResult:
     """Approximate local J/F of YouTube-VOS-layout predictions against available ground truth.
 
     Args:
@@ -171,20 +192,31 @@ def evaluate_youtube(gt_dir: str | Path, results_dir: str | Path, *, videos: lis
     with np.errstate(invalid="ignore"):
         jm = float(np.mean(j_all)) if j_all.size else float("nan")
         fm = float(np.mean(f_all)) if f_all.size else float("nan")
-    result = YouTubeEvalResult(videos=scores, global_scores={"J&F-Mean": (jm + fm) / 2.0, "J-Mean": jm, "F-Mean": fm},
-                               warnings=[n for s in scores for n in s.notes])
+    result = YouTubeEvalResult(
+        videos=scores,
+        global_scores={"J&F-Mean": (jm + fm) / 2.0, "J-Mean": jm, "F-Mean": fm},
+        warnings=[n for s in scores for n in s.notes],
+    )
     for note in result.warnings:
         logger.warning(note)
     if write_csv:
         out = Path(output_dir) if output_dir is not None else results_dir
-        rows = [(s.name, k, int(n), float(j), float(f))
-                for s in scores for k, j, f, n in zip(s.objects, s.j, s.f, s.frames, strict=True)]
+        rows = [
+            (s.name, k, int(n), float(j), float(f))
+            for s in scores
+            for k, j, f, n in zip(s.objects, s.j, s.f, s.frames, strict=True)
+        ]
         g_vals = [result.global_scores[c] for c in ("J&F-Mean", "J-Mean", "F-Mean")]
-        files = {"global": (out / "corrvos_youtube_global.csv",
-                            format_csv(("J&F-Mean", "J-Mean", "F-Mean"), [g_vals], full_precision=True)),
-                 "per_object": (out / "corrvos_youtube_per-object.csv",
-                                format_csv(("Video", "Object", "Frames", "J-Mean", "F-Mean"), rows,
-                                           full_precision=True))}
+        files = {
+            "global": (
+                out / "corrvos_youtube_global.csv",
+                format_csv(("J&F-Mean", "J-Mean", "F-Mean"), [g_vals], full_precision=True),
+            ),
+            "per_object": (
+                out / "corrvos_youtube_per-object.csv",
+                format_csv(("Video", "Object", "Frames", "J-Mean", "F-Mean"), rows, full_precision=True),
+            ),
+        }
         for path, text in files.values():
             atomic_write_text(path, text)
         result.csv_paths = {k: p for k, (p, _) in files.items()}
@@ -200,8 +232,9 @@ def _background_png(size: tuple[int, int]) -> bytes:
     return buf.getvalue()
 
 
-def pack_youtube(results_dir: str | Path, out_zip: str | Path, *, youtube_root: str | Path | None = None,
-                 split: str = "valid") -> int:
+def pack_youtube(
+    results_dir: str | Path, out_zip: str | Path, *, youtube_root: str | Path | None = None, split: str = "valid"
+) -> int:
     """Zip predictions into the YouTube-VOS submission layout ``Annotations/<video>/<frame>.png``.
 
     Args:

@@ -18,8 +18,9 @@ from corrvos.data.io import write_label
 __all__ = ["copy_first_frame"]
 
 
-def copy_first_frame(davis_root: str | Path, out_dir: str | Path, *, split: str = "val", year: str = "2017",
-                     progress: bool = True) -> Path:
+def copy_first_frame(
+    davis_root: str | Path, out_dir: str | Path, *, split: str = "val", year: str = "2017", progress: bool = True
+) -> Path:
     """Write ``<out_dir>/<seq>/<frame id>.png``: the frame-0 objects (void 255 -> 0) for every frame of every sequence.
 
     Args:

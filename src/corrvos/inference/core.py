@@ -93,8 +93,9 @@ class InferenceCore:
     is converted in place; the encoders stay NCHW (their BatchNorms' NHWC kernels are slower on a GPU).
     """
 
-    def __init__(self, model: nn.Module, config: InferenceConfig | None = None, *,
-                 video_length: int | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, config: InferenceConfig | None = None, *, video_length: int | None = None
+    ) -> None:
         self.config = inference_config_for(model) if config is None else config
         self.model = model
         self.family = model_family(model)
@@ -241,8 +242,14 @@ class InferenceCore:
         return prob.float()
 
     @torch.inference_mode()
-    def step(self, image: Tensor, mask: Tensor | np.ndarray | None = None, objects: list[int] | None = None, *,
-             end: bool = False) -> Tensor:
+    def step(
+        self,
+        image: Tensor,
+        mask: Tensor | np.ndarray | None = None,
+        objects: list[int] | None = None,
+        *,
+        end: bool = False,
+    ) -> Tensor:
         """Process the next frame of the video.
 
         Args:

@@ -142,8 +142,9 @@ class FolderSource(FrameSource):
         for name, p in zip(self.names, self.paths, strict=True):
             rgb = read_image(p)
             if rgb.shape[:2] != self.size:
-                raise DataError(p, f"frame is {rgb.shape[0]}x{rgb.shape[1]} but the first frame is "
-                                   f"{self.size[0]}x{self.size[1]}")
+                raise DataError(
+                    p, f"frame is {rgb.shape[0]}x{rgb.shape[1]} but the first frame is {self.size[0]}x{self.size[1]}"
+                )
             yield name, rgb
 
 

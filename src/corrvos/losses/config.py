@@ -92,24 +92,49 @@ class LossConfig:
             raise ConfigError(f"loss.mode: {self.mode!r} is not one of {', '.join(MODES)}")
         if self.ocl_similarity not in ("cosine", "dot"):
             raise ConfigError(f"loss.ocl_similarity: {self.ocl_similarity!r} is not 'cosine' or 'dot'")
-        nonneg = ("seg_weight", "dice_weight", "pcl_weight", "ocl_weight", "temp_weight", "cross_key_weight",
-                  "dice_smooth", "official_log_eps", "bootstrap_start", "pcl_ramp_start", "ocl_ramp_start",
-                  "official_ramp_start")
+        nonneg = (
+            "seg_weight",
+            "dice_weight",
+            "pcl_weight",
+            "ocl_weight",
+            "temp_weight",
+            "cross_key_weight",
+            "dice_smooth",
+            "official_log_eps",
+            "bootstrap_start",
+            "pcl_ramp_start",
+            "ocl_ramp_start",
+            "official_ramp_start",
+        )
         for name in nonneg:
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name}: must be >= 0, got {getattr(self, name)}")
-        positive = ("pcl_grid_stride", "pcl_temperature", "ocl_num_objects", "ocl_embed_dim", "ocl_hidden_dim",
-                    "ocl_roi_size", "ocl_temperature", "temp_grid", "cross_key_grid")
+        positive = (
+            "pcl_grid_stride",
+            "pcl_temperature",
+            "ocl_num_objects",
+            "ocl_embed_dim",
+            "ocl_hidden_dim",
+            "ocl_roi_size",
+            "ocl_temperature",
+            "temp_grid",
+            "cross_key_grid",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"loss.{name}: must be > 0, got {getattr(self, name)}")
         if not 0.0 < self.bootstrap_top_p <= 1.0:
             raise ConfigError(f"loss.bootstrap_top_p: must be in (0, 1], got {self.bootstrap_top_p}")
-        for start, end in (("bootstrap_start", "bootstrap_end"), ("pcl_ramp_start", "pcl_ramp_end"),
-                           ("ocl_ramp_start", "ocl_ramp_end"), ("official_ramp_start", "official_ramp_end")):
+        for start, end in (
+            ("bootstrap_start", "bootstrap_end"),
+            ("pcl_ramp_start", "pcl_ramp_end"),
+            ("ocl_ramp_start", "ocl_ramp_end"),
+            ("official_ramp_start", "official_ramp_end"),
+        ):
             if getattr(self, end) < getattr(self, start):
-                raise ConfigError(f"loss.{end}: must be >= loss.{start} ({getattr(self, end)} < "
-                                  f"{getattr(self, start)})")
+                raise ConfigError(
+                    f"loss.{end}: must be >= loss.{start} ({getattr(self, end)} < {getattr(self, start)})"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of all fields (for checkpoints and YAML dumps)."""

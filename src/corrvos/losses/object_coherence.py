@@ -36,8 +36,14 @@ from torch import Tensor, nn
 
 from corrvos.models.roi_align import roi_align
 
-__all__ = ["OCLResult", "boxes_from_masks", "hungarian_match", "object_coherence_loss", "object_embeddings",
-           "random_subset"]
+__all__ = [
+    "OCLResult",
+    "boxes_from_masks",
+    "hungarian_match",
+    "object_coherence_loss",
+    "object_embeddings",
+    "random_subset",
+]
 
 FEATURE_STRIDE = 16  # res4 is at stride 16
 
@@ -109,8 +115,9 @@ def hungarian_match(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
-def object_embeddings(res4: Tensor, boxes: Tensor, head: nn.Module, *, roi_size: int = 7,
-                      sampling_ratio: int = 2) -> Tensor:
+def object_embeddings(
+    res4: Tensor, boxes: Tensor, head: nn.Module, *, roi_size: int = 7, sampling_ratio: int = 2
+) -> Tensor:
     """Eq. 8: o = AvgPool(PROJ(RoIAlign(res4, box))).
 
     Args:
@@ -126,16 +133,28 @@ def object_embeddings(res4: Tensor, boxes: Tensor, head: nn.Module, *, roi_size:
     b, n = boxes.shape[:2]
     bidx = torch.arange(b, device=boxes.device, dtype=boxes.dtype).repeat_interleave(n)  # [B*N]
     rois = torch.cat([bidx[:, None], boxes.reshape(b * n, 4)], dim=1)  # [B*N, 5]
-    feats = roi_align(res4, rois, roi_size, spatial_scale=1.0 / FEATURE_STRIDE, sampling_ratio=sampling_ratio,
-                      aligned=True)  # [B*N, C, s, s]
+    feats = roi_align(
+        res4, rois, roi_size, spatial_scale=1.0 / FEATURE_STRIDE, sampling_ratio=sampling_ratio, aligned=True
+    )  # [B*N, C, s, s]
     emb = head(feats).mean(dim=(2, 3))  # [B*N, D]
     return emb.view(b, n, emb.shape[1])  # [B, N, D]
 
 
-def object_coherence_loss(res4_p: Tensor, res4_q: Tensor, masks_p: Tensor, masks_q: Tensor, head: nn.Module, *,
-                          selector: Tensor | None = None, num_objects: int = 3, roi_size: int = 7,
-                          sampling_ratio: int = 2, similarity: str = "cosine", temperature: float = 0.07,
-                          generator: torch.Generator | None = None) -> OCLResult:
+def object_coherence_loss(
+    res4_p: Tensor,
+    res4_q: Tensor,
+    masks_p: Tensor,
+    masks_q: Tensor,
+    head: nn.Module,
+    *,
+    selector: Tensor | None = None,
+    num_objects: int = 3,
+    roi_size: int = 7,
+    sampling_ratio: int = 2,
+    similarity: str = "cosine",
+    temperature: float = 0.07,
+    generator: torch.Generator | None = None,
+) -> OCLResult:
     """L_OCL of Algorithm S2 (see the module docstring for the equations).
 
     Args:
@@ -172,9 +191,9 @@ def object_coherence_loss(res4_p: Tensor, res4_q: Tensor, masks_p: Tensor, masks
         cos = F.normalize(o_p, dim=2) @ F.normalize(o_q, dim=2).transpose(1, 2)  # [B, N, N]
         # one device -> host copy (a single sync) for everything the Hungarian step needs
         packed = torch.cat([cos.flatten(1), chosen_p.float(), valid_q.float()], dim=1).cpu().numpy()  # [B, N*N+2N]
-    cos_np = packed[:, :n * n].reshape(b, n, n)
-    chosen_np = packed[:, n * n:n * n + n] > 0.5
-    valid_q_np = packed[:, n * n + n:] > 0.5
+    cos_np = packed[:, : n * n].reshape(b, n, n)
+    chosen_np = packed[:, n * n : n * n + n] > 0.5
+    valid_q_np = packed[:, n * n + n :] > 0.5
 
     rows: list[int] = []  # flat p index b * N + slot
     labels: list[int] = []  # flat q index b * N + slot: the per-clip offset is the number of q slots, N

@@ -66,8 +66,15 @@ def _frame(index: int, num_frames: int, name: str) -> int:
     return index % num_frames
 
 
-def _paper_terms(outputs: ClipOutputs, batch: ClipBatch, cfg: LossConfig, step: int, proj_head: nn.Module | None,
-                 generator: torch.Generator | None, out: LossOutput) -> None:
+def _paper_terms(
+    outputs: ClipOutputs,
+    batch: ClipBatch,
+    cfg: LossConfig,
+    step: int,
+    proj_head: nn.Module | None,
+    generator: torch.Generator | None,
+    out: LossOutput,
+) -> None:
     t = outputs.keys.shape[1]
     if cfg.pcl_weight > 0:
         _pcl_term(outputs, cfg, step, t, generator, out)
@@ -75,56 +82,93 @@ def _paper_terms(outputs: ClipOutputs, batch: ClipBatch, cfg: LossConfig, step: 
         _ocl_term(outputs, batch, cfg, step, t, proj_head, generator, out)
 
 
-def _pcl_term(outputs: ClipOutputs, cfg: LossConfig, step: int, t: int, generator: torch.Generator | None,
-              out: LossOutput) -> None:
+def _pcl_term(
+    outputs: ClipOutputs, cfg: LossConfig, step: int, t: int, generator: torch.Generator | None, out: LossOutput
+) -> None:
     r = _frame(cfg.pcl_remote_frame, t, "pcl_remote_frame")
     t1 = _frame(cfg.pcl_frame_t1, t, "pcl_frame_t1")
     t2 = _frame(cfg.pcl_frame_t2, t, "pcl_frame_t2")
     keys, shrink, sel = outputs.keys, outputs.shrinkage, outputs.selection  # [B, T, C, h, w]; C = 1 for shrinkage
-    out.terms["pcl"] = pixel_consistency_loss(keys[:, t1], keys[:, t2], keys[:, r], stride=cfg.pcl_grid_stride,
-                                              temperature=cfg.pcl_temperature,
-                                              label_within_clip=cfg.pcl_label_within_clip, generator=generator,
-                                              shrinkage_r=None if shrink is None else shrink[:, r],
-                                              selection_t1=None if sel is None else sel[:, t1],
-                                              selection_t2=None if sel is None else sel[:, t2])
+    out.terms["pcl"] = pixel_consistency_loss(
+        keys[:, t1],
+        keys[:, t2],
+        keys[:, r],
+        stride=cfg.pcl_grid_stride,
+        temperature=cfg.pcl_temperature,
+        label_within_clip=cfg.pcl_label_within_clip,
+        generator=generator,
+        shrinkage_r=None if shrink is None else shrink[:, r],
+        selection_t1=None if sel is None else sel[:, t1],
+        selection_t2=None if sel is None else sel[:, t2],
+    )
     out.weights["pcl"] = cfg.pcl_weight * linear_ramp(step, start=cfg.pcl_ramp_start, end=cfg.pcl_ramp_end)
 
 
-def _ocl_term(outputs: ClipOutputs, batch: ClipBatch, cfg: LossConfig, step: int, t: int,
-              proj_head: nn.Module | None, generator: torch.Generator | None, out: LossOutput) -> None:
+def _ocl_term(
+    outputs: ClipOutputs,
+    batch: ClipBatch,
+    cfg: LossConfig,
+    step: int,
+    t: int,
+    proj_head: nn.Module | None,
+    generator: torch.Generator | None,
+    out: LossOutput,
+) -> None:
     if proj_head is None:
         raise ValueError("compute_losses: loss.mode 'paper' with ocl_weight > 0 needs proj_head (a ProjectionHead)")
     p = _frame(cfg.ocl_frame_p, t, "ocl_frame_p")
     q = _frame(cfg.ocl_frame_q, t, "ocl_frame_q")
-    ocl = object_coherence_loss(outputs.res4[:, p], outputs.res4[:, q], batch.masks[:, p], batch.masks[:, q],
-                                proj_head, selector=batch.selector, num_objects=cfg.ocl_num_objects,
-                                roi_size=cfg.ocl_roi_size, sampling_ratio=cfg.ocl_sampling_ratio,
-                                similarity=cfg.ocl_similarity, temperature=cfg.ocl_temperature, generator=generator)
+    ocl = object_coherence_loss(
+        outputs.res4[:, p],
+        outputs.res4[:, q],
+        batch.masks[:, p],
+        batch.masks[:, q],
+        proj_head,
+        selector=batch.selector,
+        num_objects=cfg.ocl_num_objects,
+        roi_size=cfg.ocl_roi_size,
+        sampling_ratio=cfg.ocl_sampling_ratio,
+        similarity=cfg.ocl_similarity,
+        temperature=cfg.ocl_temperature,
+        generator=generator,
+    )
     out.terms["ocl"] = ocl.loss
     out.weights["ocl"] = cfg.ocl_weight * linear_ramp(step, start=cfg.ocl_ramp_start, end=cfg.ocl_ramp_end)
     out.stats["ocl_matched"] = float(ocl.num_matched)
 
 
-def _official_terms(outputs: ClipOutputs, cfg: LossConfig, step: int, generator: torch.Generator | None,
-                    out: LossOutput) -> None:
+def _official_terms(
+    outputs: ClipOutputs, cfg: LossConfig, step: int, generator: torch.Generator | None, out: LossOutput
+) -> None:
     if outputs.view2_keys2 is None or outputs.view2_theta is None:
-        raise ValueError("compute_losses: loss.mode 'official' needs ClipOutputs.view2_keys2 and view2_theta "
-                         "(the clip unroller must run the second view, see corrvos.losses.views.make_second_view)")
+        raise ValueError(
+            "compute_losses: loss.mode 'official' needs ClipOutputs.view2_keys2 and view2_theta "
+            "(the clip unroller must run the second view, see corrvos.losses.views.make_second_view)"
+        )
     keys_v1 = outputs.keys2 if outputs.keys2 is not None else outputs.keys  # [B, T, CK, h, w]
     keys_v2 = outputs.view2_keys2  # [B, T, CK, h, w]
     theta = outputs.view2_theta  # [B, 2, 3]
     ramp = linear_ramp(step, start=cfg.official_ramp_start, end=cfg.official_ramp_end)
     # the release draws the temp grid first, then the cross_key grid
-    out.terms["temp"] = temp_loss(keys_v1, keys_v2, theta, grid=cfg.temp_grid, eps=cfg.official_log_eps,
-                                  generator=generator)
-    out.terms["cross_key"] = cross_key_loss(keys_v1[:, 0], keys_v2[:, 0], theta, grid=cfg.cross_key_grid,
-                                            eps=cfg.official_log_eps, generator=generator)
+    out.terms["temp"] = temp_loss(
+        keys_v1, keys_v2, theta, grid=cfg.temp_grid, eps=cfg.official_log_eps, generator=generator
+    )
+    out.terms["cross_key"] = cross_key_loss(
+        keys_v1[:, 0], keys_v2[:, 0], theta, grid=cfg.cross_key_grid, eps=cfg.official_log_eps, generator=generator
+    )
     out.weights["temp"] = cfg.temp_weight * ramp
     out.weights["cross_key"] = cfg.cross_key_weight * ramp
 
 
-def compute_losses(outputs: ClipOutputs, batch: ClipBatch, *, cfg: LossConfig, step: int,
-                   proj_head: nn.Module | None = None, generator: torch.Generator | None = None) -> LossOutput:
+def compute_losses(
+    outputs: ClipOutputs,
+    batch: ClipBatch,
+    *,
+    cfg: LossConfig,
+    step: int,
+    proj_head: nn.Module | None = None,
+    generator: torch.Generator | None = None,
+) -> LossOutput:
     """All training losses of one step, weighted and summed (see the module docstring).
 
     Args:
@@ -139,10 +183,17 @@ def compute_losses(outputs: ClipOutputs, batch: ClipBatch, *, cfg: LossConfig, s
     Returns:
         ``LossOutput``.
     """
-    seg, frac = segmentation_loss(outputs.logits, batch.labels[:, 1:], step=step, selector=batch.selector,
-                                  bootstrap_start=cfg.bootstrap_start, bootstrap_end=cfg.bootstrap_end,
-                                  top_p=cfg.bootstrap_top_p, dice_weight=cfg.dice_weight,
-                                  dice_smooth=cfg.dice_smooth)
+    seg, frac = segmentation_loss(
+        outputs.logits,
+        batch.labels[:, 1:],
+        step=step,
+        selector=batch.selector,
+        bootstrap_start=cfg.bootstrap_start,
+        bootstrap_end=cfg.bootstrap_end,
+        top_p=cfg.bootstrap_top_p,
+        dice_weight=cfg.dice_weight,
+        dice_smooth=cfg.dice_smooth,
+    )
     out = LossOutput(total=seg, terms={"seg": seg}, weights={"seg": cfg.seg_weight}, stats={"bootstrap_p": frac})
     if cfg.mode == "paper":
         _paper_terms(outputs, batch, cfg, step, proj_head, generator, out)

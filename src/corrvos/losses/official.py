@@ -52,8 +52,15 @@ def neg_sq_l2_affinity(a: Tensor, b: Tensor) -> Tensor:
     return (2 * (a.transpose(-1, -2) @ b) - a_sq - b_sq) / math.sqrt(c)
 
 
-def official_grid_index(h: int, w: int, *, grid: int, batch: int, generator: torch.Generator | None = None,
-                        device: torch.device | str = "cpu") -> Tensor:
+def official_grid_index(
+    h: int,
+    w: int,
+    *,
+    grid: int,
+    batch: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> Tensor:
     """The release's ``_sample_index``: ``grid`` points per side with stride h // grid, one offset per clip.
 
     Maps smaller than ``grid`` cells get one point per cell (stride 1).
@@ -62,8 +69,17 @@ def official_grid_index(h: int, w: int, *, grid: int, batch: int, generator: tor
         [B, n_y * n_x] flat indices into h * w.
     """
     ny, nx = min(grid, h), min(grid, w)
-    return sample_grid_index(h, w, batch=batch, num_y=ny, num_x=nx, stride_y=max(1, h // grid),
-                             stride_x=max(1, w // grid), generator=generator, device=device)
+    return sample_grid_index(
+        h,
+        w,
+        batch=batch,
+        num_y=ny,
+        num_x=nx,
+        stride_y=max(1, h // grid),
+        stride_x=max(1, w // grid),
+        generator=generator,
+        device=device,
+    )
 
 
 def _pixels(keys: Tensor) -> Tensor:
@@ -71,8 +87,16 @@ def _pixels(keys: Tensor) -> Tensor:
     return keys.permute(1, 0, 2, 3).flatten(1)  # [C, N*hw]
 
 
-def temp_loss(keys_v1: Tensor, keys_v2: Tensor, theta: Tensor, *, grid: int = 8, eps: float = 1e-8,
-              generator: torch.Generator | None = None, anchor_index: Tensor | None = None) -> Tensor:
+def temp_loss(
+    keys_v1: Tensor,
+    keys_v2: Tensor,
+    theta: Tensor,
+    *,
+    grid: int = 8,
+    eps: float = 1e-8,
+    generator: torch.Generator | None = None,
+    anchor_index: Tensor | None = None,
+) -> Tensor:
     """The release's ``temp`` loss (see the module docstring).
 
     Args:
@@ -89,8 +113,10 @@ def temp_loss(keys_v1: Tensor, keys_v2: Tensor, theta: Tensor, *, grid: int = 8,
     """
     b, t, c, h, w = keys_v1.shape
     if keys_v2.shape != keys_v1.shape or t < 2:
-        raise ValueError(f"temp_loss: view keys must share a [B, T >= 2, C, h, w] shape, got "
-                         f"{tuple(keys_v1.shape)} and {tuple(keys_v2.shape)}")
+        raise ValueError(
+            f"temp_loss: view keys must share a [B, T >= 2, C, h, w] shape, got "
+            f"{tuple(keys_v1.shape)} and {tuple(keys_v2.shape)}"
+        )
     if anchor_index is None:
         anchor_index = official_grid_index(h, w, grid=grid, batch=b, generator=generator, device=keys_v1.device)
     n = anchor_index.shape[1]
@@ -110,8 +136,16 @@ def temp_loss(keys_v1: Tensor, keys_v2: Tensor, theta: Tensor, *, grid: int = 8,
     return -(picked + eps).log().mean()
 
 
-def cross_key_loss(key_v1: Tensor, key_v2: Tensor, theta: Tensor, *, grid: int = 4, eps: float = 1e-8,
-                   generator: torch.Generator | None = None, index: Tensor | None = None) -> Tensor:
+def cross_key_loss(
+    key_v1: Tensor,
+    key_v2: Tensor,
+    theta: Tensor,
+    *,
+    grid: int = 4,
+    eps: float = 1e-8,
+    generator: torch.Generator | None = None,
+    index: Tensor | None = None,
+) -> Tensor:
     """The release's ``cross_key`` loss on frame 0 (see the module docstring).
 
     Args:

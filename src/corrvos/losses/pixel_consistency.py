@@ -37,8 +37,9 @@ def _randint(high: int, size: tuple[int, ...], generator: torch.Generator | None
     return torch.randint(0, high, size, generator=generator, device=gen_device).to(device)
 
 
-def grid_offsets_to_index(off_y: Tensor, off_x: Tensor, *, num_y: int, num_x: int, stride_y: int, stride_x: int,
-                          width: int) -> Tensor:
+def grid_offsets_to_index(
+    off_y: Tensor, off_x: Tensor, *, num_y: int, num_x: int, stride_y: int, stride_x: int, width: int
+) -> Tensor:
     """Flat indices y * width + x of a regular grid shifted per clip.
 
     Args:
@@ -58,8 +59,18 @@ def grid_offsets_to_index(off_y: Tensor, off_x: Tensor, *, num_y: int, num_x: in
     return (y * width + x).flatten(1)  # [B, ny*nx]
 
 
-def sample_grid_index(h: int, w: int, *, batch: int, num_y: int, num_x: int, stride_y: int, stride_x: int,
-                      generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
+def sample_grid_index(
+    h: int,
+    w: int,
+    *,
+    batch: int,
+    num_y: int,
+    num_x: int,
+    stride_y: int,
+    stride_x: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> Tensor:
     """A ``num_y x num_x`` grid with spacing ``stride`` and one random (x, y) offset per clip.
 
     Offsets are drawn uniformly in [0, min(stride, extent - (num - 1) * stride)), so all points are inside.
@@ -74,8 +85,7 @@ def sample_grid_index(h: int, w: int, *, batch: int, num_y: int, num_x: int, str
     hi_x = min(stride_x, w - (num_x - 1) * stride_x)
     off_x = _randint(hi_x, (batch,), generator, device)
     off_y = _randint(hi_y, (batch,), generator, device)
-    return grid_offsets_to_index(off_y, off_x, num_y=num_y, num_x=num_x, stride_y=stride_y, stride_x=stride_x,
-                                 width=w)
+    return grid_offsets_to_index(off_y, off_x, num_y=num_y, num_x=num_x, stride_y=stride_y, stride_x=stride_x, width=w)
 
 
 def gather_grid(key: Tensor, index: Tensor) -> Tensor:
@@ -99,8 +109,14 @@ def _flat_batch(x: Tensor) -> Tensor:
     return x.permute(1, 0, 2, 3).reshape(1, x.shape[1], -1)
 
 
-def pcl_logits(k_t: Tensor, grid: Tensor, *, temperature: float = 1.0, grid_shrinkage: Tensor | None = None,
-               selection: Tensor | None = None) -> Tensor:
+def pcl_logits(
+    k_t: Tensor,
+    grid: Tensor,
+    *,
+    temperature: float = 1.0,
+    grid_shrinkage: Tensor | None = None,
+    selection: Tensor | None = None,
+) -> Tensor:
     """Eq. 5 before the softmax: affinity of every pixel of the batch to every grid point of the batch.
 
     Args:
@@ -119,10 +135,20 @@ def pcl_logits(k_t: Tensor, grid: Tensor, *, temperature: float = 1.0, grid_shri
     return aff.t() / temperature  # [B*hw, M]
 
 
-def pixel_consistency_loss(k_t1: Tensor, k_t2: Tensor, k_r: Tensor, *, stride: int = 8, temperature: float = 1.0,
-                           label_within_clip: bool = False, generator: torch.Generator | None = None,
-                           grid_index: Tensor | None = None, shrinkage_r: Tensor | None = None,
-                           selection_t1: Tensor | None = None, selection_t2: Tensor | None = None) -> Tensor:
+def pixel_consistency_loss(
+    k_t1: Tensor,
+    k_t2: Tensor,
+    k_r: Tensor,
+    *,
+    stride: int = 8,
+    temperature: float = 1.0,
+    label_within_clip: bool = False,
+    generator: torch.Generator | None = None,
+    grid_index: Tensor | None = None,
+    shrinkage_r: Tensor | None = None,
+    selection_t1: Tensor | None = None,
+    selection_t2: Tensor | None = None,
+) -> Tensor:
     """L_PCL of Algorithm S1 (see the module docstring for the equations).
 
     Args:
@@ -143,21 +169,29 @@ def pixel_consistency_loss(k_t1: Tensor, k_t2: Tensor, k_r: Tensor, *, stride: i
         Scalar loss (float32).
     """
     if not (k_t1.shape == k_t2.shape == k_r.shape) or k_r.dim() != 4:
-        raise ValueError(f"pixel_consistency_loss: keys must all be [B, C, h, w], got {tuple(k_t1.shape)}, "
-                         f"{tuple(k_t2.shape)}, {tuple(k_r.shape)}")
+        raise ValueError(
+            f"pixel_consistency_loss: keys must all be [B, C, h, w], got {tuple(k_t1.shape)}, "
+            f"{tuple(k_t2.shape)}, {tuple(k_r.shape)}"
+        )
     b, _, h, w = k_r.shape
     if grid_index is None:
         ny, nx = max(1, h // stride), max(1, w // stride)
-        grid_index = sample_grid_index(h, w, batch=b, num_y=ny, num_x=nx, stride_y=stride, stride_x=stride,
-                                       generator=generator, device=k_r.device)
+        grid_index = sample_grid_index(
+            h, w, batch=b, num_y=ny, num_x=nx, stride_y=stride, stride_x=stride, generator=generator, device=k_r.device
+        )
     n = grid_index.shape[1]
     grid = gather_grid(k_r.float(), grid_index)  # [C, B*n]
     grid_s = None if shrinkage_r is None else gather_grid(shrinkage_r.float(), grid_index)  # [1, B*n]
     sel1 = None if selection_t1 is None else selection_t1.detach().float()
     sel2 = None if selection_t2 is None else selection_t2.float()
     with torch.no_grad():
-        logits_t1 = pcl_logits(k_t1.detach().float(), grid.detach(), temperature=temperature,
-                               grid_shrinkage=None if grid_s is None else grid_s.detach(), selection=sel1)
+        logits_t1 = pcl_logits(
+            k_t1.detach().float(),
+            grid.detach(),
+            temperature=temperature,
+            grid_shrinkage=None if grid_s is None else grid_s.detach(),
+            selection=sel1,
+        )
         if label_within_clip:
             own = torch.arange(b, device=k_r.device).repeat_interleave(h * w)  # [B*hw] clip of each pixel
             col_clip = torch.arange(b, device=k_r.device).repeat_interleave(n)  # [B*n] clip of each point

@@ -87,8 +87,9 @@ def bootstrapped_ce(logits: Tensor, labels: Tensor, *, fraction: float, present:
     return top.mean(dim=2)
 
 
-def dice_loss(logits: Tensor, labels: Tensor, *, present: Tensor | None = None, smooth: float = 1.0,
-              eps: float = 1e-8) -> Tensor:
+def dice_loss(
+    logits: Tensor, labels: Tensor, *, present: Tensor | None = None, smooth: float = 1.0, eps: float = 1e-8
+) -> Tensor:
     """Soft multi-class Dice loss over the present classes, per clip and frame.
 
     Args:
@@ -113,9 +114,18 @@ def dice_loss(logits: Tensor, labels: Tensor, *, present: Tensor | None = None, 
     return (per_class * weights).sum(dim=2) / weights.sum(dim=2)
 
 
-def segmentation_loss(logits: Tensor, labels: Tensor, *, step: int, selector: Tensor | None = None,
-                      bootstrap_start: int = 20_000, bootstrap_end: int = 70_000, top_p: float = 0.15,
-                      dice_weight: float = 0.0, dice_smooth: float = 1.0) -> tuple[Tensor, float]:
+def segmentation_loss(
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    step: int,
+    selector: Tensor | None = None,
+    bootstrap_start: int = 20_000,
+    bootstrap_end: int = 70_000,
+    top_p: float = 0.15,
+    dice_weight: float = 0.0,
+    dice_smooth: float = 1.0,
+) -> tuple[Tensor, float]:
     """L_SEG = sum over frames of the batch mean of bootstrapped CE (+ dice_weight * Dice).
 
     Args:
@@ -131,8 +141,10 @@ def segmentation_loss(logits: Tensor, labels: Tensor, *, step: int, selector: Te
         (scalar loss, the fraction p used at this step).
     """
     if logits.dim() != 5 or labels.shape != (logits.shape[0], logits.shape[1], *logits.shape[3:]):
-        raise ValueError(f"segmentation_loss: logits {tuple(logits.shape)} and labels {tuple(labels.shape)} "
-                         "must be [B, T', C, H, W] and [B, T', H, W]")
+        raise ValueError(
+            f"segmentation_loss: logits {tuple(logits.shape)} and labels {tuple(labels.shape)} "
+            "must be [B, T', C, H, W] and [B, T', H, W]"
+        )
     frac = bootstrap_fraction(step, start=bootstrap_start, end=bootstrap_end, top_p=top_p)
     present = class_mask(selector, labels, logits.shape[2])
     per = bootstrapped_ce(logits, labels, fraction=frac, present=present)  # [B, T']

@@ -27,8 +27,14 @@ from torch import Tensor
 __all__ = ["align_to_view2", "make_second_view", "sample_view_theta"]
 
 
-def sample_view_theta(batch: int, *, zoom_range: tuple[float, float] = (0.5, 1.0), flip_prob: float = 0.5,
-                      generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
+def sample_view_theta(
+    batch: int,
+    *,
+    zoom_range: tuple[float, float] = (0.5, 1.0),
+    flip_prob: float = 0.5,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> Tensor:
     """Random flip + zoom-crop affines, one per clip.
 
     Args:
@@ -87,8 +93,13 @@ def align_to_view2(x: Tensor, theta: Tensor, *, mode: str = "nearest", padding_m
     return out.view(b, t, *out.shape[1:]) if five else out  # [B, T, C, h, w] or [B, C, h, w]
 
 
-def make_second_view(frames: Tensor, *, generator: torch.Generator | None = None,
-                     zoom_range: tuple[float, float] = (0.5, 1.0), flip_prob: float = 0.5) -> tuple[Tensor, Tensor]:
+def make_second_view(
+    frames: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    zoom_range: tuple[float, float] = (0.5, 1.0),
+    flip_prob: float = 0.5,
+) -> tuple[Tensor, Tensor]:
     """The release's second view: one random flip + zoom-crop per clip, shared by its frames.
 
     Args:
@@ -102,7 +113,8 @@ def make_second_view(frames: Tensor, *, generator: torch.Generator | None = None
     """
     if frames.dim() != 5:
         raise ValueError(f"make_second_view: frames must be [B, T, 3, H, W], got {tuple(frames.shape)}")
-    theta = sample_view_theta(frames.shape[0], zoom_range=zoom_range, flip_prob=flip_prob, generator=generator,
-                              device=frames.device)
+    theta = sample_view_theta(
+        frames.shape[0], zoom_range=zoom_range, flip_prob=flip_prob, generator=generator, device=frames.device
+    )
     frames2 = align_to_view2(frames, theta, mode="bilinear", padding_mode="border").to(frames.dtype)
     return frames2, theta

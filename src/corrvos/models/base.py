@@ -51,21 +51,37 @@ class VOSModel(Protocol):
         the model has them) and backbone features (see QueryFeatures)."""
         ...
 
-    def encode_value(self, frame: Tensor, f16: Tensor, masks: Tensor, hidden: Tensor | None = None, *,
-                     deep_update: bool = True) -> tuple[Tensor, Tensor | None]:
+    def encode_value(
+        self, frame: Tensor, f16: Tensor, masks: Tensor, hidden: Tensor | None = None, *, deep_update: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
         """frame [B, 3, H, W], f16 [B, 1024, h, w], masks [B, N, H, W], hidden [B, N, CH, h, w] or None ->
         (values [B, N, CV, h, w], hidden [B, N, CH, h, w] after the deep update, or the input ``hidden`` unchanged
         when ``deep_update`` is False or the model has no hidden state)."""
         ...
 
-    def read_memory(self, mem_key: Tensor, mem_value: Tensor, query_key: Tensor, *, mem_shrinkage: Tensor | None = None,
-                    query_selection: Tensor | None = None, top_k: int | None = None) -> Tensor:
+    def read_memory(
+        self,
+        mem_key: Tensor,
+        mem_value: Tensor,
+        query_key: Tensor,
+        *,
+        mem_shrinkage: Tensor | None = None,
+        query_selection: Tensor | None = None,
+        top_k: int | None = None,
+    ) -> Tensor:
         """mem_key [B, CK, T, h, w], mem_value [B, N, CV, T, h, w], query_key [B, CK, h, w] (+ shrinkage
         [B, 1, T, h, w] and selection [B, CK, h, w]) -> readout [B, N, CV, h, w] with the model's similarity."""
         ...
 
-    def segment(self, readout16: Tensor, feats: QueryFeatures, hidden: Tensor | None = None, *,
-                selector: Tensor | None = None, update_hidden: bool = True) -> SegmentOutput:
+    def segment(
+        self,
+        readout16: Tensor,
+        feats: QueryFeatures,
+        hidden: Tensor | None = None,
+        *,
+        selector: Tensor | None = None,
+        update_hidden: bool = True,
+    ) -> SegmentOutput:
         """readout [B, N, CV, h, w] + query features (+ hidden [B, N, CH, h, w]) -> SegmentOutput with logits and
         prob [B, N+1, H, W] and, when ``update_hidden`` and the model has a hidden state, the new hidden."""
         ...

@@ -55,8 +55,12 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                 setattr(module, f"bn{k}", nn.Identity())
                 folded += 1
         down = getattr(module, "downsample", None)
-        if isinstance(down, nn.Sequential) and len(down) == 2 and isinstance(down[0], nn.Conv2d) \
-                and isinstance(down[1], nn.BatchNorm2d):
+        if (
+            isinstance(down, nn.Sequential)
+            and len(down) == 2
+            and isinstance(down[0], nn.Conv2d)
+            and isinstance(down[1], nn.BatchNorm2d)
+        ):
             _fold_pair(down[0], down[1])
             down[1] = nn.Identity()
             folded += 1

@@ -46,8 +46,9 @@ def l2_affinity(mem_key: Tensor, query_key: Tensor) -> Tensor:
     return torch.baddbmm(a_sq, mk.transpose(1, 2), qk, beta=-scale, alpha=2 * scale)  # [B, M, Q]
 
 
-def similarity(mem_key: Tensor, query_key: Tensor, *, mem_shrinkage: Tensor | None = None,
-               query_selection: Tensor | None = None) -> Tensor:
+def similarity(
+    mem_key: Tensor, query_key: Tensor, *, mem_shrinkage: Tensor | None = None, query_selection: Tensor | None = None
+) -> Tensor:
     """The matching similarity of STCN and XMem (see the module docstring); STCN's exactly when both terms are absent.
 
     Args:
@@ -129,8 +130,15 @@ def readout(weights: Tensor, mem_value: Tensor) -> Tensor:
     return out.view(b, n, cv, h, w)  # [B, N, CV, h, w]
 
 
-def read_memory(mem_key: Tensor, mem_value: Tensor, query_key: Tensor, *, mem_shrinkage: Tensor | None = None,
-                query_selection: Tensor | None = None, top_k: int | None = None) -> Tensor:
+def read_memory(
+    mem_key: Tensor,
+    mem_value: Tensor,
+    query_key: Tensor,
+    *,
+    mem_shrinkage: Tensor | None = None,
+    query_selection: Tensor | None = None,
+    top_k: int | None = None,
+) -> Tensor:
     """The memory read of every model: :func:`similarity`, softmax over memory (full, or top-k), readout.
 
     Args:

@@ -27,8 +27,9 @@ from torch import Tensor
 __all__ = ["roi_align"]
 
 
-def _axis_weights(start: Tensor, size: Tensor, pooled: int, grid: Tensor, length: int,
-                  gmax: int | None = None) -> Tensor:
+def _axis_weights(
+    start: Tensor, size: Tensor, pooled: int, grid: Tensor, length: int, gmax: int | None = None
+) -> Tensor:
     """Interpolation matrix along one axis.
 
     Args:

@@ -174,8 +174,9 @@ class STCN(StagedModel):
             key2=None if self.key_proj2 is None else self.key_proj2(f16),
         )
 
-    def encode_value(self, frame: Tensor, f16: Tensor, masks: Tensor, hidden: Tensor | None = None, *,
-                     deep_update: bool = True) -> tuple[Tensor, Tensor | None]:
+    def encode_value(
+        self, frame: Tensor, f16: Tensor, masks: Tensor, hidden: Tensor | None = None, *, deep_update: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
         """Memory values of N objects in one frame.
 
         The value encoder of object k sees [RGB, mask_k, sum of the other objects' masks] (single-object models:
@@ -200,8 +201,16 @@ class STCN(StagedModel):
         )  # [B*N, CV, h, w]
         return v.view(b, n, *v.shape[1:]), hidden  # [B, N, CV, h, w]
 
-    def read_memory(self, mem_key: Tensor, mem_value: Tensor, query_key: Tensor, *, mem_shrinkage: Tensor | None = None,
-                    query_selection: Tensor | None = None, top_k: int | None = None) -> Tensor:
+    def read_memory(
+        self,
+        mem_key: Tensor,
+        mem_value: Tensor,
+        query_key: Tensor,
+        *,
+        mem_shrinkage: Tensor | None = None,
+        query_selection: Tensor | None = None,
+        top_k: int | None = None,
+    ) -> Tensor:
         """Read the memory for every query position with STCN's L2 affinity.
 
         Args:
@@ -242,8 +251,15 @@ class STCN(StagedModel):
         logits = self.decoder(r, q16, feats.f8, feats.f4)  # [B*N, 1, H, W]
         return logits.view(b, n, *logits.shape[-2:])  # [B, N, H, W]
 
-    def segment(self, readout16: Tensor, feats: QueryFeatures, hidden: Tensor | None = None, *,
-                selector: Tensor | None = None, update_hidden: bool = True) -> SegmentOutput:
+    def segment(
+        self,
+        readout16: Tensor,
+        feats: QueryFeatures,
+        hidden: Tensor | None = None,
+        *,
+        selector: Tensor | None = None,
+        update_hidden: bool = True,
+    ) -> SegmentOutput:
         """Decode every object, take the sigmoid, mask by ``selector`` and soft-aggregate.
 
         Args:

@@ -52,8 +52,14 @@ def _ensure_synthetic(spec: DatasetSpec, root: Path, seed: int, dist_info: DistI
         from corrvos.data.synthetic import generate_dataset
 
         logger.info("generating the synthetic dataset (%d sequences) in %s", spec.sequences, root)
-        generate_dataset(root, sequences=spec.sequences, frames=spec.frames, size=(spec.size[0], spec.size[1]),
-                         seed=seed, layout="davis")
+        generate_dataset(
+            root,
+            sequences=spec.sequences,
+            frames=spec.frames,
+            size=(spec.size[0], spec.size[1]),
+            seed=seed,
+            layout="davis",
+        )
     barrier(dist_info)
 
 
@@ -62,19 +68,29 @@ def _one_dataset(spec: DatasetSpec, root: Path, stage: StageConfig, seed: int) -
     from corrvos.data.transforms import ClipAugmentConfig
 
     data = stage.data
-    common = {"num_frames": data.num_frames, "max_objects": 1 if stage.single_object else data.max_objects,
-              "seed": seed}
+    common = {
+        "num_frames": data.num_frames,
+        "max_objects": 1 if stage.single_object else data.max_objects,
+        "seed": seed,
+    }
     video = {"max_skip": data.max_skip_values[0], "short_videos": "skip"}
     subset = None if spec.subset is None else root / spec.subset
     if spec.kind in ("davis", "synthetic"):
         augment = ClipAugmentConfig.stcn_video(data.crop_size)
         if subset is None:
             return clips.davis_clip_dataset(root, split="train", augment=augment, **video, **common)
-        return clips.VOSClipDataset(root / "JPEGImages" / "480p", root / "Annotations" / "480p", subset=subset,
-                                    augment=augment, **video, **common)
+        return clips.VOSClipDataset(
+            root / "JPEGImages" / "480p",
+            root / "Annotations" / "480p",
+            subset=subset,
+            augment=augment,
+            **video,
+            **common,
+        )
     if spec.kind == "youtube":
-        return clips.youtube_clip_dataset(root, subset=subset, augment=ClipAugmentConfig.stcn_video(data.crop_size),
-                                          **video, **common)
+        return clips.youtube_clip_dataset(
+            root, subset=subset, augment=ClipAugmentConfig.stcn_video(data.crop_size), **video, **common
+        )
     if spec.kind == "bl30k":
         from corrvos.data.bl30k import bl30k_clip_dataset
 
@@ -129,11 +145,23 @@ class StepBatchSampler:
         start_step: first step to yield (resume).
     """
 
-    def __init__(self, *, length: int, global_batch: int, rank: int, world_size: int, seed: int, iterations: int,
-                 max_skip_values: list[int], max_skip_fractions: list[float], start_step: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        length: int,
+        global_batch: int,
+        rank: int,
+        world_size: int,
+        seed: int,
+        iterations: int,
+        max_skip_values: list[int],
+        max_skip_fractions: list[float],
+        start_step: int = 0,
+    ) -> None:
         if global_batch % world_size:
-            raise ConfigError(f"batch_size {global_batch} is global and must be divisible by the {world_size} "
-                              f"processes")
+            raise ConfigError(
+                f"batch_size {global_batch} is global and must be divisible by the {world_size} processes"
+            )
         self.length, self.global_batch = length, global_batch
         self.local_batch = global_batch // world_size
         self.rank, self.seed, self.iterations = rank, seed, iterations
@@ -161,19 +189,29 @@ class StepBatchSampler:
             yield self.keys_for_step(step)
 
 
-def build_stage_loader(dataset: Dataset, *, cfg: TrainConfig, stage: StageConfig, dist_info: DistInfo,
-                       start_step: int) -> DataLoader:
+def build_stage_loader(
+    dataset: Dataset, *, cfg: TrainConfig, stage: StageConfig, dist_info: DistInfo, start_step: int
+) -> DataLoader:
     """DataLoader over the stage's remaining steps (one batch per step, this rank's share of the global batch)."""
     from corrvos.data.clips import collate_clips
 
     sampler = StepBatchSampler(
-        length=len(dataset), global_batch=stage.batch_size, rank=dist_info.rank,  # type: ignore[arg-type]
-        world_size=dist_info.world_size, seed=derive_seed(cfg.seed, stage.name), iterations=stage.iterations,
-        max_skip_values=stage.data.max_skip_values, max_skip_fractions=stage.data.max_skip_fractions,
+        length=len(dataset),
+        global_batch=stage.batch_size,
+        rank=dist_info.rank,  # type: ignore[arg-type]
+        world_size=dist_info.world_size,
+        seed=derive_seed(cfg.seed, stage.name),
+        iterations=stage.iterations,
+        max_skip_values=stage.data.max_skip_values,
+        max_skip_fractions=stage.data.max_skip_fractions,
         start_step=start_step,
     )
     return DataLoader(
-        _KeyedItems(dataset), batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate_clips,
-        pin_memory=dist_info.device.type == "cuda", persistent_workers=False,
+        _KeyedItems(dataset),
+        batch_sampler=sampler,
+        num_workers=cfg.num_workers,
+        collate_fn=collate_clips,
+        pin_memory=dist_info.device.type == "cuda",
+        persistent_workers=False,
         prefetch_factor=2 if cfg.num_workers > 0 else None,
     )

@@ -88,8 +88,18 @@ class TrainHooks:
         progress: show a tqdm bar.
     """
 
-    def __init__(self, out_dir: Path, *, enabled: bool, log_interval: int, image_interval: int, save_interval: int,
-                 keep_checkpoints: int, payload: Callable[[], dict[str, Any]], progress: bool = True) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        enabled: bool,
+        log_interval: int,
+        image_interval: int,
+        save_interval: int,
+        keep_checkpoints: int,
+        payload: Callable[[], dict[str, Any]],
+        progress: bool = True,
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.enabled = enabled
         self.log_interval, self.image_interval = log_interval, image_interval
@@ -161,8 +171,10 @@ class TrainHooks:
             writer.add_scalar("train/seconds_per_step", (now - self._last_time) / steps, g)
             self._last_time, self._last_logged = now, g
             if self._bar is not None:
-                self._bar.set_postfix(loss=f"{record.scalars.get('loss', float('nan')):.4f}",
-                                      iou=f"{record.scalars.get('iou', float('nan')):.3f}")
+                self._bar.set_postfix(
+                    loss=f"{record.scalars.get('loss', float('nan')):.4f}",
+                    iou=f"{record.scalars.get('iou', float('nan')):.3f}",
+                )
         if record.frames is not None and record.labels is not None and record.logits is not None:
             panel = clip_panel(record.frames, record.labels, record.logits)
             self._tb().add_image(f"train/{record.stage}/clip", panel, g, dataformats="CHW")

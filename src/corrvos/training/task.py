@@ -31,8 +31,14 @@ class CorrespondenceTask:
         amp_dtype: autocast dtype (``torch.bfloat16`` / ``torch.float16``) or None for full precision.
     """
 
-    def __init__(self, unroller: nn.Module, loss_cfg: LossConfig, *, proj_head: nn.Module | None = None,
-                 amp_dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        unroller: nn.Module,
+        loss_cfg: LossConfig,
+        *,
+        proj_head: nn.Module | None = None,
+        amp_dtype: torch.dtype | None = None,
+    ) -> None:
         self.unroller = unroller
         self.loss_cfg = loss_cfg
         self.proj_head = proj_head
@@ -65,7 +71,8 @@ class CorrespondenceTask:
         loss_gen = torch.Generator(device=device)
         loss_gen.manual_seed(seed ^ 0x5DEECE66D)
         autocast = (
-            torch.autocast(device_type=device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+            torch.autocast(device_type=device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
             else nullcontext()
         )
         with autocast:
@@ -74,8 +81,13 @@ class CorrespondenceTask:
         result = compute_losses(
             outputs, batch, cfg=self.loss_cfg, step=step, proj_head=self.proj_head, generator=loss_gen
         )
-        return {"loss": result.total, "terms": dict(result.terms), "weights": dict(result.weights),
-                "stats": dict(result.stats), "outputs": outputs}
+        return {
+            "loss": result.total,
+            "terms": dict(result.terms),
+            "weights": dict(result.weights),
+            "stats": dict(result.stats),
+            "outputs": outputs,
+        }
 
 
 def _to_float(outputs: Any) -> Any:

@@ -93,8 +93,16 @@ class Trainer:
         progress: show a progress bar on rank 0.
     """
 
-    def __init__(self, cfg: TrainConfig, *, out_dir: str | Path | None = None, dist_info: DistInfo | None = None,
-                 resume: str | Path | None = None, init_from: str | Path | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        out_dir: str | Path | None = None,
+        dist_info: DistInfo | None = None,
+        resume: str | Path | None = None,
+        init_from: str | Path | None = None,
+        progress: bool = True,
+    ) -> None:
         self.cfg = cfg
         self.out_dir = Path(out_dir if out_dir is not None else cfg.out_dir)
         self.dist = dist_info if dist_info is not None else init_distributed(cfg.device)
@@ -109,9 +117,16 @@ class Trainer:
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.scaler: torch.amp.GradScaler | None = None
         self.stage_index, self.step, self.global_step = 0, 0, 0
-        self.hooks = TrainHooks(self.out_dir, enabled=self.dist.is_main, log_interval=cfg.log_interval,
-                                image_interval=cfg.image_interval, save_interval=cfg.save_interval,
-                                keep_checkpoints=cfg.keep_checkpoints, payload=self._payload, progress=progress)
+        self.hooks = TrainHooks(
+            self.out_dir,
+            enabled=self.dist.is_main,
+            log_interval=cfg.log_interval,
+            image_interval=cfg.image_interval,
+            save_interval=cfg.save_interval,
+            keep_checkpoints=cfg.keep_checkpoints,
+            payload=self._payload,
+            progress=progress,
+        )
 
     # ------------------------------------------------------------------------------------------ model set-up
     def _build_model(self, single_object: bool, *, pretrained: bool = False) -> nn.Module:
@@ -120,8 +135,11 @@ class Trainer:
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.cfg.seed, "model-init") & 0x7FFFFFFF)
-            return build_model(self.cfg.model.arch, single_object=single_object,
-                               pretrained_backbones=self.cfg.model.pretrained_backbones if pretrained else False)
+            return build_model(
+                self.cfg.model.arch,
+                single_object=single_object,
+                pretrained_backbones=self.cfg.model.pretrained_backbones if pretrained else False,
+            )
 
     def _load_init_weights(self, model: nn.Module, path: str | Path) -> None:
         """Fine-tuning start: strict load of an official or corrvos file; ``key_proj2`` may be absent."""
@@ -130,8 +148,7 @@ class Trainer:
 
         source = load_model(path, widen_single_object_file=not model.single_object)
         if arch_of(source) != arch_of(model):
-            raise ConfigError(f"{path}: holds a {arch_of(source)!r} network but model.arch is "
-                              f"{arch_of(model)!r}")
+            raise ConfigError(f"{path}: holds a {arch_of(source)!r} network but model.arch is {arch_of(model)!r}")
         check_and_load(model, source.state_dict(), path=path, optional_prefixes=("key_proj2.",))
         logger.info("initial weights from %s", path)
 
@@ -182,11 +199,13 @@ class Trainer:
         ckpt = ckpt_io.load_checkpoint(self.resume_path)
         names = [s.name for s in self.cfg.stages]
         if ckpt["stage"] not in names or names.index(ckpt["stage"]) != ckpt.get("stage_index", -1):
-            raise ConfigError(f"{self.resume_path}: stage {ckpt['stage']!r} does not match the configured stages "
-                              f"{names}")
+            raise ConfigError(
+                f"{self.resume_path}: stage {ckpt['stage']!r} does not match the configured stages {names}"
+            )
         if ckpt["config"] != config_to_dict(self.cfg):
-            logger.warning("%s: the configuration differs from the checkpoint's; resuming with the new one",
-                           self.resume_path)
+            logger.warning(
+                "%s: the configuration differs from the checkpoint's; resuming with the new one", self.resume_path
+            )
         self.stage_index, self.step, self.global_step = ckpt["stage_index"], ckpt["step"], ckpt["global_step"]
         self.model = self._build_model(single_object=bool(ckpt["single_object"]))
         self.model.load_state_dict(ckpt["model"], strict=True)
@@ -237,8 +256,7 @@ class Trainer:
                 self.stage_index, self.step = self.stage_index + 1, 0
         finally:
             self.hooks.close()
-        return TrainResult(self.out_dir, cfg.stages[-1].name, cfg.stages[-1].iterations, self.global_step, True,
-                           last)
+        return TrainResult(self.out_dir, cfg.stages[-1].name, cfg.stages[-1].iterations, self.global_step, True, last)
 
     def _setup_stage(self, stage: StageConfig, resume_state: dict[str, Any] | None):
         cfg = self.cfg
@@ -254,11 +272,19 @@ class Trainer:
         unroller = build_unroller(cfg.model.arch, self.model, second_view=loss_cfg.mode == "official")
         if self.dist.distributed:
             unroller = DistributedDataParallel(
-                unroller, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False, find_unused_parameters=True)
+                unroller,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False,
+                find_unused_parameters=True,
+            )
         extra = [self.proj_head] if self.proj_head is not None else []
-        groups = optimizer_groups(self.model, extra, lr=stage.lr, encoder_scale=cfg.optim.encoder_lr_scale,
-                                  deep_scale=cfg.optim.encoder_deep_lr_scale)
+        groups = optimizer_groups(
+            self.model,
+            extra,
+            lr=stage.lr,
+            encoder_scale=cfg.optim.encoder_lr_scale,
+            deep_scale=cfg.optim.encoder_deep_lr_scale,
+        )
         opt_cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(groups, lr=stage.lr, weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, stage.lr_milestones, cfg.optim.gamma)
@@ -291,7 +317,7 @@ class Trainer:
         offset = 0
         for p in params:
             n = p.numel()
-            p.grad.copy_(flat[offset:offset + n].view_as(p))
+            p.grad.copy_(flat[offset : offset + n].view_as(p))
             offset += n
 
     def _run_stage(self, stage: StageConfig, resume_state, done: int, max_steps: int | None):
@@ -330,12 +356,18 @@ class Trainer:
                 scalars["grad_norm"] = float(grad_norm)
             else:
                 nonfinite += 1
-                logger.warning("stage %r step %d: non-finite loss (%s), step skipped (%d in a row)", stage.name,
-                               self.step, float(loss.detach()), nonfinite)
+                logger.warning(
+                    "stage %r step %d: non-finite loss (%s), step skipped (%d in a row)",
+                    stage.name,
+                    self.step,
+                    float(loss.detach()),
+                    nonfinite,
+                )
                 if nonfinite >= cfg.optim.max_nonfinite:
                     raise TrainingDivergedError(
                         f"stage {stage.name!r} step {self.step}: {nonfinite} non-finite losses in a row; lower the "
-                        f"learning rate, enable optim.grad_clip or resume from an earlier checkpoint")
+                        f"learning rate, enable optim.grad_clip or resume from an earlier checkpoint"
+                    )
             with warnings.catch_warnings():  # a skipped step still advances the schedule (as a skipped fp16 step)
                 warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
                 self.scheduler.step()
