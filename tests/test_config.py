@@ -185,8 +185,8 @@ def test_cli_print_config_and_bad_config_exit_status(tmp_path: Path, capsys: pyt
     ("text", "needle"),
     [
         # official-mode losses need the key_proj2 head of arch stcn_corr (else the trainer failed with a traceback)
-        ("model: {arch: stcn}\nloss: {mode: official}\n", "needs model.arch 'stcn_corr'"),
-        ("model: {arch: stcn}\nstages:\n  - {name: main, loss: {mode: official}}\n", "needs model.arch 'stcn_corr'"),
+        ("model: {arch: stcn}\nloss: {mode: official}\n", "needs the key_proj2 head"),
+        ("model: {arch: stcn}\nstages:\n  - {name: main, loss: {mode: official}}\n", "needs the key_proj2 head"),
         # a max skip below 1 later in the curriculum failed only when the curriculum reached it
         (
             "stages:\n  - {name: main, data: {max_skip_values: [5, 0], max_skip_fractions: [0.5]}}\n",

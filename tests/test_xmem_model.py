@@ -59,8 +59,14 @@ def test_contract_attributes_and_forward_refused(xmem: XMem) -> None:
     assert isinstance(xmem, VOSModel)
     assert xmem.family == "xmem"
     assert (xmem.key_dim, xmem.value_dim, xmem.hidden_dim, xmem.single_object) == (64, 512, 64, False)
-    assert xmem.init_args() == {"single_object": False, "key_dim": 64, "value_dim": 512, "hidden_dim": 64}
-    args = {"single_object": True, "key_dim": 32, "value_dim": 256, "hidden_dim": 0}
+    assert xmem.init_args() == {
+        "single_object": False,
+        "key_dim": 64,
+        "value_dim": 512,
+        "hidden_dim": 64,
+        "aux_key_head": False,
+    }
+    args = {"single_object": True, "key_dim": 32, "value_dim": 256, "hidden_dim": 0, "aux_key_head": True}
     assert XMem(**args).init_args() == args
     with pytest.raises(NotImplementedError, match="encode_key"):
         xmem(torch.zeros(1, 3, 32, 32))
@@ -325,3 +331,21 @@ def test_parity_with_official(b: int, pair: tuple[XMem, torch.nn.Module, object]
     print(f"\nXMem parity (B={b}) max abs diffs:", json.dumps(diffs, indent=1))
     bad = {k: v for k, v in diffs.items() if not v <= tol}
     assert not bad, bad
+
+
+def test_aux_key_head_adds_key_proj2_after_the_official_keys() -> None:
+    from corrvos.models import build_model
+    from corrvos.models.archs import detect_architecture
+
+    model = build_model("xmem", aux_key_head=True)
+    keys = list(model.state_dict())
+    assert [k for k, _ in KEYS] == keys[: len(KEYS)]  # the official layout first, unchanged
+    assert keys[len(KEYS) :] == ["key_proj2.key_proj.weight", "key_proj2.key_proj.bias"]
+    assert detect_architecture(model.state_dict()) == ("xmem", model.init_args())
+    assert model.has_aux_key_head and not build_model("xmem").has_aux_key_head
+    feats = model.encode_key(torch.randn(2, 3, 32, 48))
+    expected = torch.nn.functional.conv2d(
+        feats.f16, model.key_proj2.key_proj.weight, model.key_proj2.key_proj.bias, padding=1
+    )
+    assert feats.key2.shape == (2, 64, 2, 3)
+    torch.testing.assert_close(feats.key2, expected)

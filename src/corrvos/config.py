@@ -42,6 +42,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "config_to_yaml",
+    "has_aux_key_head",
     "load_config",
     "resolve_data_root",
     "stage_loss_config",
@@ -55,9 +56,15 @@ DATA_ROOT_ENV = "CORRVOS_DATA"
 class ModelConfig:
     """Which network to train and where its initial weights come from."""
 
-    arch: Literal["stcn", "stcn_corr"] = "stcn"
+    arch: Literal["stcn", "stcn_corr", "xmem"] = "stcn"
     """"stcn": public hkchengrex/STCN network; "stcn_corr": the VOS_Correspondence network (fusion decoder +
-    the auxiliary ``key_proj2`` head used by the "official" correspondence losses)."""
+    the auxiliary ``key_proj2`` head used by the "official" correspondence losses); "xmem": hkchengrex/XMem."""
+    aux_key_head: bool | None = None
+    """Build the auxiliary ``key_proj2`` head that the "official" losses train (None: as the architecture defines,
+    i.e. only "stcn_corr"; true on "xmem" adds it to XMem, our extension of the STCN-only release)."""
+    deep_update_prob: float = 0.2
+    """XMem: probability that encoding a predicted frame's value also deep-updates the hidden state (XMem's
+    ``deep_update_prob``); models without a hidden state (STCN) ignore it."""
     pretrained_backbones: bool | str = False
     """ImageNet initialisation of the ResNet encoders (passed to ``corrvos.models.build_model``)."""
     init_checkpoint: str | None = None
@@ -98,7 +105,10 @@ class DataConfig:
     crop_size: int = 384
     """Square training crop (pixels); a multiple of 16."""
     num_frames: int = 3
-    """T, frames per training clip (STCN: 3)."""
+    """T, frames per training clip (STCN: 3; XMem: 8, 3 in the static stage)."""
+    num_ref_frames: int | None = None
+    """Memory frames of frame t once t > num_ref_frames: frame 0 plus randomly drawn earlier frames (XMem: 3, 2 in
+    the static stage); null: every earlier frame (STCN)."""
     max_objects: int = 2
     """N, object slots per clip (STCN: a target object and, when present, a second one)."""
     max_skip_values: list[int] = field(default_factory=lambda: [5, 10, 15, 20, 25, 5])
@@ -106,6 +116,15 @@ class DataConfig:
     ``max_skip_fractions[i-1]`` of the stage on (STCN's defaults; see ``corrvos.data.sampling.SkipCurriculum``).
     The fractions increase strictly within (0, 1]."""
     max_skip_fractions: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.9])
+    augment: Literal["stcn", "xmem"] = "stcn"
+    """Augmentation recipe (``corrvos.data.transforms``): "stcn" (bicubic) or "xmem" (bilinear; BL30K without the
+    per-frame affine). Static images use STCN's static recipe in both, as XMem does."""
+    sampling: Literal["auto", "stcn", "xmem"] = "auto"
+    """Frame sampler (``corrvos.data.sampling.sample_frames``): "auto" = STCN's chain for 3 frames, else XMem's."""
+    finetune_iterations: int = 0
+    """The last N iterations of the stage (included in ``iterations``) sample clips without the per-frame affine
+    transform: XMem's "finetune" phase (10K in s2 / s3). The max-skip fractions then count over the iterations
+    before it, as XMem's do."""
 
 
 @dataclass
@@ -176,6 +195,11 @@ class TrainConfig:
     """``torch.use_deterministic_algorithms(True)`` (slower on CUDA; needed for bit-exact resume there)."""
 
 
+def has_aux_key_head(model: ModelConfig) -> bool:
+    """Whether the configured network has the ``key_proj2`` head of the "official" losses."""
+    return model.aux_key_head if model.aux_key_head is not None else model.arch == "stcn_corr"
+
+
 def stage_loss_config(cfg: TrainConfig, stage: StageConfig, source: str = "config") -> LossConfig:
     """The loss configuration of ``stage``: the top-level ``loss`` block with the stage's overrides applied."""
     merged = {**dataclasses.asdict(cfg.loss), **stage.loss}
@@ -200,6 +224,15 @@ def _validate(cfg: TrainConfig, source: str) -> None:
             raise ConfigError(f"{source}: {where}: data.crop_size must be a positive multiple of 16")
         if data.num_frames < 2 or data.max_objects < 1:
             raise ConfigError(f"{source}: {where}: data.num_frames must be >= 2 and data.max_objects >= 1")
+        if data.num_ref_frames is not None and data.num_ref_frames < 1:
+            raise ConfigError(f"{source}: {where}: data.num_ref_frames must be >= 1 (or null: every earlier frame)")
+        if not 0 <= data.finetune_iterations < stage.iterations:
+            raise ConfigError(
+                f"{source}: {where}: data.finetune_iterations must lie in [0, iterations), got "
+                f"{data.finetune_iterations} of {stage.iterations}"
+            )
+        if data.sampling == "stcn" and data.num_frames != 3:
+            raise ConfigError(f"{source}: {where}: data.sampling 'stcn' draws 3 frames; use 'xmem' or 'auto'")
         try:  # the trainer builds the same curriculum, so a bad one fails here and not when its stage starts
             SkipCurriculum.from_values(data.max_skip_values, data.max_skip_fractions)
         except ConfigError as exc:
@@ -222,10 +255,10 @@ def _validate(cfg: TrainConfig, source: str) -> None:
         if stage.single_object and any(not s.single_object for s in cfg.stages[:i]):
             raise ConfigError(f"{source}: {where}: a single-object stage cannot follow a multi-object stage")
         loss = stage_loss_config(cfg, stage, source)
-        if loss.mode == "official" and cfg.model.arch != "stcn_corr":
+        if loss.mode == "official" and not has_aux_key_head(cfg.model):
             raise ConfigError(
-                f"{source}: {where}: loss.mode 'official' needs model.arch 'stcn_corr' (its key_proj2 "
-                f"head), got {cfg.model.arch!r}"
+                f"{source}: {where}: loss.mode 'official' needs the key_proj2 head: model.arch 'stcn_corr', or "
+                f"model.aux_key_head: true (arch {cfg.model.arch!r})"
             )
         frame_fields = []
         if loss.mode == "paper" and loss.pcl_weight > 0:
@@ -238,6 +271,8 @@ def _validate(cfg: TrainConfig, source: str) -> None:
                 raise ConfigError(
                     f"{source}: {where}: loss.{name} = {index} is outside a clip of {data.num_frames} frames"
                 )
+    if not 0.0 <= cfg.model.deep_update_prob <= 1.0:
+        raise ConfigError(f"{source}: model.deep_update_prob must lie in [0, 1], got {cfg.model.deep_update_prob}")
     optim = cfg.optim
     for name in ("encoder_lr_scale", "encoder_deep_lr_scale", "gamma"):
         if getattr(optim, name) <= 0:

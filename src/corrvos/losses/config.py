@@ -20,9 +20,10 @@ from typing import Any
 
 from corrvos.errors import ConfigError
 
-__all__ = ["MODES", "LossConfig"]
+__all__ = ["DICE_MODES", "MODES", "LossConfig"]
 
 MODES = ("none", "paper", "official")
+DICE_MODES = ("release", "xmem")
 _FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
 
@@ -38,7 +39,8 @@ class LossConfig:
     bootstrap_end: int = 70_000  # L_SEG: top-p fraction reaches bootstrap_top_p here (STCN end_warm)
     bootstrap_top_p: float = 0.15  # L_SEG: final fraction p of hardest pixels kept (STCN top_p)
     dice_weight: float = 0.0  # L_SEG: Dice term weight (release: 0.4; STCN and the paper: none)
-    dice_smooth: float = 1.0  # L_SEG: Dice smoothing constant (release: 1)
+    dice_smooth: float = 1.0  # L_SEG: Dice smoothing constant (release and XMem: 1)
+    dice_mode: str = "release"  # L_SEG Dice: "release" (all present classes) | "xmem" (object channels only)
 
     # --- L_PCL, pixel-level consistency (Alg. S1, Eqs. 5-7) ------------------------------------------------
     pcl_weight: float = 0.2  # alpha of Eq. 12 [our choice: the release's weight of its analogue `temp`]
@@ -90,6 +92,8 @@ class LossConfig:
                 raise ConfigError(f"loss.{f.name}: must be {f.type}, got {value!r}")
         if self.mode not in MODES:
             raise ConfigError(f"loss.mode: {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.dice_mode not in DICE_MODES:
+            raise ConfigError(f"loss.dice_mode: {self.dice_mode!r} is not one of {', '.join(DICE_MODES)}")
         if self.ocl_similarity not in ("cosine", "dot"):
             raise ConfigError(f"loss.ocl_similarity: {self.ocl_similarity!r} is not 'cosine' or 'dot'")
         nonneg = (
@@ -153,6 +157,11 @@ class LossConfig:
     def official(cls, **overrides: Any) -> LossConfig:
         """The released code's recipe: temp + cross_key, ramp 30K -> 90K, and 0.4 Dice in L_SEG."""
         return cls(**{"mode": "official", "dice_weight": 0.4, **overrides})
+
+    @classmethod
+    def xmem(cls, **overrides: Any) -> LossConfig:
+        """XMem's L_SEG (bootstrapped CE + 1 x Dice on the object channels), no correspondence losses."""
+        return cls(**{"mode": "none", "dice_weight": 1.0, "dice_mode": "xmem", **overrides})
 
     @classmethod
     def paper(cls, **overrides: Any) -> LossConfig:

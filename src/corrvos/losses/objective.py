@@ -41,8 +41,8 @@ class LossOutput:
         total: scalar to back-propagate, sum of weights[name] * terms[name].
         terms: unweighted scalar terms by name ("seg", "pcl", "ocl", "temp", "cross_key").
         weights: weight applied to each term at this step (ramps included).
-        stats: extra numbers for logging ("bootstrap_p": fraction of pixels kept by L_SEG; "ocl_matched":
-            number of Hungarian pairs in L_OCL).
+        stats: extra numbers for logging ("bootstrap_p": fraction of pixels kept by L_SEG; "seg_ce" / "seg_dice":
+            its unweighted CE and Dice parts; "ocl_matched": number of Hungarian pairs in L_OCL).
     """
 
     total: Tensor
@@ -183,6 +183,7 @@ def compute_losses(
     Returns:
         ``LossOutput``.
     """
+    parts: dict[str, Tensor] = {}
     seg, frac = segmentation_loss(
         outputs.logits,
         batch.labels[:, 1:],
@@ -193,8 +194,11 @@ def compute_losses(
         top_p=cfg.bootstrap_top_p,
         dice_weight=cfg.dice_weight,
         dice_smooth=cfg.dice_smooth,
+        dice_mode=cfg.dice_mode,
+        parts=parts,
     )
-    out = LossOutput(total=seg, terms={"seg": seg}, weights={"seg": cfg.seg_weight}, stats={"bootstrap_p": frac})
+    stats = {"bootstrap_p": frac, **{f"seg_{k}": float(v) for k, v in parts.items()}}
+    out = LossOutput(total=seg, terms={"seg": seg}, weights={"seg": cfg.seg_weight}, stats=stats)
     if cfg.mode == "paper":
         _paper_terms(outputs, batch, cfg, step, proj_head, generator, out)
     elif cfg.mode == "official":

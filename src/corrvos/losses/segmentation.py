@@ -1,7 +1,8 @@
-"""L_SEG: STCN's bootstrapped cross-entropy with its warm-up schedule, and the release's optional Dice term.
+"""L_SEG: STCN's bootstrapped cross-entropy with its warm-up schedule, plus the Dice term of the release or XMem.
 
-Re-expresses hkchengrex/STCN:model/losses.py (``BootstrappedCE``, ``LossComputer.compute``) and the Dice term of
-wenguanwang/VOS_Correspondence:model/losses.py, vectorised over clips and frames.
+Re-expresses hkchengrex/STCN:model/losses.py (``BootstrappedCE``, ``LossComputer.compute``), the Dice term of
+wenguanwang/VOS_Correspondence:model/losses.py and XMem's loss (hkchengrex/XMem:model/losses.py, the same
+bootstrapped CE plus its own Dice), vectorised over clips and frames.
 
 For clip b and predicted frame t (1..T-1) with per-pixel cross-entropy e_i over the classes present in the clip
 (background plus the object slots whose selector is 1; absent slots are removed from the softmax, as STCN does
@@ -16,6 +17,14 @@ by slicing ``logits[:, :2]`` when there is no second object; a class that occurs
 
 with s = softmax over the present classes and y the one-hot labels. This equals the per-sample loop of the
 released code (sum over frames, mean over the batch).
+
+XMem's Dice (``dice_mode="xmem"``, :func:`xmem_dice_loss`) differs: it uses the object channels only (no
+background), the softmax over all N+1 channels (absent slots hold the clamped aggregation's tiny probability),
+smoothing 1 without epsilon, and the mean over all N slots, absent ones included (their term is ~0):
+
+    dice_xmem(b, t) = mean over k = 1..N of 1 - (2 sum_i s_ik y_ik + 1) / (sum_i s_ik + sum_i y_ik + 1)
+
+XMem weights it 1 and sums it over frames with the CE: L_SEG = sum_t mean_b [ bce(b, t) + dice_xmem(b, t) ].
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["bootstrap_fraction", "bootstrapped_ce", "class_mask", "dice_loss", "segmentation_loss"]
+__all__ = ["bootstrap_fraction", "bootstrapped_ce", "class_mask", "dice_loss", "segmentation_loss", "xmem_dice_loss"]
 
 
 def bootstrap_fraction(step: int, *, start: int, end: int, top_p: float) -> float:
@@ -114,6 +123,25 @@ def dice_loss(
     return (per_class * weights).sum(dim=2) / weights.sum(dim=2)
 
 
+def xmem_dice_loss(logits: Tensor, labels: Tensor, *, smooth: float = 1.0) -> Tensor:
+    """XMem's Dice loss on the object channels, per clip and frame (see the module docstring).
+
+    Args:
+        logits: [B, T', N+1, H, W] aggregated logits (background first).
+        labels: [B, T', H, W] int64 in [0, N].
+        smooth: added to numerator and denominator (XMem: 1).
+
+    Returns:
+        [B, T'] mean over the N object slots.
+    """
+    c = logits.shape[2]
+    prob = logits.float().softmax(dim=2)[:, :, 1:].flatten(3)  # [B, T', N, HW]
+    onehot = F.one_hot(labels.flatten(2), c)[..., 1:].permute(0, 1, 3, 2).to(prob.dtype)  # [B, T', N, HW]
+    numerator = 2.0 * (prob * onehot).sum(dim=3)  # [B, T', N]
+    denominator = prob.sum(dim=3) + onehot.sum(dim=3)  # [B, T', N]
+    return (1.0 - (numerator + smooth) / (denominator + smooth)).mean(dim=2)
+
+
 def segmentation_loss(
     logits: Tensor,
     labels: Tensor,
@@ -125,6 +153,8 @@ def segmentation_loss(
     top_p: float = 0.15,
     dice_weight: float = 0.0,
     dice_smooth: float = 1.0,
+    dice_mode: str = "release",
+    parts: dict[str, Tensor] | None = None,
 ) -> tuple[Tensor, float]:
     """L_SEG = sum over frames of the batch mean of bootstrapped CE (+ dice_weight * Dice).
 
@@ -136,6 +166,8 @@ def segmentation_loss(
         bootstrap_start, bootstrap_end, top_p: the schedule of ``bootstrap_fraction``.
         dice_weight: weight of the Dice term (0 disables it).
         dice_smooth: Dice smoothing.
+        dice_mode: "release" (:func:`dice_loss`) or "xmem" (:func:`xmem_dice_loss`).
+        parts: when given, receives the unweighted "ce" and "dice" sums over frames (batch means), detached.
 
     Returns:
         (scalar loss, the fraction p used at this step).
@@ -148,6 +180,16 @@ def segmentation_loss(
     frac = bootstrap_fraction(step, start=bootstrap_start, end=bootstrap_end, top_p=top_p)
     present = class_mask(selector, labels, logits.shape[2])
     per = bootstrapped_ce(logits, labels, fraction=frac, present=present)  # [B, T']
+    if parts is not None:
+        parts["ce"] = per.detach().mean(dim=0).sum()
     if dice_weight > 0:
-        per = per + dice_weight * dice_loss(logits, labels, present=present, smooth=dice_smooth)
+        if dice_mode == "xmem":
+            dice = xmem_dice_loss(logits, labels, smooth=dice_smooth)  # [B, T']
+        elif dice_mode == "release":
+            dice = dice_loss(logits, labels, present=present, smooth=dice_smooth)  # [B, T']
+        else:
+            raise ValueError(f"segmentation_loss: unknown dice_mode {dice_mode!r}")
+        if parts is not None:
+            parts["dice"] = dice.detach().mean(dim=0).sum()
+        per = per + dice_weight * dice
     return per.mean(dim=0).sum(), frac

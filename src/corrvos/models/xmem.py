@@ -200,12 +200,20 @@ class XMem(StagedModel):
         key_dim: CK, channels of keys and selections.
         value_dim: CV, channels of memory values.
         hidden_dim: CH, channels of the per-object hidden state; 0 for the no-sensory variant.
+        aux_key_head: add a ``key_proj2`` head (3x3 conv 1024 -> CK on f16, as VOS_Correspondence adds to STCN) whose
+            keys only the "official" correspondence losses use; corrvos's extension, absent from official XMem files.
     """
 
     family = "xmem"
 
     def __init__(
-        self, *, single_object: bool = False, key_dim: int = 64, value_dim: int = 512, hidden_dim: int = 64
+        self,
+        *,
+        single_object: bool = False,
+        key_dim: int = 64,
+        value_dim: int = 512,
+        hidden_dim: int = 64,
+        aux_key_head: bool = False,
     ) -> None:
         super().__init__()
         self.single_object = single_object
@@ -216,10 +224,18 @@ class XMem(StagedModel):
         self.value_encoder = XMemValueEncoder(1 if single_object else 2, value_dim, self.hidden_dim)
         self.key_proj = XMemKeyProjection(1024, key_dim)
         self.decoder = XMemDecoder(value_dim, self.hidden_dim)
+        self.key_proj2 = KeyProjection(1024, key_dim) if aux_key_head else None  # after the official modules
+        self.aux_key_head = aux_key_head
 
     def init_args(self) -> dict:
         """Constructor keyword arguments (recorded in corrvos checkpoints)."""
-        return {name: getattr(self, name) for name in ("single_object", "key_dim", "value_dim", "hidden_dim")}
+        names = ("single_object", "key_dim", "value_dim", "hidden_dim", "aux_key_head")
+        return {name: getattr(self, name) for name in names}
+
+    @property
+    def has_aux_key_head(self) -> bool:
+        """Whether the model has the ``key_proj2`` head (keys for the "official" correspondence losses)."""
+        return self.key_proj2 is not None
 
     def encode_key(self, frame: Tensor, *, need_shrinkage: bool = True, need_selection: bool = True) -> QueryFeatures:
         """Key-encoder features of a batch of frames.
@@ -231,7 +247,8 @@ class XMem(StagedModel):
 
         Returns:
             QueryFeatures with key [B, CK, h, w], f16 [B, 1024, h, w], f8 [B, 512, 2h, 2w], f4 [B, 256, 4h, 4w],
-            shrinkage [B, 1, h, w] and selection [B, CK, h, w] (``None`` when not asked for).
+            shrinkage [B, 1, h, w] and selection [B, CK, h, w] (``None`` when not asked for), key2 [B, CK, h, w]
+            (models with ``key_proj2`` only).
         """
         f16, f8, f4 = self.key_encoder(frame)
         return QueryFeatures(
@@ -241,6 +258,7 @@ class XMem(StagedModel):
             f4=f4,
             shrinkage=self.key_proj.shrinkage(f16) if need_shrinkage else None,
             selection=self.key_proj.selection(f16) if need_selection else None,
+            key2=None if self.key_proj2 is None else self.key_proj2(f16),
         )
 
     def encode_value(
@@ -375,4 +393,5 @@ def detect_xmem(state: Mapping[str, Tensor]) -> dict | None:
         "key_dim": state["key_proj.key_proj.weight"].shape[0],
         "value_dim": state["value_encoder.fuser.block2.conv2.weight"].shape[0],
         "hidden_dim": 0 if transform is None else transform.shape[0] // 3,
+        "aux_key_head": "key_proj2.key_proj.weight" in state,
     }

@@ -3,9 +3,18 @@
 Determinism: the clip of sample position g of a stage (g = step * global_batch + slot) is a pure function of
 (run seed, stage, g): the epoch is g // L (L = dataset length), the index is a seeded permutation of that epoch
 at g % L, and the dataset item is a pure function of (dataset seed, epoch, index) (``corrvos.data.clips``). The
-max skip of the curriculum is a function of the step. Each sample key carries (index, epoch, max_skip) to the
-worker, which sets them on its copy of the dataset before reading the item, so DataLoader workers, DDP ranks
-and resumed runs all see the same clips, and resuming needs only the step.
+max skip of the curriculum and the fine-tune phase are functions of the step. Each sample key carries (index, epoch,
+max_skip, finetune) to the worker, which sets them on its copy of the dataset (the fine-tune copy: the same clips
+without the per-frame affine transform, XMem's last iterations) before reading the item, so DataLoader workers, DDP
+ranks and resumed runs all see the same clips, and resuming needs only the step.
+
+Augmentation presets per dataset kind and recipe (``data.augment``):
+
+| kind | "stcn" | "xmem" |
+|---|---|---|
+| davis, youtube, synthetic | ``stcn_video`` (bicubic) | ``xmem_video`` (bilinear) |
+| bl30k | ``stcn_bl30k`` | ``xmem_bl30k`` (no per-frame affine) |
+| static | ``stcn_static`` | ``stcn_static`` (XMem's static recipe is STCN's) |
 """
 
 from __future__ import annotations
@@ -23,7 +32,13 @@ from corrvos.errors import ConfigError
 from corrvos.training.distributed import DistInfo, barrier
 from corrvos.training.schedules import derive_seed
 
-__all__ = ["StepBatchSampler", "build_stage_dataset", "build_stage_loader", "resolve_dataset_root"]
+__all__ = [
+    "StepBatchSampler",
+    "build_stage_dataset",
+    "build_stage_loader",
+    "resolve_dataset_root",
+    "stage_augment",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +78,29 @@ def _ensure_synthetic(spec: DatasetSpec, root: Path, seed: int, dist_info: DistI
     barrier(dist_info)
 
 
-def _one_dataset(spec: DatasetSpec, root: Path, stage: StageConfig, seed: int) -> Dataset:
+_PRESETS = {
+    ("stcn", "video"): "stcn_video",
+    ("stcn", "bl30k"): "stcn_bl30k",
+    ("stcn", "static"): "stcn_static",
+    ("xmem", "video"): "xmem_video",
+    ("xmem", "bl30k"): "xmem_bl30k",
+    ("xmem", "static"): "stcn_static",
+}
+
+
+def stage_augment(kind: str, recipe: str, crop_size: int, *, finetune: bool = False):
+    """The ``ClipAugmentConfig`` of a dataset kind under a recipe; ``finetune`` drops the per-frame affine."""
+    from dataclasses import replace
+
+    from corrvos.data.transforms import AffineRange, augment_preset
+
+    family = kind if kind in ("bl30k", "static") else "video"
+    augment = augment_preset(_PRESETS[(recipe, family)], crop_size)
+    return replace(augment, frame_affine=AffineRange()) if finetune else augment
+
+
+def _one_dataset(spec: DatasetSpec, root: Path, stage: StageConfig, seed: int, *, finetune: bool = False) -> Dataset:
     from corrvos.data import clips
-    from corrvos.data.transforms import ClipAugmentConfig
 
     data = stage.data
     common = {
@@ -73,10 +108,10 @@ def _one_dataset(spec: DatasetSpec, root: Path, stage: StageConfig, seed: int) -
         "max_objects": 1 if stage.single_object else data.max_objects,
         "seed": seed,
     }
-    video = {"max_skip": data.max_skip_values[0], "short_videos": "skip"}
+    video = {"max_skip": data.max_skip_values[0], "short_videos": "skip", "sampling": data.sampling}
     subset = None if spec.subset is None else root / spec.subset
+    augment = stage_augment(spec.kind, data.augment, data.crop_size, finetune=finetune)
     if spec.kind in ("davis", "synthetic"):
-        augment = ClipAugmentConfig.stcn_video(data.crop_size)
         if subset is None:
             return clips.davis_clip_dataset(root, split="train", augment=augment, **video, **common)
         return clips.VOSClipDataset(
@@ -88,22 +123,25 @@ def _one_dataset(spec: DatasetSpec, root: Path, stage: StageConfig, seed: int) -
             **common,
         )
     if spec.kind == "youtube":
-        return clips.youtube_clip_dataset(
-            root, subset=subset, augment=ClipAugmentConfig.stcn_video(data.crop_size), **video, **common
-        )
+        return clips.youtube_clip_dataset(root, subset=subset, augment=augment, **video, **common)
     if spec.kind == "bl30k":
         from corrvos.data.bl30k import bl30k_clip_dataset
 
-        return bl30k_clip_dataset(root, augment=ClipAugmentConfig.stcn_bl30k(data.crop_size), **video, **common)
+        return bl30k_clip_dataset(root, augment=augment, **video, **common)
     if spec.kind == "static":
         from corrvos.data.static import StaticPseudoVideoDataset
 
-        return StaticPseudoVideoDataset(root, augment=ClipAugmentConfig.stcn_static(data.crop_size), **common)
+        return StaticPseudoVideoDataset(root, augment=augment, **common)
     raise ConfigError(f"unknown dataset kind {spec.kind!r}")  # pragma: no cover - the config Literal forbids it
 
 
-def build_stage_dataset(cfg: TrainConfig, stage: StageConfig, *, out_dir: Path, dist_info: DistInfo) -> Dataset:
-    """Concatenate the stage's sources; a source with ``repeat: k`` appears k times with different item seeds."""
+def build_stage_dataset(
+    cfg: TrainConfig, stage: StageConfig, *, out_dir: Path, dist_info: DistInfo, finetune: bool = False
+) -> Dataset:
+    """Concatenate the stage's sources; a source with ``repeat: k`` appears k times with different item seeds.
+
+    ``finetune`` builds the same items without the per-frame affine transform (the fine-tune phase).
+    """
     parts: list[Dataset] = []
     for i, spec in enumerate(stage.data.datasets):
         root = resolve_dataset_root(spec, cfg, out_dir)
@@ -111,25 +149,32 @@ def build_stage_dataset(cfg: TrainConfig, stage: StageConfig, *, out_dir: Path, 
             _ensure_synthetic(spec, root, cfg.seed, dist_info)
         for k in range(spec.repeat):
             seed = derive_seed(cfg.seed, stage.name, "data", i, k) & 0x7FFFFFFF
-            parts.append(_one_dataset(spec, root, stage, seed))
+            parts.append(_one_dataset(spec, root, stage, seed, finetune=finetune))
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
 class _KeyedItems(Dataset):
-    """Dataset view whose items are addressed by (index, epoch, max_skip) keys (set on the worker's copy)."""
+    """Dataset view whose items are addressed by (index, epoch, max_skip, finetune) keys (set on the worker's copy).
 
-    def __init__(self, dataset: Dataset) -> None:
+    ``finetune`` picks the fine-tune copy of the dataset (same items, no per-frame affine) when there is one.
+    """
+
+    def __init__(self, dataset: Dataset, finetune_dataset: Dataset | None = None) -> None:
         self.dataset = dataset
+        self.finetune_dataset = finetune_dataset
+        if finetune_dataset is not None and len(finetune_dataset) != len(dataset):  # type: ignore[arg-type]
+            raise ValueError("the fine-tune dataset must hold the same items as the stage's dataset")
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: tuple[int, int, int]):
+    def __getitem__(self, key: tuple[int, int, int, bool]):
         from corrvos.data.clips import set_dataset_epoch
 
-        index, epoch, max_skip = key
-        set_dataset_epoch(self.dataset, epoch, max_skip=max_skip)
-        return self.dataset[index]
+        index, epoch, max_skip, finetune = key
+        dataset = self.finetune_dataset if finetune and self.finetune_dataset is not None else self.dataset
+        set_dataset_epoch(dataset, epoch, max_skip=max_skip)
+        return dataset[index]
 
 
 class StepBatchSampler:
@@ -143,6 +188,8 @@ class StepBatchSampler:
         iterations: stage length (the curriculum's denominator and the end of iteration).
         max_skip_values, max_skip_fractions: the curriculum (:meth:`SkipCurriculum.from_values`).
         start_step: first step to yield (resume).
+        finetune_iterations: the last N steps are flagged as the fine-tune phase; the curriculum's fractions then
+            count over the ``iterations - N`` steps before it (XMem).
     """
 
     def __init__(
@@ -157,6 +204,7 @@ class StepBatchSampler:
         max_skip_values: list[int],
         max_skip_fractions: list[float],
         start_step: int = 0,
+        finetune_iterations: int = 0,
     ) -> None:
         if global_batch % world_size:
             raise ConfigError(
@@ -167,6 +215,7 @@ class StepBatchSampler:
         self.rank, self.seed, self.iterations = rank, seed, iterations
         self.curriculum = SkipCurriculum.from_values(max_skip_values, max_skip_fractions)
         self.start_step = start_step
+        self.finetune_start = iterations - finetune_iterations
         self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
     def __len__(self) -> int:
@@ -179,20 +228,30 @@ class StepBatchSampler:
             self._perm, self._perm_epoch = torch.randperm(self.length, generator=gen), epoch
         return int(self._perm[position % self.length]), epoch
 
-    def keys_for_step(self, step: int) -> list[tuple[int, int, int]]:
-        max_skip = self.curriculum.at_step(step, self.iterations)
+    def keys_for_step(self, step: int) -> list[tuple[int, int, int, bool]]:
+        max_skip = self.curriculum.at_step(step, self.finetune_start)
+        finetune = step >= self.finetune_start
         first = step * self.global_batch + self.rank * self.local_batch
-        return [(*self._index(first + j), max_skip) for j in range(self.local_batch)]
+        return [(*self._index(first + j), max_skip, finetune) for j in range(self.local_batch)]
 
-    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int, int, bool]]]:
         for step in range(self.start_step, self.iterations):
             yield self.keys_for_step(step)
 
 
 def build_stage_loader(
-    dataset: Dataset, *, cfg: TrainConfig, stage: StageConfig, dist_info: DistInfo, start_step: int
+    dataset: Dataset,
+    *,
+    cfg: TrainConfig,
+    stage: StageConfig,
+    dist_info: DistInfo,
+    start_step: int,
+    finetune_dataset: Dataset | None = None,
 ) -> DataLoader:
-    """DataLoader over the stage's remaining steps (one batch per step, this rank's share of the global batch)."""
+    """DataLoader over the stage's remaining steps (one batch per step, this rank's share of the global batch).
+
+    ``finetune_dataset`` serves the stage's last ``data.finetune_iterations`` steps.
+    """
     from corrvos.data.clips import collate_clips
 
     sampler = StepBatchSampler(
@@ -205,9 +264,10 @@ def build_stage_loader(
         max_skip_values=stage.data.max_skip_values,
         max_skip_fractions=stage.data.max_skip_fractions,
         start_step=start_step,
+        finetune_iterations=stage.data.finetune_iterations,
     )
     return DataLoader(
-        _KeyedItems(dataset),
+        _KeyedItems(dataset, finetune_dataset),
         batch_sampler=sampler,
         num_workers=cfg.num_workers,
         collate_fn=collate_clips,

@@ -2,8 +2,8 @@
 
 ``CorrespondenceTask.step(batch, step=..., seed=...)`` runs the (possibly DDP-wrapped) :class:`ClipUnroller`
 under autocast, then ``corrvos.losses.objective.compute_losses`` in float32. Every random draw of the step (the
-second view, the losses' grid offsets) comes from generators seeded with ``seed``, so a step is a pure function
-of (weights, batch, step, seed).
+second view; XMem's reference frames and deep updates; the losses' grid offsets and object subsets) comes from
+three generators seeded from ``seed``, so a step is a pure function of (weights, batch, step, seed).
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ class CorrespondenceTask:
         view_gen = torch.Generator(device=device)
         view_gen.manual_seed(seed)
         core.view_generator = view_gen
+        clip_gen = torch.Generator()  # CPU: reference frames and deep-update draws (a few numbers per clip)
+        clip_gen.manual_seed(seed ^ 0x2545F491)
+        core.clip_generator = clip_gen
         loss_gen = torch.Generator(device=device)
         loss_gen.manual_seed(seed ^ 0x5DEECE66D)
         autocast = (

@@ -42,7 +42,7 @@ from corrvos.training.distributed import DistInfo, all_reduce_flag, all_reduce_m
 from corrvos.training.hooks import StepRecord, TrainHooks
 from corrvos.training.schedules import derive_seed
 from corrvos.training.task import CorrespondenceTask, clip_iou
-from corrvos.training.unroll import build_unroller
+from corrvos.training.unroll import UnrollPolicy, build_unroller
 
 __all__ = ["TrainResult", "Trainer", "TrainingDivergedError", "freeze_batchnorm", "resolve_amp"]
 
@@ -133,12 +133,14 @@ class Trainer:
         """A fresh network (seeded init); ImageNet backbones only when ``pretrained`` (not when weights follow)."""
         from corrvos.models import build_model
 
+        extra = {} if self.cfg.model.aux_key_head is None else {"aux_key_head": self.cfg.model.aux_key_head}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.cfg.seed, "model-init") & 0x7FFFFFFF)
             return build_model(
                 self.cfg.model.arch,
                 single_object=single_object,
                 pretrained_backbones=self.cfg.model.pretrained_backbones if pretrained else False,
+                **extra,
             )
 
     def _load_init_weights(self, model: nn.Module, path: str | Path) -> None:
@@ -269,7 +271,8 @@ class Trainer:
         self.model.to(self.device)
         if self.proj_head is not None:
             self.proj_head.to(self.device)
-        unroller = build_unroller(cfg.model.arch, self.model, second_view=loss_cfg.mode == "official")
+        policy = UnrollPolicy(num_ref_frames=stage.data.num_ref_frames, deep_update_prob=cfg.model.deep_update_prob)
+        unroller = build_unroller(self.model, policy=policy, second_view=loss_cfg.mode == "official")
         if self.dist.distributed:
             unroller = DistributedDataParallel(
                 unroller,
@@ -296,7 +299,12 @@ class Trainer:
                 self.scaler.load_state_dict(resume_state["scaler"])
         task = CorrespondenceTask(unroller, loss_cfg, proj_head=self.proj_head, amp_dtype=self.amp_dtype)
         dataset = build_stage_dataset(cfg, stage, out_dir=self.out_dir, dist_info=self.dist)
-        loader = build_stage_loader(dataset, cfg=cfg, stage=stage, dist_info=self.dist, start_step=self.step)
+        finetune = None
+        if stage.data.finetune_iterations > 0:
+            finetune = build_stage_dataset(cfg, stage, out_dir=self.out_dir, dist_info=self.dist, finetune=True)
+        loader = build_stage_loader(
+            dataset, cfg=cfg, stage=stage, dist_info=self.dist, start_step=self.step, finetune_dataset=finetune
+        )
         return unroller, task, loader
 
     def _params(self) -> list[nn.Parameter]:

@@ -5,24 +5,31 @@ official ``forward(mode, ...)`` dispatch this module owns the time loop and is t
 ``ProjectionHead`` of L_OCL is applied by the losses, outside ``forward``, so it is not part of this module (DDP
 would mark its parameters unused); the trainer all-reduces its gradients itself.
 
-STCN training unroll (facts from hkchengrex/STCN:model/model.py and wenguanwang/VOS_Correspondence:model/model.py,
-restated for T >= 2 frames):
+The unroll, written against the ``VOSModel`` contract only (facts from hkchengrex/STCN:model/model.py,
+hkchengrex/XMem:model/trainer.py and wenguanwang/VOS_Correspondence:model/model.py, restated for any T >= 2):
 
 - the key encoder runs on all T frames at once;
-- frame 0's value is encoded from the ground-truth masks; frame t >= 1 is segmented by reading the memory of
-  frames 0..t-1 (full softmax, no top-k) and, unless it is the last frame, its *soft predicted* object
-  probabilities (with gradient) are encoded as its value;
+- frame 0's value is encoded from the ground-truth masks, with the hidden state starting at zeros;
+- frame t >= 1 is segmented by reading a memory (full softmax, no top-k) of earlier frames chosen by the
+  :class:`UnrollPolicy`: every earlier frame while t <= ``num_ref_frames`` (always, when it is ``None``: STCN),
+  else frame 0 plus ``num_ref_frames - 1`` distinct frames drawn at random from 1..t-1 (XMem);
+- the decoder updates the hidden state on every frame but the last; unless it is the last frame, the frame's
+  *soft predicted* object probabilities (with gradient) are encoded as its value, with a deep update of the hidden
+  state with probability ``deep_update_prob`` (XMem: 0.2; frame 0's value always deep-updates; STCN has no hidden
+  state and ignores it);
+- XMem's shrinkage and selection reach the memory read; for STCN they are ``None`` and change nothing;
 - with ``second_view`` (the "official" correspondence losses) the clip is also flipped / zoom-cropped by
   ``corrvos.losses.views.make_second_view``; view-2 frame 0 goes through the key encoder with gradient and
   frames 1..T-1 without, and the ``key_proj2`` keys of both views are returned.
 
-The loop is written against the ``VOSModel`` contract only: the hidden (sensory) state is threaded through the clip
-(zeros at the start, decoder updates on every frame but the last, the value encoder's deep update when a value is
-encoded) and XMem's shrinkage / selection reach the memory read; for STCN these are ``None`` and change nothing.
-XMem's own clip policy (8 frames, reference-frame choice, random deep updates) is a later addition to this class.
+Randomness: the reference-frame choice and the deep-update draws come from ``clip_generator`` and the second view
+from ``view_generator``; the task reseeds both every step, so a step is a function of (weights, batch, seed). The
+draws of the last forward are kept in ``last_draws`` (for tests, and to replay them in the official code).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -30,25 +37,85 @@ from torch import Tensor, nn
 from corrvos.models.base import zero_hidden
 from corrvos.types import ClipBatch, ClipOutputs
 
-__all__ = ["UNROLLERS", "ClipUnroller", "build_unroller"]
+__all__ = ["ClipDraws", "ClipUnroller", "UnrollPolicy", "build_unroller", "draw_memory_frames"]
+
+
+@dataclass(frozen=True)
+class UnrollPolicy:
+    """Which earlier frames form the memory of each frame, and how often a value encoding deep-updates.
+
+    Attributes:
+        num_ref_frames: memory size once t > num_ref_frames (frame 0 plus random earlier frames); ``None`` = every
+            earlier frame (STCN). XMem: 3 (2 in the static stage).
+        deep_update_prob: probability that encoding a frame's value also runs the deep update of the hidden state
+            (XMem's ``deep_update_prob`` 0.2). 1 and 0 draw nothing.
+    """
+
+    num_ref_frames: int | None = None
+    deep_update_prob: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.num_ref_frames is not None and self.num_ref_frames < 1:
+            raise ValueError(f"num_ref_frames must be >= 1 or None, got {self.num_ref_frames}")
+        if not 0.0 <= self.deep_update_prob <= 1.0:
+            raise ValueError(f"deep_update_prob must lie in [0, 1], got {self.deep_update_prob}")
+
+
+@dataclass
+class ClipDraws:
+    """The random choices of one unroll.
+
+    Attributes:
+        memory_frames: frame t -> [B, num_ref_frames] int64 clip indices of its memory frames (frame 0 first, then
+            the drawn frames in draw order); only for frames whose memory was drawn.
+        deep_updates: frame t -> whether encoding frame t's value ran the deep update (frames 1..T-2; frame 0's
+            ground-truth value always does, as in XMem's trainer).
+    """
+
+    memory_frames: dict[int, Tensor] = field(default_factory=dict)
+    deep_updates: dict[int, bool] = field(default_factory=dict)
+
+
+def draw_memory_frames(t: int, batch: int, num_ref_frames: int, generator: torch.Generator | None) -> Tensor:
+    """Memory frames of frame ``t`` for each clip: 0, then ``num_ref_frames - 1`` distinct frames of 1..t-1.
+
+    Draw order (one ``randperm(t - 1)`` per clip, clips in order) is the official XMem trainer's, so its draws can
+    be replayed. Returns [B, num_ref_frames] int64 (CPU).
+    """
+    rows = []
+    for _ in range(batch):
+        perm = torch.randperm(t - 1, generator=generator)[: num_ref_frames - 1] + 1  # [k-1] in 1..t-1
+        rows.append(torch.cat([torch.zeros(1, dtype=torch.long), perm]))
+    return torch.stack(rows)  # [B, k]
 
 
 class ClipUnroller(nn.Module):
-    """Unroll STCN over a training clip.
+    """Unroll a ``VOSModel`` over training clips (see the module docstring).
 
     Args:
-        model: an ``corrvos.models.stcn.STCN`` (any module with encode_key / encode_value / read_memory / segment).
+        model: any ``VOSModel`` (STCN, XMem).
+        policy: the memory / deep-update policy (default: every earlier frame, always deep-update).
         second_view: also compute the second view and its ``key_proj2`` keys (needs a model with ``key_proj2``).
     """
 
-    def __init__(self, model: nn.Module, *, second_view: bool = False) -> None:
+    def __init__(self, model: nn.Module, *, policy: UnrollPolicy | None = None, second_view: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.policy = policy if policy is not None else UnrollPolicy()
         self.second_view = second_view
         if second_view and not getattr(model, "has_aux_key_head", False):
-            raise ValueError("second_view needs a model with the key_proj2 head (arch 'stcn_corr')")
+            raise ValueError("second_view needs a model with the key_proj2 head (arch 'stcn_corr' or aux_key_head)")
         self.view_generator: torch.Generator | None = None
         """RNG of the second view; the task reseeds it every step (explicit randomness, no global RNG)."""
+        self.clip_generator: torch.Generator | None = None
+        """CPU RNG of the reference-frame choice and the deep-update draws; the task reseeds it every step."""
+        self.last_draws = ClipDraws()
+
+    def _deep_update(self) -> bool:
+        p = self.policy.deep_update_prob
+        if p >= 1.0 or p <= 0.0:
+            return p >= 1.0
+        return bool(torch.rand((), generator=self.clip_generator) < p)
 
     def forward(self, batch: ClipBatch) -> ClipOutputs:
         """Segment frames 1..T-1 of every clip from the ground truth of frame 0.
@@ -57,12 +124,14 @@ class ClipUnroller(nn.Module):
             batch: frames [B, T, 3, H, W], masks [B, T, N, H, W], selector [B, N].
 
         Returns:
-            ClipOutputs with logits [B, T-1, N+1, H, W], keys [B, T, CK, h, w], res4 [B, T, 1024, h, w] and, when
-            ``second_view``, keys2 [B, T, CK, h, w] plus the second view's keys2 and affine.
+            ClipOutputs with logits [B, T-1, N+1, H, W], keys [B, T, CK, h, w], res4 [B, T, 1024, h, w], XMem's
+            shrinkage / selection and, when ``second_view``, keys2 [B, T, CK, h, w] plus the second view's keys2
+            and affine.
         """
         frames, masks = batch.frames, batch.masks
         b, t = frames.shape[:2]
-        model = self.model
+        model, policy = self.model, self.policy
+        draws = ClipDraws()
         feats = model.encode_key(frames.flatten(0, 1))  # fields [B*T, C, h, w]
 
         def per_frame(x: Tensor | None) -> Tensor | None:
@@ -73,15 +142,27 @@ class ClipUnroller(nn.Module):
         selector = None if model.single_object else batch.selector
         hidden = zero_hidden(model, b, masks.shape[2], *keys.shape[-2:], like=keys)  # [B, N, CH, h, w] or None
 
-        value, hidden = model.encode_value(frames[:, 0], f16[:, 0], masks[:, 0], hidden)
+        value, hidden = model.encode_value(frames[:, 0], f16[:, 0], masks[:, 0], hidden)  # frame 0: deep update
         values = [value]  # [B, N, CV, h, w] each
         logits = []
         for ti in range(1, t):
+            if policy.num_ref_frames is None or ti <= policy.num_ref_frames:
+                mem_key = keys[:, :ti].transpose(1, 2)  # [B, CK, ti, h, w]
+                mem_value = torch.stack(values, dim=3)  # [B, N, CV, ti, h, w]
+                mem_shrink = None if shrinkage is None else shrinkage[:, :ti].transpose(1, 2)  # [B, 1, ti, h, w]
+            else:
+                idx = draw_memory_frames(ti, b, policy.num_ref_frames, self.clip_generator)  # [B, k]
+                draws.memory_frames[ti] = idx
+                idx = idx.to(keys.device)
+                rows = torch.arange(b, device=keys.device)[:, None]  # [B, 1]
+                mem_key = keys[rows, idx].transpose(1, 2)  # [B, k, CK, h, w] -> [B, CK, k, h, w]
+                mem_value = torch.stack(values, dim=1)[rows, idx].permute(0, 2, 3, 1, 4, 5)  # [B, N, CV, k, h, w]
+                mem_shrink = None if shrinkage is None else shrinkage[rows, idx].transpose(1, 2)  # [B, 1, k, h, w]
             readout16 = model.read_memory(
-                keys[:, :ti].transpose(1, 2),  # [B, CK, ti, h, w]
-                torch.stack(values, dim=3),  # [B, N, CV, ti, h, w]
+                mem_key,
+                mem_value,
                 keys[:, ti],
-                mem_shrinkage=None if shrinkage is None else shrinkage[:, :ti].transpose(1, 2),  # [B, 1, ti, h, w]
+                mem_shrinkage=mem_shrink,
                 query_selection=None if selection is None else selection[:, ti],
             )  # [B, N, CV, h, w]
             query = type(feats)(
@@ -96,8 +177,12 @@ class ClipUnroller(nn.Module):
             logits.append(seg.logits)  # [B, N+1, H, W]
             if not last:
                 hidden = seg.hidden
-                value, hidden = model.encode_value(frames[:, ti], f16[:, ti], seg.prob[:, 1:], hidden)
+                draws.deep_updates[ti] = self._deep_update()
+                value, hidden = model.encode_value(
+                    frames[:, ti], f16[:, ti], seg.prob[:, 1:], hidden, deep_update=draws.deep_updates[ti]
+                )
                 values.append(value)
+        self.last_draws = draws
 
         out = ClipOutputs(
             logits=torch.stack(logits, dim=1),  # [B, T-1, N+1, H, W]
@@ -128,12 +213,6 @@ class ClipUnroller(nn.Module):
         return torch.cat([first.unsqueeze(1), rest], dim=1), theta  # [B, T, CK, h, w]
 
 
-#: architecture name -> unroller class; a new model family registers its unroller here (a plain dict, no registry).
-UNROLLERS: dict[str, type[nn.Module]] = {"stcn": ClipUnroller, "stcn_corr": ClipUnroller, "stcn-corr": ClipUnroller}
-
-
-def build_unroller(arch: str, model: nn.Module, *, second_view: bool = False) -> nn.Module:
-    """The training unroller of ``arch`` around ``model`` (raises ValueError for an unknown architecture)."""
-    if arch not in UNROLLERS:
-        raise ValueError(f"no clip unroller for architecture {arch!r}; known: {sorted(UNROLLERS)}")
-    return UNROLLERS[arch](model, second_view=second_view)
+def build_unroller(model: nn.Module, *, policy: UnrollPolicy | None = None, second_view: bool = False) -> ClipUnroller:
+    """The training unroller around ``model`` (one class for every architecture; the policy holds the differences)."""
+    return ClipUnroller(model, policy=policy, second_view=second_view)
