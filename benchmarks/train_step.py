@@ -1,20 +1,30 @@
-"""Training-step cost of STCN with the correspondence losses off, in paper mode and in official mode.
+"""Training-step cost of STCN and XMem with the correspondence losses off, in paper mode and in official mode, and
+of the official trainers on the same batch.
 
-Each mode runs in its own subprocess (clean peak-memory numbers): build the model, the clip unroller, the task
+Each variant runs in its own subprocess (clean peak-memory numbers): build the model, the clip unroller, the task
 and the optimiser exactly as ``corrvos train`` does, then time full steps (forward, losses, backward, optimiser)
-on a fixed random clip batch after a warm-up. Modes:
+on a fixed random clip batch after a warm-up. Variants (``--arch stcn``, ``--arch xmem`` or both):
 
-- ``none``: STCN (arch "stcn"), L_SEG only, the baseline;
-- ``paper``: STCN (arch "stcn") + L_PCL + L_OCL with the projection head (weights at full ramp);
-- ``official``: the release's network (arch "stcn_corr") + temp + cross_key on the second view.
+- ``stcn/none``: STCN (arch "stcn"), L_SEG only, 3-frame clips, the baseline of the STCN rows;
+- ``stcn/paper``: the same + L_PCL + L_OCL with the projection head (weights at full ramp);
+- ``stcn/official``: the release's network (arch "stcn_corr") + temp + cross_key on the second view;
+- ``xmem/none``: XMem, L_SEG (bootstrapped CE + XMem's Dice), 8-frame clips with 3 memory frames and random deep
+  updates, 3 objects; the baseline of the XMem rows;
+- ``xmem/paper``: the same + L_PCL (XMem's similarity) + L_OCL;
+- ``xmem/official``: XMem with our ``key_proj2`` head + temp + cross_key;
+- ``stcn/official-code`` and ``xmem/official-code`` (only when the official checkouts are in ``.ref/STCN`` and
+  ``.ref/XMem``): the official trainers' ``do_pass`` on the same batch, driven on the device by the test helpers
+  ``tests/official_stcn.py`` / ``tests/official_xmem.py``. ``do_pass`` includes forward, losses and backward but
+  the optimiser is replaced by a no-op there, so the "fwd+bwd" column (every variant measures it, without the
+  optimiser step) is the one to compare; both run in fp32 (official AMP off, ``--amp off`` for corrvos).
 
 Usage::
 
-    python benchmarks/train_step.py                         # CUDA if available (384 x 384, batch 8), else CPU
-    python benchmarks/train_step.py --device cpu --crop 128 --batch 2 --steps 5
+    python benchmarks/train_step.py                               # CUDA if available (384 x 384, batch 8), else CPU
+    python benchmarks/train_step.py --device cpu --crop 64 --batch 2 --steps 5 --amp off --json out.json
 
-Prints a Markdown table: seconds per step, the overhead relative to ``none`` and the peak memory (CUDA: peak
-allocated; CPU: peak resident set size of the process). The paper-mode overhead must stay within 10 %.
+Prints a Markdown table (seconds per step, the overhead relative to the arch's ``none`` row, peak memory: CUDA
+peak allocated, CPU peak resident set size) and writes it as JSON. The paper-mode overhead must stay within 10 %.
 """
 
 from __future__ import annotations
@@ -24,8 +34,20 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-MODES = {"none": "stcn", "paper": "stcn", "official": "stcn_corr"}
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "stcn/none": ("stcn", "none"),
+    "stcn/paper": ("stcn", "paper"),
+    "stcn/official": ("stcn_corr", "official"),
+    "stcn/official-code": ("stcn", "official-code"),
+    "xmem/none": ("xmem", "none"),
+    "xmem/paper": ("xmem", "paper"),
+    "xmem/official": ("xmem", "official"),
+    "xmem/official-code": ("xmem", "official-code"),
+}
+CLIP = {"stcn": (3, 2), "xmem": (8, 3)}  # frames, objects per clip of each family's recipe
 
 
 def _random_batch(batch: int, frames: int, objects: int, size: int, device, seed: int = 0):
@@ -48,8 +70,45 @@ def _random_batch(batch: int, frames: int, objects: int, size: int, device, seed
     return ClipBatch(images, masks, labels, selector, [f"clip{b}" for b in range(batch)]).to(device)
 
 
-def run_mode(args: argparse.Namespace) -> dict:
-    """Time one mode in this process; returns the measurements."""
+def _official_step_fn(family: str, batch, device):
+    """A closure running one official ``do_pass`` (forward, losses, backward) on ``batch``."""
+    import torch
+
+    sys.path.insert(0, str(REPO / "tests"))
+    if family == "stcn":
+        from official_stcn import HAS_REF, build_official_stcn, official_stcn_batch, official_stcn_step
+
+        if not HAS_REF:
+            raise SystemExit("skip: .ref/STCN is absent")
+        official = build_official_stcn(single_object=False)
+        official.network.to(device)
+        data = official_stcn_batch(batch, single_object=False)
+        return lambda i: official_stcn_step(official, dict(data), it=100_000)
+    from official_xmem import REF, build_official_xmem, import_official_trainer, official_training_step
+
+    if not (REF / "model" / "trainer.py").is_file():
+        raise SystemExit("skip: .ref/XMem is absent")
+    torch.manual_seed(0)
+    net, _ = build_official_xmem()
+    net.to(device).eval()
+    trainer_mod = import_official_trainer()
+    t = batch.frames.shape[1]
+    draws = torch.Generator().manual_seed(0)
+
+    def run(i: int) -> None:
+        from corrvos.training.unroll import draw_memory_frames
+
+        memory = {ti: draw_memory_frames(ti, batch.frames.shape[0], 3, draws) for ti in range(4, t)}
+        deep = {ti: bool(torch.rand((), generator=draws) < 0.2) for ti in range(1, t - 1)}
+        official_training_step(
+            trainer_mod, net, batch, it=100_000, num_ref_frames=3, memory_frames=memory, deep_updates=deep
+        )
+
+    return run
+
+
+def run_variant(args: argparse.Namespace) -> dict:
+    """Time one variant in this process; returns the measurements."""
     import resource
 
     import torch
@@ -60,72 +119,83 @@ def run_mode(args: argparse.Namespace) -> dict:
     from corrvos.models.params import optimizer_groups
     from corrvos.training.task import CorrespondenceTask
     from corrvos.training.trainer import freeze_batchnorm, resolve_amp
-    from corrvos.training.unroll import ClipUnroller
+    from corrvos.training.unroll import ClipUnroller, UnrollPolicy
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    mode = args.mode
-    loss_cfg = LossConfig(
-        mode=mode,
-        pcl_ramp_start=0,
-        pcl_ramp_end=0,
-        ocl_ramp_start=0,
-        ocl_ramp_end=0,
-        official_ramp_start=0,
-        official_ramp_end=0,
-        dice_weight=0.4 if mode == "official" else 0.0,
-    )
-    model = build_model(MODES[mode]).to(device)
-    head = (
-        ProjectionHead(1024, loss_cfg.ocl_hidden_dim, loss_cfg.ocl_embed_dim).to(device)
-        if loss_cfg.uses_projection_head
-        else None
-    )
-    unroller = ClipUnroller(model, second_view=mode == "official").train()
-    freeze_batchnorm(unroller)
-    groups = optimizer_groups(model, [head] if head is not None else [], lr=1e-5, encoder_scale=0.2, deep_scale=0.4)
-    opt = torch.optim.AdamW(groups, lr=1e-5, weight_decay=1e-7)
+    family = args.variant.split("/")[0]
+    arch, mode = VARIANTS[args.variant]
+    frames, objects = CLIP[family]
+    batch = _random_batch(args.batch, frames, objects, args.crop, device)
     amp = resolve_amp(args.amp, device)
-    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
-    task = CorrespondenceTask(unroller, loss_cfg, proj_head=head, amp_dtype=amp)
-    batch = _random_batch(args.batch, args.frames, 2, args.crop, device)
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    def step(i: int) -> None:
-        out = task.step(batch, step=100_000, seed=i)
-        opt.zero_grad(set_to_none=True)
-        (scaler.scale(out["loss"]) if scaler is not None else out["loss"]).backward()
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
+    if mode == "official-code":
+        fwd_bwd, step = _official_step_fn(family, batch, device), None
+    else:
+        ramps = {f"{k}_ramp_{e}": 0 for k in ("pcl", "ocl", "official") for e in ("start", "end")}
+        dice = (
+            {"dice_weight": 1.0, "dice_mode": "xmem"} if family == "xmem" else {"dice_weight": 0.4 * (mode != "none")}
+        )
+        loss_cfg = LossConfig(mode=mode, **ramps, **dice)
+        extra = {"aux_key_head": True} if (family == "xmem" and mode == "official") else {}
+        model = build_model(arch, **extra).to(device)
+        head = None
+        if loss_cfg.uses_projection_head:
+            head = ProjectionHead(1024, loss_cfg.ocl_hidden_dim, loss_cfg.ocl_embed_dim).to(device)
+        policy = UnrollPolicy(3, 0.2) if family == "xmem" else UnrollPolicy()
+        unroller = ClipUnroller(model, policy=policy, second_view=mode == "official").train()
+        freeze_batchnorm(unroller)
+        groups = optimizer_groups(model, [head] if head is not None else [], lr=1e-5)
+        opt = torch.optim.AdamW(groups, lr=1e-5, weight_decay=0.05)
+        scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+        task = CorrespondenceTask(unroller, loss_cfg, proj_head=head, amp_dtype=amp)
 
-    for i in range(args.warmup):
-        step(i)
-    sync()
+        def fwd_bwd(i: int) -> None:
+            out = task.step(batch, step=100_000, seed=i)
+            opt.zero_grad(set_to_none=True)
+            (scaler.scale(out["loss"]) if scaler is not None else out["loss"]).backward()
+
+        def step(i: int) -> None:
+            fwd_bwd(i)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+
+    def timed(fn) -> list[float]:
+        for i in range(args.warmup):
+            fn(i)
+        sync()
+        times = []
+        for i in range(args.steps):
+            sync()
+            t0 = time.perf_counter()
+            fn(args.warmup + i)
+            sync()
+            times.append(time.perf_counter() - t0)
+        return sorted(times)
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for i in range(args.steps):
-        sync()
-        t0 = time.perf_counter()
-        step(args.warmup + i)
-        sync()
-        times.append(time.perf_counter() - t0)
+    fb = timed(fwd_bwd)
+    full = timed(step) if step is not None else None
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
-    times.sort()
     return {
+        "variant": args.variant,
+        "arch": arch,
         "mode": mode,
-        "arch": MODES[mode],
-        "median_s": times[len(times) // 2],
-        "min_s": times[0],
+        "frames": frames,
+        "objects": objects,
+        "fwd_bwd_s": fb[len(fb) // 2],
+        "step_s": None if full is None else full[len(full) // 2],
         "peak_mib": peak,
         "device": str(device),
         "amp": str(amp),
@@ -134,15 +204,16 @@ def run_mode(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:K")
+    parser.add_argument("--arch", default="all", choices=["stcn", "xmem", "all"], help="which model family's rows")
     parser.add_argument("--crop", type=int, default=None, help="square crop (default 384 on CUDA, 128 on CPU)")
     parser.add_argument("--batch", type=int, default=None, help="clips per step (default 8 on CUDA, 2 on CPU)")
-    parser.add_argument("--frames", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"])
-    parser.add_argument("--modes", default="none,paper,official")
-    parser.add_argument("--mode", help=argparse.SUPPRESS)  # internal: run one mode in this process
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per variant (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
+    parser.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"], help="corrvos autocast")
+    parser.add_argument("--no-official", action="store_true", help="skip the official trainers' rows")
+    parser.add_argument("--json", default=None, help="write the rows here (default benchmarks/results/...)")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
     args = parser.parse_args(argv)
 
     from corrvos.devices import resolve_device
@@ -151,53 +222,64 @@ def main(argv: list[str] | None = None) -> int:
     cuda = args.device.startswith("cuda")
     args.crop = args.crop or (384 if cuda else 128)
     args.batch = args.batch or (8 if cuda else 2)
-    if args.mode:
-        print(json.dumps(run_mode(args)))
+    if args.variant:
+        print(json.dumps(run_variant(args)))
         return 0
+    families = ["stcn", "xmem"] if args.arch == "all" else [args.arch]
+    names = [v for v in VARIANTS if v.split("/")[0] in families]
+    if args.no_official:
+        names = [v for v in names if not v.endswith("official-code")]
     rows = []
-    for mode in args.modes.split(","):
-        cmd = [
-            sys.executable,
-            __file__,
-            "--mode",
-            mode,
-            "--device",
-            args.device,
-            "--crop",
-            str(args.crop),
-            "--batch",
-            str(args.batch),
-            "--frames",
-            str(args.frames),
-            "--steps",
-            str(args.steps),
-            "--warmup",
-            str(args.warmup),
-            "--amp",
-            args.amp,
-        ]
+    for name in names:
+        cmd = [sys.executable, __file__, "--variant", name, "--device", args.device, "--crop", str(args.crop)]
+        cmd += ["--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup), "--amp", args.amp]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if "skip:" in proc.stderr + proc.stdout:
+            print(f"{name}: skipped ({(proc.stderr + proc.stdout).strip().splitlines()[-1]})", file=sys.stderr)
+            continue
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
             return proc.returncode
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    base = next((r["median_s"] for r in rows if r["mode"] == "none"), None)
     print(
-        f"device {rows[0]['device']}, amp {rows[0]['amp']}, batch {args.batch}, {args.frames} frames, "
-        f"crop {args.crop}x{args.crop}, median of {args.steps} steps after {args.warmup} warm-up\n"
+        f"device {rows[0]['device']}, amp {rows[0]['amp']}, batch {args.batch}, crop {args.crop}x{args.crop}, "
+        f"median of {args.steps} steps after {args.warmup} warm-up\n"
     )
-    print("| mode | arch | s / step | overhead vs none | peak memory (MiB) |")
-    print("|---|---|---|---|---|")
+    print(
+        "| variant | arch | frames | s / step | fwd+bwd s | overhead vs none (step) | vs official code (fwd+bwd) "
+        "| peak memory (MiB) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        over = f"{100 * (r['median_s'] / base - 1):+.1f} %" if base else "n/a"
-        print(f"| {r['mode']} | {r['arch']} | {r['median_s']:.3f} | {over} | {r['peak_mib']:.0f} |")
-    paper = next((r for r in rows if r["mode"] == "paper"), None)
-    if base and paper:
-        ok = paper["median_s"] <= 1.10 * base
+        family = r["variant"].split("/")[0]
+        base = next((x for x in rows if x["variant"] == f"{family}/none"), None)
+        ref = next((x for x in rows if x["variant"] == f"{family}/official-code"), None)
+        over = "n/a"
+        if base and r["step_s"] is not None:
+            over = f"{100 * (r['step_s'] / base['step_s'] - 1):+.1f} %"
+            r["overhead_vs_none"] = r["step_s"] / base["step_s"] - 1
+        vs_ref = "n/a"
+        if ref and r is not ref:
+            r["fwd_bwd_vs_official"] = r["fwd_bwd_s"] / ref["fwd_bwd_s"]
+            vs_ref = f"{r['fwd_bwd_vs_official']:.2f}x"
+        step = "—" if r["step_s"] is None else f"{r['step_s']:.3f}"
         print(
-            f"\npaper-mode overhead {100 * (paper['median_s'] / base - 1):.1f} % "
-            f"({'within' if ok else 'ABOVE'} the 10 % budget)"
+            f"| {r['variant']} | {r['arch']} | {r['frames']} | {step} | {r['fwd_bwd_s']:.3f} | {over} | {vs_ref} "
+            f"| {r['peak_mib']:.0f} |"
         )
+    for family in families:
+        paper = next((r for r in rows if r["variant"] == f"{family}/paper"), None)
+        if paper and "overhead_vs_none" in paper:
+            ok = paper["overhead_vs_none"] <= 0.10
+            print(
+                f"{family}: paper-mode overhead {100 * paper['overhead_vs_none']:.1f} % "
+                f"({'within' if ok else 'ABOVE'} the 10 % budget)"
+            )
+    out = Path(args.json) if args.json else REPO / "benchmarks" / "results" / f"train_step_{rows[0]['device']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    settings = {"batch": args.batch, "crop": args.crop, "steps": args.steps, "warmup": args.warmup, "amp": args.amp}
+    out.write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {out}")
     return 0
 
 

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import io
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,12 @@ def official_training_step(
         mp.setattr(torch.Tensor, "cuda", lambda self, *args, **kwargs: self)
         mp.setattr(trainer_mod.torch, "randperm", fake_randperm)
         mp.setattr(trainer_mod.np.random, "rand", fake_rand)
-        trainer.do_pass(data, it)
+        grad_mode = torch.is_grad_enabled()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.cuda.amp.autocast(enabled=False)
+                trainer.do_pass(data, it)
+        finally:
+            torch.set_grad_enabled(grad_mode)  # do_pass sets the global grad mode
     assert not perms and not decisions, "the official trainer made fewer random draws than corrvos"
     return captured

@@ -187,6 +187,15 @@ def test_cli_print_config_and_bad_config_exit_status(tmp_path: Path, capsys: pyt
         # official-mode losses need the key_proj2 head of arch stcn_corr (else the trainer failed with a traceback)
         ("model: {arch: stcn}\nloss: {mode: official}\n", "needs the key_proj2 head"),
         ("model: {arch: stcn}\nstages:\n  - {name: main, loss: {mode: official}}\n", "needs the key_proj2 head"),
+        ("model: {arch: xmem}\nloss: {mode: official}\n", "needs the key_proj2 head"),
+        # the frame roles of L_PCL / L_OCL must be different frames (a 2-frame clip made r its own pseudo-label)
+        ("stages:\n  - {name: main, data: {num_frames: 2}}\n", "must name different frames"),
+        ("loss: {ocl_frame_p: 1, ocl_frame_q: -2}\n", "must name different frames"),
+        # XMem's clip options
+        ("stages:\n  - {name: main, data: {num_ref_frames: 0}}\n", "num_ref_frames must be >= 1"),
+        ("stages:\n  - {name: main, iterations: 10, data: {finetune_iterations: 10}}\n", "finetune_iterations"),
+        ("stages:\n  - {name: main, data: {num_frames: 8, sampling: stcn}}\n", "draws 3 frames"),
+        ("model: {deep_update_prob: 1.5}\n", "deep_update_prob must lie in [0, 1]"),
         # a max skip below 1 later in the curriculum failed only when the curriculum reached it
         (
             "stages:\n  - {name: main, data: {max_skip_values: [5, 0], max_skip_fractions: [0.5]}}\n",

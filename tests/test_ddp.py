@@ -32,7 +32,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ddp_config(root: Path, out: Path, iterations: int = 2) -> dict:
+XMEM = {"num_frames": 4, "num_ref_frames": 2, "max_objects": 3, "augment": "xmem", "sampling": "xmem", "crop_size": 32}
+
+
+def ddp_config(root: Path, out: Path, iterations: int = 2, arch: str = "stcn") -> dict:
+    cfg = _ddp_config(root, out, iterations)
+    if arch == "xmem":
+        cfg["model"] = {"arch": "xmem", "deep_update_prob": 0.5}
+        cfg["loss"].update(dice_weight=1.0, dice_mode="xmem")
+        cfg["stages"][0]["data"].update(XMEM)
+    return cfg
+
+
+def _ddp_config(root: Path, out: Path, iterations: int = 2) -> dict:
     return {
         "model": {"arch": "stcn"},
         "loss": {"mode": "paper", "pcl_ramp_start": 0, "pcl_ramp_end": 1, "ocl_ramp_start": 0, "ocl_ramp_end": 1},
@@ -61,7 +73,7 @@ def ddp_config(root: Path, out: Path, iterations: int = 2) -> dict:
     }
 
 
-def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
+def _worker(rank: int, world: int, port: int, root: str, out: str, arch: str = "stcn") -> None:
     os.environ.update(
         {
             "MASTER_ADDR": "127.0.0.1",
@@ -78,7 +90,8 @@ def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
 
     info = init_distributed("cpu")
     try:
-        trainer = Trainer(config_from_dict(ddp_config(Path(root), Path(out))), dist_info=info, progress=False)
+        cfg = config_from_dict(ddp_config(Path(root), Path(out), arch=arch))
+        trainer = Trainer(cfg, dist_info=info, progress=False)
         trainer.run()
         torch.save(
             {"model": trainer.model.state_dict(), "proj_head": trainer.proj_head.state_dict(), "backend": info.backend},
@@ -112,11 +125,13 @@ def test_ranks_read_disjoint_shares_of_the_global_batch():
     assert resumed == single[2:]
 
 
-def test_two_process_gloo_keeps_replicas_identical(tmp_path: Path):
+@pytest.mark.parametrize("arch", ["stcn", "xmem"])
+def test_two_process_gloo_keeps_replicas_identical(tmp_path: Path, arch: str):
     root = generate_dataset(tmp_path / "davis", sequences=4, frames=5, size=(64, 64), seed=5)
     out = tmp_path / "run"
     out.mkdir()
-    mp.start_processes(_worker, args=(2, free_port(), str(root), str(out)), nprocs=2, join=True, start_method="spawn")
+    args = (2, free_port(), str(root), str(out), arch)
+    mp.start_processes(_worker, args=args, nprocs=2, join=True, start_method="spawn")
     r0 = torch.load(out / "rank0.pt", weights_only=True)
     r1 = torch.load(out / "rank1.pt", weights_only=True)
     assert r0["backend"] == r1["backend"] == "gloo"

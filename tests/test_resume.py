@@ -68,6 +68,29 @@ def resume_config(root: Path, out: Path, workers: int) -> dict:
     }
 
 
+def xmem_resume_config(root: Path, out: Path, workers: int) -> dict:
+    """XMem, paper mode, 4 steps: 5-frame clips with 2 memory frames (reference frames drawn for t = 3, 4), deep
+    updates with p = 0.5, the fine-tune phase on the last step and an lr milestone at step 3."""
+    cfg = resume_config(root, out, workers)
+    cfg["model"] = {"arch": "xmem", "deep_update_prob": 0.5}
+    cfg["loss"].update(dice_weight=1.0, dice_mode="xmem", bootstrap_end=3)
+    stage = cfg["stages"][0]
+    stage.update(iterations=4, lr_milestones=[3])
+    stage["data"].update(
+        crop_size=32,
+        num_frames=5,
+        num_ref_frames=2,
+        max_objects=3,
+        augment="xmem",
+        sampling="xmem",
+        finetune_iterations=1,
+        max_skip_values=[1, 2],
+        max_skip_fractions=[0.5],
+    )
+    cfg["save_interval"] = 2
+    return cfg
+
+
 def assert_same_state(a, b, where: str = "") -> None:
     if isinstance(a, torch.Tensor):
         assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
@@ -145,3 +168,24 @@ def test_rng_and_scheduler_states_round_trip_under_weights_only(tmp_path: Path):
     )
     load_scheduler_state(fresh, loaded["sched"])
     assert fresh.state_dict() == sched.state_dict()
+
+
+def test_xmem_kill_and_resume_is_bit_identical(tmp_path: Path):
+    """XMem: 4 uninterrupted steps equal 2 steps + resume + 2 steps (reference-frame and deep-update draws, the
+    hidden state, the fine-tune switch at step 3 and the lr milestone all restored)."""
+    root = generate_dataset(tmp_path / "davis", sequences=3, frames=7, size=(48, 48), seed=12)
+    ref_cfg = config_from_dict({**xmem_resume_config(root, tmp_path / "ref", workers=0), "save_interval": 100})
+    assert Trainer(ref_cfg, progress=False).run().finished
+    config_file = tmp_path / "resume.yaml"
+    config_file.write_text(yaml.safe_dump(xmem_resume_config(root, tmp_path / "cut", workers=0)), encoding="utf-8")
+    assert cli_main(["train", "--config", str(config_file), "--max-steps", "2", "--no-progress"]) == 0
+    assert find_latest_checkpoint(tmp_path / "cut").name == "step_0000002.pth"
+    assert cli_main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    ref = load_checkpoint(tmp_path / "ref" / "checkpoints" / "step_0000004.pth")
+    cut = load_checkpoint(tmp_path / "cut" / "checkpoints" / "step_0000004.pth")
+    assert ref["arch"] == cut["arch"] == "xmem"
+    assert_same_state(ref["model"], cut["model"], "model")
+    assert_same_state(ref["extra"], cut["extra"], "extra")
+    assert_same_state(ref["optimizer"], cut["optimizer"], "optimizer")
+    mid = load_checkpoint(tmp_path / "cut" / "checkpoints" / "step_0000002.pth")
+    assert any(not torch.equal(mid["model"][k], ref["model"][k]) for k in ref["model"])

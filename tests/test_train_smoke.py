@@ -33,8 +33,22 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_dataset(tmp_path_factory.mktemp("synth") / "davis", sequences=4, frames=5, size=(64, 64), seed=3)
 
 
+@pytest.fixture(scope="module")
+def long_synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Videos long enough for XMem's 8-frame clips."""
+    return generate_dataset(tmp_path_factory.mktemp("synth8") / "davis", sequences=3, frames=9, size=(64, 64), seed=4)
+
+
 def tiny_config(
-    root: Path, *, arch: str = "stcn", mode: str = "none", iterations: int = 2, stages: list[dict] | None = None, **top
+    root: Path,
+    *,
+    arch: str = "stcn",
+    mode: str = "none",
+    iterations: int = 2,
+    stages: list[dict] | None = None,
+    model: dict | None = None,
+    data: dict | None = None,
+    **top,
 ) -> dict:
     stage = {
         "name": "main",
@@ -47,10 +61,11 @@ def tiny_config(
             "datasets": [{"kind": "davis", "root": str(root)}],
             "max_skip_values": [2],
             "max_skip_fractions": [],
+            **(data or {}),
         },
     }
     return {
-        "model": {"arch": arch},
+        "model": {"arch": arch, **(model or {})},
         "loss": {
             "mode": mode,
             "pcl_ramp_start": 0,
@@ -79,16 +94,29 @@ def read_scalars(run: Path) -> dict[str, list[float]]:
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}, acc.Tags()["images"]
 
 
+XMEM_CLIPS = {
+    "num_frames": 4,
+    "num_ref_frames": 2,
+    "max_objects": 3,
+    "augment": "xmem",
+    "sampling": "xmem",
+    "crop_size": 32,
+}
+
+
 @pytest.mark.parametrize(
-    ("arch", "mode", "terms"),
+    ("arch", "mode", "terms", "extra"),
     [
-        ("stcn", "none", ["seg"]),
-        ("stcn", "paper", ["seg", "pcl", "ocl"]),
-        ("stcn_corr", "official", ["seg", "temp", "cross_key"]),
+        ("stcn", "none", ["seg"], {}),
+        ("stcn", "paper", ["seg", "pcl", "ocl"], {}),
+        ("stcn_corr", "official", ["seg", "temp", "cross_key"], {}),
+        ("xmem", "none", ["seg"], {"data": XMEM_CLIPS}),
+        ("xmem", "paper", ["seg", "pcl", "ocl"], {"data": XMEM_CLIPS}),
+        ("xmem", "official", ["seg", "temp", "cross_key"], {"data": XMEM_CLIPS, "model": {"aux_key_head": True}}),
     ],
 )
-def test_two_steps_per_mode(synthetic_root: Path, tmp_path: Path, arch: str, mode: str, terms: list[str]):
-    cfg = config_from_dict(tiny_config(synthetic_root, arch=arch, mode=mode))
+def test_two_steps_per_mode(synthetic_root: Path, tmp_path: Path, arch: str, mode: str, terms: list[str], extra):
+    cfg = config_from_dict(tiny_config(synthetic_root, arch=arch, mode=mode, **extra))
     trainer = Trainer(cfg, out_dir=tmp_path, progress=False)
     trainer.model = trainer._build_model(single_object=False)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -99,6 +127,8 @@ def test_two_steps_per_mode(synthetic_root: Path, tmp_path: Path, arch: str, mod
     assert "key_proj.key_proj.weight" in changed and any(k.startswith("decoder.") for k in changed)
     if mode == "official":
         assert "key_proj2.key_proj.weight" in changed  # the auxiliary head is trained by temp + cross_key
+    if mode == "paper" and arch == "xmem":  # L_PCL uses XMem's similarity: shrinkage and selection heads train
+        assert {"key_proj.d_proj.weight", "key_proj.e_proj.weight"} <= set(changed)
     # checkpoints: resumable step file and stage-final weights, both loadable by corrvos.models.load_model
     from corrvos.models import load_model
 
@@ -118,7 +148,7 @@ def test_two_steps_per_mode(synthetic_root: Path, tmp_path: Path, arch: str, mod
     ]:
         assert name in scalars and len(scalars[name]) == 2, name
         assert all(torch.isfinite(torch.tensor(scalars[name])))
-    assert scalars["train/lr/rest"] == pytest.approx([1e-5, 1e-5])  # milestone at step 1, gamma 0.1
+    assert scalars["train/lr/rest"] == pytest.approx([1e-4, 1e-5])  # the lr each step trained with: milestone 1
     assert images  # the clip panel
 
 
@@ -221,10 +251,23 @@ def test_init_from_an_official_state_dict(synthetic_root: Path, tmp_path: Path):
         Trainer(wrong, out_dir=tmp_path / "run2", init_from=path, progress=False).run(max_steps=0)
 
 
+SHIPPED = ["stcn", "stcn_s012", "stcn_corr_paper", "stcn_corr_official", "synthetic_demo"]
+SHIPPED_XMEM = ["xmem", "xmem_s012", "xmem_corr_paper", "xmem_synthetic_demo"]
+
+
+def test_every_shipped_config_is_tested():
+    repo = Path(__file__).resolve().parents[1]
+    assert sorted(p.stem for p in (repo / "configs").glob("*.yaml")) == sorted(SHIPPED + SHIPPED_XMEM)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["stcn", "stcn_s012", "stcn_corr_paper", "stcn_corr_official", "synthetic_demo"])
-def test_every_shipped_config_trains_on_synthetic_data(synthetic_root: Path, tmp_path: Path, name: str):
-    """Each shipped recipe, all its stages (static -> [BL30K] -> main), one step each on the synthetic videos."""
+@pytest.mark.parametrize("name", SHIPPED + SHIPPED_XMEM)
+def test_every_shipped_config_trains_on_synthetic_data(
+    synthetic_root: Path, long_synthetic_root: Path, tmp_path: Path, name: str
+):
+    """Each shipped recipe, all its stages (static -> [BL30K] -> main), on the synthetic videos: one step per stage
+    (STCN), two per stage for XMem (32 x 32 crops, the recipe's 8-frame clips), whose stages with a fine-tune phase
+    run one step of each phase."""
     import shutil
 
     import yaml
@@ -235,19 +278,22 @@ def test_every_shipped_config_trains_on_synthetic_data(synthetic_root: Path, tmp
     data = config_to_dict(load_config(repo / "configs" / f"{name}.yaml"))
     data.update(num_workers=0, device="cpu", amp="off", log_interval=1, image_interval=0, out_dir=str(tmp_path))
     data["model"]["pretrained_backbones"] = False
+    xmem = name in SHIPPED_XMEM
+    steps = 2 if xmem else 1
     for stage in data["stages"]:
-        stage.update(iterations=1, batch_size=2, lr_milestones=[])
+        stage.update(iterations=steps, batch_size=2, lr_milestones=[])
         stage["data"].update(
-            crop_size=64,
-            datasets=[{"kind": "davis", "root": str(synthetic_root)}],
+            crop_size=32 if xmem else 64,
+            datasets=[{"kind": "davis", "root": str(long_synthetic_root if xmem else synthetic_root)}],
             max_skip_values=[2],
             max_skip_fractions=[],
+            finetune_iterations=min(stage["data"]["finetune_iterations"], 1),
         )
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     from corrvos.cli import main as cli_main
 
     assert cli_main(["train", "--config", str(config), "--no-progress"]) == 0
-    final = load_checkpoint(tmp_path / "checkpoints" / f"step_{len(data['stages']):07d}.pth")
+    final = load_checkpoint(tmp_path / "checkpoints" / f"step_{steps * len(data['stages']):07d}.pth")
     assert final["stage"] == data["stages"][-1]["name"] and not final["single_object"]
     shutil.rmtree(tmp_path / "checkpoints")  # about 0.9 GB per stage

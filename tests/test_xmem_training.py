@@ -197,7 +197,7 @@ def test_one_step_matches_the_official_xmem_trainer(it: int) -> None:
     model = build_model("xmem")
     model.load_state_dict(net.state_dict())
     model.eval()
-    batch = make_batch(b=2, t=8, n=3, hw=48, seed=it)
+    batch = make_batch(b=2, t=8, n=3, hw=32, seed=it)
 
     task = CorrespondenceTask(_unroller(model, num_ref=3, p=0.2), LossConfig.xmem())
     ours = task.step(batch, step=it, seed=1234)

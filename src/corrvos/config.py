@@ -271,6 +271,14 @@ def _validate(cfg: TrainConfig, source: str) -> None:
                 raise ConfigError(
                     f"{source}: {where}: loss.{name} = {index} is outside a clip of {data.num_frames} frames"
                 )
+        roles = {name: getattr(loss, name) % data.num_frames for name in frame_fields}
+        for group in (("pcl_remote_frame", "pcl_frame_t1", "pcl_frame_t2"), ("ocl_frame_p", "ocl_frame_q")):
+            frames = [roles[name] for name in group if name in roles]
+            if len(set(frames)) != len(frames):
+                named = ", ".join(f"loss.{name} = {getattr(loss, name)}" for name in group)
+                raise ConfigError(
+                    f"{source}: {where}: {named} must name different frames of a clip of {data.num_frames} frames"
+                )
     if not 0.0 <= cfg.model.deep_update_prob <= 1.0:
         raise ConfigError(f"{source}: model.deep_update_prob must lie in [0, 1], got {cfg.model.deep_update_prob}")
     optim = cfg.optim

@@ -100,7 +100,7 @@ def _to_float(outputs: Any) -> Any:
     changes = {}
     for f in fields(outputs):
         value = getattr(outputs, f.name)
-        if isinstance(value, Tensor) and value.is_floating_point() and value.dtype != torch.float32:
+        if isinstance(value, Tensor) and value.dtype in (torch.float16, torch.bfloat16):
             changes[f.name] = value.float()
     return replace(outputs, **changes) if changes else outputs
 

@@ -347,7 +347,10 @@ class Trainer:
             loss = result["loss"]
             finite = all_reduce_flag(bool(torch.isfinite(loss).item()), self.dist)
             self.optimizer.zero_grad(set_to_none=True)
-            scalars: dict[str, float] = {}
+            # the learning rates this step trains with (read before the scheduler moves to the next step's)
+            scalars: dict[str, float] = {
+                f"lr/{group.get('name', 'group')}": float(group["lr"]) for group in self.optimizer.param_groups
+            }
             if finite:
                 nonfinite = 0
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -404,6 +407,4 @@ class Trainer:
                 scalars[f"terms/{name}"] = float(value.detach() if isinstance(value, torch.Tensor) else value)
             scalars.update({f"weights/{k}": float(v) for k, v in result.get("weights", {}).items()})
             scalars.update({f"stats/{k}": float(v) for k, v in result.get("stats", {}).items()})
-        for group in self.optimizer.param_groups:
-            scalars[f"lr/{group.get('name', 'group')}"] = float(group["lr"])
         return scalars
