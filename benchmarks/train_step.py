@@ -149,7 +149,7 @@ def run_variant(args: argparse.Namespace) -> dict:
         policy = UnrollPolicy(3, 0.2) if family == "xmem" else UnrollPolicy()
         unroller = ClipUnroller(model, policy=policy, second_view=mode == "official").train()
         freeze_batchnorm(unroller)
-        groups = optimizer_groups(model, [head] if head is not None else [], lr=1e-5)
+        groups = optimizer_groups(model, [head] if head is not None else [], lr=1e-5, encoder_scale=1.0, deep_scale=1.0)
         opt = torch.optim.AdamW(groups, lr=1e-5, weight_decay=0.05)
         scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
         task = CorrespondenceTask(unroller, loss_cfg, proj_head=head, amp_dtype=amp)

@@ -297,3 +297,51 @@ def test_every_shipped_config_trains_on_synthetic_data(
     final = load_checkpoint(tmp_path / "checkpoints" / f"step_{steps * len(data['stages']):07d}.pth")
     assert final["stage"] == data["stages"][-1]["name"] and not final["single_object"]
     shutil.rmtree(tmp_path / "checkpoints")  # about 0.9 GB per stage
+
+
+def test_fine_tune_official_xmem_weights_is_one_option_away(long_synthetic_root: Path, tmp_path: Path, capsys):
+    """``--init-from XMem.pth --stages main`` on the shipped s03 recipe starts the main stage from an official-format
+    XMem file; without ``--stages`` the single-object static stage refuses it, naming the fix."""
+    from corrvos.cli import main as cli_main
+    from corrvos.models import build_model
+
+    torch.manual_seed(7)
+    official = build_model("xmem").state_dict()  # official XMem.pth layout: a plain state_dict, 412 keys
+    path = tmp_path / "XMem.pth"
+    torch.save(official, path)
+    repo = Path(__file__).resolve().parents[1]
+    common = [
+        "train",
+        "--config",
+        str(repo / "configs" / "xmem.yaml"),
+        "--init-from",
+        str(path),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--set",
+        "model.pretrained_backbones=false",
+        "--set",
+        "amp=off",
+        "--set",
+        "num_workers=0",
+        "--set",
+        "stages.main.batch_size=2",
+        "--set",
+        "stages.main.iterations=1",
+        "--set",
+        "stages.main.lr_milestones=[]",
+        "--set",
+        "stages.main.data.finetune_iterations=0",
+        "--set",
+        "stages.main.data.crop_size=32",
+        "--set",
+        f"stages.main.data.datasets=[{{kind: davis, root: {long_synthetic_root}}}]",
+    ]
+    assert cli_main([*common, "--out", str(tmp_path / "refused"), "--max-steps", "1"]) == 2
+    assert "--stages main" in capsys.readouterr().err
+    assert cli_main([*common, "--out", str(tmp_path / "run"), "--stages", "main"]) == 0
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_0000001.pth")
+    assert ckpt["stage"] == "main" and ckpt["arch"] == "xmem" and not ckpt["single_object"]
+    for key in ("key_proj.key_proj.weight", "decoder.hidden_update.transform.weight"):  # one lr-1e-5 step away
+        assert (ckpt["model"][key] - official[key]).abs().max() < 1e-3

@@ -237,3 +237,45 @@ def test_one_step_matches_the_official_xmem_trainer(it: int) -> None:
         if p.grad is not None
     )
     assert worst < 1e-4, f"largest gradient difference relative to the tensor's scale: {worst:.2e}"
+
+
+def test_pcl_on_xmem_trains_key_shrinkage_and_selection_but_not_the_pseudo_labels(xmem) -> None:
+    """Paper-mode L_PCL alone on an XMem clip: its gradient reaches the key encoder and all three key heads
+    (key, shrinkage d_proj, selection e_proj) but not the decoder or value encoder; per frame, it reaches the keys
+    and selection of t2, the keys and shrinkage of r, and nothing of the pseudo-label frame t1."""
+    import dataclasses
+
+    from corrvos.losses.objective import compute_losses
+
+    batch = make_batch(b=2, t=5, n=2)
+    cfg = LossConfig(mode="paper", seg_weight=0.0, ocl_weight=0.0, pcl_ramp_start=0, pcl_ramp_end=0, pcl_grid_stride=1)
+    xmem.zero_grad(set_to_none=True)
+    outputs = _unroller(xmem, num_ref=2, p=0.2)(batch)
+    leaves = {name: getattr(outputs, name).detach().requires_grad_() for name in ("keys", "shrinkage", "selection")}
+    gen = torch.Generator().manual_seed(0)
+    detached = dataclasses.replace(outputs, logits=outputs.logits.detach(), **leaves)
+    compute_losses(detached, batch, cfg=cfg, step=0, generator=gen).total.backward()
+    r, t2 = 0, 4  # defaults r = 0, t1 = -2 (frame 3, the pseudo-label frame), t2 = -1 in a 5-frame clip
+
+    def touched(name: str) -> set[int]:
+        grad = leaves[name].grad  # [B, T, C, h, w]
+        return {t for t in range(5) if grad[:, t].abs().sum() > 0}
+
+    assert touched("keys") == {r, t2}
+    assert touched("shrinkage") == {r}
+    assert touched("selection") == {t2}
+    # through the real network: the same loss on the unrolled outputs
+    gen = torch.Generator().manual_seed(0)
+    compute_losses(outputs, batch, cfg=cfg, step=0, generator=gen).total.backward()
+    grads = {n: p.grad for n, p in xmem.named_parameters()}
+    for name in (
+        "key_proj.key_proj.weight",
+        "key_proj.d_proj.weight",
+        "key_proj.e_proj.weight",
+        "key_encoder.conv1.weight",
+    ):
+        assert grads[name] is not None and grads[name].abs().sum() > 0, name
+    for name, grad in grads.items():
+        if name.startswith(("decoder.", "value_encoder.")):
+            assert grad is None or grad.abs().sum() == 0, name
+    xmem.zero_grad(set_to_none=True)

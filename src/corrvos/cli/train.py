@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CKPT",
         help="start from these weights (official STCN / VOS_Correspondence file or a corrvos checkpoint): fine-tuning",
     )
+    parser.add_argument(
+        "--stages",
+        metavar="NAMES",
+        help="run only these stages of the config, comma-separated in config order, e.g. 'main' to fine-tune "
+        "official weights (--init-from XMem.pth) without the static pre-training",
+    )
     parser.add_argument("--out", metavar="DIR", help="run folder (default: out_dir of the config)")
     parser.add_argument("--data-root", metavar="DIR", help="root of the dataset folders (default: $CORRVOS_DATA)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:K (default: the config's, 'auto')")
@@ -68,7 +74,7 @@ def _resolve_config(args: argparse.Namespace):
     if args.init_from:
         overrides.append(f"model.init_checkpoint={args.init_from}")
     if args.config or not args.resume:
-        return load_config(args.config, overrides)
+        return _select_stages(load_config(args.config, overrides), args.stages)
     from corrvos.training.checkpoint import find_latest_checkpoint, load_checkpoint
 
     path = find_latest_checkpoint(args.resume)
@@ -78,7 +84,24 @@ def _resolve_config(args: argparse.Namespace):
         overrides.append(f"out_dir={run_dir}")
     if overrides:
         cfg = config_from_dict(apply_overrides(config_to_dict(cfg), overrides), source=f"{path} + --set")
-    return cfg
+    return _select_stages(cfg, args.stages)
+
+
+def _select_stages(cfg, names: str | None):
+    """``cfg`` with only the named stages (config order kept); ConfigError for an unknown name."""
+    if not names:
+        return cfg
+    from corrvos.config import config_from_dict, config_to_dict
+    from corrvos.errors import ConfigError
+
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = [s.name for s in cfg.stages]
+    unknown = [n for n in wanted if n not in known]
+    if unknown or not wanted:
+        raise ConfigError(f"--stages {names!r}: unknown stage(s) {unknown}; the config has {known}")
+    data = config_to_dict(cfg)
+    data["stages"] = [s for s in data["stages"] if s["name"] in wanted]
+    return config_from_dict(data, source=f"--stages {names}")
 
 
 def run(args: argparse.Namespace) -> int:

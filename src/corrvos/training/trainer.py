@@ -151,6 +151,13 @@ class Trainer:
         source = load_model(path, widen_single_object_file=not model.single_object)
         if arch_of(source) != arch_of(model):
             raise ConfigError(f"{path}: holds a {arch_of(source)!r} network but model.arch is {arch_of(model)!r}")
+        if model.single_object and not source.single_object:
+            stage = self.cfg.stages[0].name
+            later = ",".join(s.name for s in self.cfg.stages if not s.single_object)
+            raise ConfigError(
+                f"{path}: holds a multi-object network, but the first stage {stage!r} trains a single-object one; "
+                f"run the later stages only (--stages {later or 'NAME'})"
+            )
         check_and_load(model, source.state_dict(), path=path, optional_prefixes=("key_proj2.",))
         logger.info("initial weights from %s", path)
 
