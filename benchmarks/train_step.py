@@ -14,9 +14,9 @@ on a fixed random clip batch after a warm-up. Variants (``--arch stcn``, ``--arc
 - ``xmem/official``: XMem with our ``key_proj2`` head + temp + cross_key;
 - ``stcn/official-code`` and ``xmem/official-code`` (only when the official checkouts are in ``.ref/STCN`` and
   ``.ref/XMem``): the official trainers' ``do_pass`` on the same batch, driven on the device by the test helpers
-  ``tests/official_stcn.py`` / ``tests/official_xmem.py``. ``do_pass`` includes forward, losses and backward but
-  the optimiser is replaced by a no-op there, so the "fwd+bwd" column (every variant measures it, without the
-  optimiser step) is the one to compare; both run in fp32 (official AMP off, ``--amp off`` for corrvos).
+  ``tests/official_stcn.py`` / ``tests/official_xmem.py``, timed in A/B pairs against corrvos's ``none`` step in
+  the same process. ``do_pass`` includes forward, losses and backward but its optimiser is a no-op there, so the
+  comparison is forward + backward on both sides; both run in fp32 (official AMP off: pass ``--amp off``).
 
 Usage::
 
@@ -107,10 +107,8 @@ def _official_step_fn(family: str, batch, device):
     return run
 
 
-def run_variant(args: argparse.Namespace) -> dict:
-    """Time one variant in this process; returns the measurements."""
-    import resource
-
+def _corrvos_fns(family: str, mode: str, batch, device, amp):
+    """(fwd_bwd(i), step(i)) of a corrvos training step built as ``corrvos train`` does."""
     import torch
 
     from corrvos.config import LossConfig
@@ -118,11 +116,57 @@ def run_variant(args: argparse.Namespace) -> dict:
     from corrvos.models.heads import ProjectionHead
     from corrvos.models.params import optimizer_groups
     from corrvos.training.task import CorrespondenceTask
-    from corrvos.training.trainer import freeze_batchnorm, resolve_amp
+    from corrvos.training.trainer import freeze_batchnorm
     from corrvos.training.unroll import ClipUnroller, UnrollPolicy
 
-    device = torch.device(args.device)
     torch.manual_seed(0)
+    arch = "stcn_corr" if (family == "stcn" and mode == "official") else family
+    ramps = {f"{k}_ramp_{e}": 0 for k in ("pcl", "ocl", "official") for e in ("start", "end")}
+    dice = {"dice_weight": 1.0, "dice_mode": "xmem"} if family == "xmem" else {"dice_weight": 0.4 * (mode != "none")}
+    loss_cfg = LossConfig(mode=mode, **ramps, **dice)
+    extra = {"aux_key_head": True} if (family == "xmem" and mode == "official") else {}
+    model = build_model(arch, **extra).to(device)
+    head = None
+    if loss_cfg.uses_projection_head:
+        head = ProjectionHead(1024, loss_cfg.ocl_hidden_dim, loss_cfg.ocl_embed_dim).to(device)
+    policy = UnrollPolicy(3, 0.2) if family == "xmem" else UnrollPolicy()
+    unroller = ClipUnroller(model, policy=policy, second_view=mode == "official").train()
+    freeze_batchnorm(unroller)
+    groups = optimizer_groups(model, [head] if head is not None else [], lr=1e-5, encoder_scale=1.0, deep_scale=1.0)
+    opt = torch.optim.AdamW(groups, lr=1e-5, weight_decay=0.05)
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+    task = CorrespondenceTask(unroller, loss_cfg, proj_head=head, amp_dtype=amp)
+
+    def fwd_bwd(i: int) -> None:
+        out = task.step(batch, step=100_000, seed=i)
+        opt.zero_grad(set_to_none=True)
+        (scaler.scale(out["loss"]) if scaler is not None else out["loss"]).backward()
+
+    def step(i: int) -> None:
+        fwd_bwd(i)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+
+    return fwd_bwd, step
+
+
+def run_variant(args: argparse.Namespace) -> dict:
+    """Time one variant in this process; returns the measurements.
+
+    ``official-code`` variants time the official ``do_pass`` and corrvos's ``none`` forward + backward on the same
+    batch alternately in this one process (A/B pairs, so drift and background load hit both alike) and report the
+    median of the per-pair ratios.
+    """
+    import resource
+
+    import torch
+
+    from corrvos.training.trainer import resolve_amp
+
+    device = torch.device(args.device)
     family = args.variant.split("/")[0]
     arch, mode = VARIANTS[args.variant]
     frames, objects = CLIP[family]
@@ -133,73 +177,46 @@ def run_variant(args: argparse.Namespace) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    if mode == "official-code":
-        fwd_bwd, step = _official_step_fn(family, batch, device), None
-    else:
-        ramps = {f"{k}_ramp_{e}": 0 for k in ("pcl", "ocl", "official") for e in ("start", "end")}
-        dice = (
-            {"dice_weight": 1.0, "dice_mode": "xmem"} if family == "xmem" else {"dice_weight": 0.4 * (mode != "none")}
-        )
-        loss_cfg = LossConfig(mode=mode, **ramps, **dice)
-        extra = {"aux_key_head": True} if (family == "xmem" and mode == "official") else {}
-        model = build_model(arch, **extra).to(device)
-        head = None
-        if loss_cfg.uses_projection_head:
-            head = ProjectionHead(1024, loss_cfg.ocl_hidden_dim, loss_cfg.ocl_embed_dim).to(device)
-        policy = UnrollPolicy(3, 0.2) if family == "xmem" else UnrollPolicy()
-        unroller = ClipUnroller(model, policy=policy, second_view=mode == "official").train()
-        freeze_batchnorm(unroller)
-        groups = optimizer_groups(model, [head] if head is not None else [], lr=1e-5, encoder_scale=1.0, deep_scale=1.0)
-        opt = torch.optim.AdamW(groups, lr=1e-5, weight_decay=0.05)
-        scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
-        task = CorrespondenceTask(unroller, loss_cfg, proj_head=head, amp_dtype=amp)
-
-        def fwd_bwd(i: int) -> None:
-            out = task.step(batch, step=100_000, seed=i)
-            opt.zero_grad(set_to_none=True)
-            (scaler.scale(out["loss"]) if scaler is not None else out["loss"]).backward()
-
-        def step(i: int) -> None:
-            fwd_bwd(i)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-
-    def timed(fn) -> list[float]:
-        for i in range(args.warmup):
-            fn(i)
+    def once(fn, i: int) -> float:
         sync()
-        times = []
-        for i in range(args.steps):
-            sync()
-            t0 = time.perf_counter()
-            fn(args.warmup + i)
-            sync()
-            times.append(time.perf_counter() - t0)
-        return sorted(times)
+        t0 = time.perf_counter()
+        fn(i)
+        sync()
+        return time.perf_counter() - t0
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    fb = timed(fwd_bwd)
-    full = timed(step) if step is not None else None
+    row = {"variant": args.variant, "arch": arch, "mode": mode, "frames": frames, "objects": objects}
+    if mode == "official-code":
+        theirs = _official_step_fn(family, batch, device)
+        ours, _ = _corrvos_fns(family, "none", batch, device, amp)
+        for i in range(args.warmup):
+            ours(i)
+            theirs(i)
+        pairs = [(once(ours, args.warmup + i), once(theirs, args.warmup + i)) for i in range(args.steps)]
+        row.update(
+            fwd_bwd_s=median([t for _, t in pairs]),
+            corrvos_fwd_bwd_s=median([o for o, _ in pairs]),
+            corrvos_vs_official=median([o / t for o, t in pairs]),
+            step_s=None,
+        )
+    else:
+        fwd_bwd, step = _corrvos_fns(family, mode, batch, device, amp)
+        for i in range(args.warmup):
+            step(i)
+        row.update(
+            fwd_bwd_s=median([once(fwd_bwd, args.warmup + i) for i in range(args.steps)]),
+            step_s=median([once(step, 2 * args.warmup + args.steps + i) for i in range(args.steps)]),
+        )
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
-    return {
-        "variant": args.variant,
-        "arch": arch,
-        "mode": mode,
-        "frames": frames,
-        "objects": objects,
-        "fwd_bwd_s": fb[len(fb) // 2],
-        "step_s": None if full is None else full[len(full) // 2],
-        "peak_mib": peak,
-        "device": str(device),
-        "amp": str(amp),
-    }
+    row.update(peak_mib=peak, device=str(device), amp=str(amp))
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,28 +262,26 @@ def main(argv: list[str] | None = None) -> int:
         f"device {rows[0]['device']}, amp {rows[0]['amp']}, batch {args.batch}, crop {args.crop}x{args.crop}, "
         f"median of {args.steps} steps after {args.warmup} warm-up\n"
     )
-    print(
-        "| variant | arch | frames | s / step | fwd+bwd s | overhead vs none (step) | vs official code (fwd+bwd) "
-        "| peak memory (MiB) |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    print("| variant | arch | frames | s / step | fwd+bwd s | overhead vs none (step) | peak memory (MiB) |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         family = r["variant"].split("/")[0]
         base = next((x for x in rows if x["variant"] == f"{family}/none"), None)
-        ref = next((x for x in rows if x["variant"] == f"{family}/official-code"), None)
         over = "n/a"
         if base and r["step_s"] is not None:
-            over = f"{100 * (r['step_s'] / base['step_s'] - 1):+.1f} %"
             r["overhead_vs_none"] = r["step_s"] / base["step_s"] - 1
-        vs_ref = "n/a"
-        if ref and r is not ref:
-            r["fwd_bwd_vs_official"] = r["fwd_bwd_s"] / ref["fwd_bwd_s"]
-            vs_ref = f"{r['fwd_bwd_vs_official']:.2f}x"
+            over = f"{100 * r['overhead_vs_none']:+.1f} %"
         step = "—" if r["step_s"] is None else f"{r['step_s']:.3f}"
         print(
-            f"| {r['variant']} | {r['arch']} | {r['frames']} | {step} | {r['fwd_bwd_s']:.3f} | {over} | {vs_ref} "
+            f"| {r['variant']} | {r['arch']} | {r['frames']} | {step} | {r['fwd_bwd_s']:.3f} | {over} "
             f"| {r['peak_mib']:.0f} |"
         )
+    for r in rows:
+        if "corrvos_vs_official" in r:
+            print(
+                f"{r['variant']}: corrvos forward+backward {r['corrvos_fwd_bwd_s']:.3f} s vs official "
+                f"{r['fwd_bwd_s']:.3f} s, paired ratio {r['corrvos_vs_official']:.2f}x (A/B in one process)"
+            )
     for family in families:
         paper = next((r for r in rows if r["variant"] == f"{family}/paper"), None)
         if paper and "overhead_vs_none" in paper:

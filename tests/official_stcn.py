@@ -24,16 +24,15 @@ import contextlib
 import importlib
 import sys
 import types
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from torch import Tensor, nn
 
 from corrvos.types import ClipBatch
+from official_common import official_import_scope, run_do_pass
 
 REF = Path(__file__).resolve().parents[1] / ".ref" / "STCN"
 OFFICIAL_PACKAGES = ("model", "util", "torchvision")
@@ -106,23 +105,13 @@ def _stub_modules() -> dict[str, types.ModuleType]:
 @contextlib.contextmanager
 def _official_import_scope() -> Any:
     """sys.path / sys.modules set up for importing ``.ref/STCN`` and restored afterwards."""
-    saved_path = list(sys.path)
-    saved = {k: m for k, m in sys.modules.items() if k.split(".")[0] in OFFICIAL_PACKAGES}
-    for k in saved:
-        del sys.modules[k]
-    sys.path.insert(0, str(REF))
-    try:
+    with official_import_scope(REF, OFFICIAL_PACKAGES):
         importlib.import_module("util")  # the real package, before its stubbed submodule is registered
         sys.modules.update(_stub_modules())
         with pytest.MonkeyPatch.context() as mp:
             mod_resnet = importlib.import_module("model.mod_resnet")
             mp.setattr(mod_resnet.model_zoo, "load_url", lambda *args, **kwargs: {})
             yield
-    finally:
-        sys.path[:] = saved_path
-        for k in [k for k in sys.modules if k.split(".")[0] in OFFICIAL_PACKAGES]:
-            del sys.modules[k]
-        sys.modules.update(saved)
 
 
 @dataclass
@@ -239,13 +228,5 @@ def official_stcn_step(official: OfficialSTCN, data: dict[str, Any], *, it: int)
     trainer.scheduler = _NoScheduler()
     trainer.report_interval = trainer.save_im_interval = trainer.save_model_interval = NEVER
     trainer.train()  # the official train(): _is_train, _do_log, and the whole network in eval mode
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(torch.Tensor, "cuda", lambda self, *args, **kwargs: self)
-        grad_mode = torch.is_grad_enabled()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch.cuda.amp.autocast(enabled=False)
-                trainer.do_pass(data, it)
-        finally:
-            torch.set_grad_enabled(grad_mode)  # do_pass sets the global grad mode
+    run_do_pass(trainer, data, it)
     return OfficialStep(capture.losses, capture.inputs)

@@ -12,12 +12,13 @@ import contextlib
 import importlib
 import io
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+
+from official_common import official_import_scope, run_do_pass
 
 REF = Path(__file__).resolve().parents[1] / ".ref" / "XMem"
 OFFICIAL_PACKAGES = ("model", "util", "inference")
@@ -26,26 +27,15 @@ OFFICIAL_PACKAGES = ("model", "util", "inference")
 def build_official_xmem(*modules: str) -> tuple[torch.nn.Module, list[Any]]:
     """The official ``XMem`` network (multi-object, random init) and the official modules named in ``modules``
     (e.g. "model.memory_util", "inference.inference_core"), imported from ``.ref/XMem``."""
-    saved_path = list(sys.path)
-    saved = {k: m for k, m in sys.modules.items() if k.split(".")[0] in OFFICIAL_PACKAGES}
-    for k in saved:
-        del sys.modules[k]
-    sys.path.insert(0, str(REF))
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            resnet = importlib.import_module("model.resnet")
-            mp.setattr(resnet, "load_weights_add_extra_dim", lambda *args, **kwargs: None)
-            mp.setattr(resnet.model_zoo, "load_url", lambda *args, **kwargs: {})
-            network = importlib.import_module("model.network")
-            loaded = [importlib.import_module(name) for name in modules]
-            with contextlib.redirect_stdout(io.StringIO()):
-                net = network.XMem({"single_object": False}, None)
-        return net, loaded
-    finally:
-        sys.path[:] = saved_path
-        for k in [k for k in sys.modules if k.split(".")[0] in OFFICIAL_PACKAGES]:
-            del sys.modules[k]
-        sys.modules.update(saved)
+    with official_import_scope(REF, OFFICIAL_PACKAGES), pytest.MonkeyPatch.context() as mp:
+        resnet = importlib.import_module("model.resnet")
+        mp.setattr(resnet, "load_weights_add_extra_dim", lambda *args, **kwargs: None)
+        mp.setattr(resnet.model_zoo, "load_url", lambda *args, **kwargs: {})
+        network = importlib.import_module("model.network")
+        loaded = [importlib.import_module(name) for name in modules]
+        with contextlib.redirect_stdout(io.StringIO()):
+            net = network.XMem({"single_object": False}, None)
+    return net, loaded
 
 
 def import_official_trainer() -> Any:
@@ -53,21 +43,11 @@ def import_official_trainer() -> Any:
     replaced by a stub: logging is off in the step we drive)."""
     import types
 
-    saved_path = list(sys.path)
-    saved = {k: m for k, m in sys.modules.items() if k.split(".")[0] in OFFICIAL_PACKAGES}
-    for k in saved:
-        del sys.modules[k]
-    sys.path.insert(0, str(REF))
-    try:
+    with official_import_scope(REF, OFFICIAL_PACKAGES):
         stub = types.ModuleType("util.image_saver")
         stub.pool_pairs = None
         sys.modules["util.image_saver"] = stub
         return importlib.import_module("model.trainer")
-    finally:
-        sys.path[:] = saved_path
-        for k in [k for k in sys.modules if k.split(".")[0] in OFFICIAL_PACKAGES]:
-            del sys.modules[k]
-        sys.modules.update(saved)
 
 
 class _NoStep:
@@ -157,16 +137,8 @@ def official_training_step(
         "info": {"num_objects": batch.selector.sum(dim=1).long()},
     }
     assert data["first_frame_gt"].shape[2] == n
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(torch.Tensor, "cuda", lambda self, *args, **kwargs: self)
-        mp.setattr(trainer_mod.torch, "randperm", fake_randperm)
-        mp.setattr(trainer_mod.np.random, "rand", fake_rand)
-        grad_mode = torch.is_grad_enabled()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch.cuda.amp.autocast(enabled=False)
-                trainer.do_pass(data, it)
-        finally:
-            torch.set_grad_enabled(grad_mode)  # do_pass sets the global grad mode
+    run_do_pass(
+        trainer, data, it, ((trainer_mod.torch, "randperm", fake_randperm), (trainer_mod.np.random, "rand", fake_rand))
+    )
     assert not perms and not decisions, "the official trainer made fewer random draws than corrvos"
     return captured

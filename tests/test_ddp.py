@@ -144,12 +144,13 @@ def test_two_process_gloo_keeps_replicas_identical(tmp_path: Path, arch: str):
 
 
 @pytest.mark.slow
-def test_torchrun_cli_two_processes(tmp_path: Path):
+@pytest.mark.parametrize("arch", ["stcn", "xmem"])
+def test_torchrun_cli_two_processes(tmp_path: Path, arch: str):
     import yaml
 
     root = generate_dataset(tmp_path / "davis", sequences=4, frames=5, size=(64, 64), seed=6)
     config = tmp_path / "ddp.yaml"
-    config.write_text(yaml.safe_dump(ddp_config(root, tmp_path / "run", iterations=1)), encoding="utf-8")
+    config.write_text(yaml.safe_dump(ddp_config(root, tmp_path / "run", iterations=1, arch=arch)), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     script = Path(sys.executable).parent / "corrvos"  # the console script is a Python file torchrun can run
     if not script.is_file():

@@ -106,27 +106,34 @@ def assert_same_state(a, b, where: str = "") -> None:
         assert a == b, where
 
 
+def run_cut_and_resume(tmp_path: Path, make_config, *, total: int, cut: int, workers: int) -> tuple[dict, dict]:
+    """``total`` steps in one go (data read in the main process) and ``cut`` steps through the CLI, then
+    ``--resume`` of that run folder; returns the two final step checkpoints (reference, resumed)."""
+    ref_cfg = config_from_dict({**make_config(tmp_path / "ref", 0), "save_interval": 100})
+    assert Trainer(ref_cfg, progress=False).run().finished
+    config_file = tmp_path / "resume.yaml"
+    config_file.write_text(yaml.safe_dump(make_config(tmp_path / "cut", workers)), encoding="utf-8")
+    assert cli_main(["train", "--config", str(config_file), "--max-steps", str(cut), "--no-progress"]) == 0
+    assert find_latest_checkpoint(tmp_path / "cut").name == f"step_{cut:07d}.pth"
+    assert cli_main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    ref = load_checkpoint(tmp_path / "ref" / "checkpoints" / f"step_{total:07d}.pth")
+    resumed = load_checkpoint(tmp_path / "cut" / "checkpoints" / f"step_{total:07d}.pth")
+    assert ref["global_step"] == resumed["global_step"] == total
+    assert_same_state(ref["model"], resumed["model"], "model")
+    assert_same_state(ref["extra"], resumed["extra"], "extra")  # the L_OCL projection head
+    assert_same_state(ref["optimizer"], resumed["optimizer"], "optimizer")
+    mid = load_checkpoint(tmp_path / "cut" / "checkpoints" / f"step_{cut:07d}.pth")
+    assert any(not torch.equal(mid["model"][k], ref["model"][k]) for k in ref["model"])  # the later steps trained
+    return ref, resumed
+
+
 def test_kill_and_resume_is_bit_identical(tmp_path: Path):
     root = generate_dataset(tmp_path / "davis", sequences=4, frames=6, size=(64, 64), seed=11)
-    # reference: 6 steps in one go, data read in the main process (only the final checkpoint is written)
-    ref_cfg = config_from_dict({**resume_config(root, tmp_path / "ref", workers=0), "save_interval": 100})
-    assert Trainer(ref_cfg, progress=False).run().finished
-    # interrupted: 3 steps through the CLI (one DataLoader worker), then resume the run folder
-    config_file = tmp_path / "resume.yaml"
-    config_file.write_text(yaml.safe_dump(resume_config(root, tmp_path / "cut", workers=1)), encoding="utf-8")
-    assert cli_main(["train", "--config", str(config_file), "--max-steps", "3", "--no-progress"]) == 0
-    assert find_latest_checkpoint(tmp_path / "cut").name == "step_0000003.pth"
-    assert cli_main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
-
-    ref = load_checkpoint(tmp_path / "ref" / "checkpoints" / "step_0000006.pth")
-    cut = load_checkpoint(tmp_path / "cut" / "checkpoints" / "step_0000006.pth")
-    assert ref["global_step"] == cut["global_step"] == 6
-    assert_same_state(ref["model"], cut["model"], "model")
-    assert_same_state(ref["extra"], cut["extra"], "extra")  # the L_OCL projection head
-    assert_same_state(ref["optimizer"], cut["optimizer"], "optimizer")
+    # the interrupted run reads its data with one DataLoader worker, the reference in the main process
+    ref, cut = run_cut_and_resume(
+        tmp_path, lambda out, workers: resume_config(root, out, workers), total=6, cut=3, workers=1
+    )
     assert ref["scheduler"]["_last_lr"] == cut["scheduler"]["_last_lr"] == pytest.approx([1e-5] * 3)
-    mid = load_checkpoint(tmp_path / "cut" / "checkpoints" / "step_0000003.pth")
-    assert any(not torch.equal(mid["model"][k], ref["model"][k]) for k in ref["model"])  # steps 4-6 did train
 
 
 def test_resume_errors(tmp_path: Path):
@@ -174,18 +181,7 @@ def test_xmem_kill_and_resume_is_bit_identical(tmp_path: Path):
     """XMem: 4 uninterrupted steps equal 2 steps + resume + 2 steps (reference-frame and deep-update draws, the
     hidden state, the fine-tune switch at step 3 and the lr milestone all restored)."""
     root = generate_dataset(tmp_path / "davis", sequences=3, frames=7, size=(48, 48), seed=12)
-    ref_cfg = config_from_dict({**xmem_resume_config(root, tmp_path / "ref", workers=0), "save_interval": 100})
-    assert Trainer(ref_cfg, progress=False).run().finished
-    config_file = tmp_path / "resume.yaml"
-    config_file.write_text(yaml.safe_dump(xmem_resume_config(root, tmp_path / "cut", workers=0)), encoding="utf-8")
-    assert cli_main(["train", "--config", str(config_file), "--max-steps", "2", "--no-progress"]) == 0
-    assert find_latest_checkpoint(tmp_path / "cut").name == "step_0000002.pth"
-    assert cli_main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
-    ref = load_checkpoint(tmp_path / "ref" / "checkpoints" / "step_0000004.pth")
-    cut = load_checkpoint(tmp_path / "cut" / "checkpoints" / "step_0000004.pth")
+    ref, cut = run_cut_and_resume(
+        tmp_path, lambda out, workers: xmem_resume_config(root, out, workers), total=4, cut=2, workers=0
+    )
     assert ref["arch"] == cut["arch"] == "xmem"
-    assert_same_state(ref["model"], cut["model"], "model")
-    assert_same_state(ref["extra"], cut["extra"], "extra")
-    assert_same_state(ref["optimizer"], cut["optimizer"], "optimizer")
-    mid = load_checkpoint(tmp_path / "cut" / "checkpoints" / "step_0000002.pth")
-    assert any(not torch.equal(mid["model"][k], ref["model"][k]) for k in ref["model"])
