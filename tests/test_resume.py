@@ -185,3 +185,86 @@ def test_xmem_kill_and_resume_is_bit_identical(tmp_path: Path):
         tmp_path, lambda out, workers: xmem_resume_config(root, out, workers), total=4, cut=2, workers=0
     )
     assert ref["arch"] == cut["arch"] == "xmem"
+
+
+def test_sigterm_at_a_random_step_checkpoints_and_resumes_bit_identically(tmp_path: Path):
+    """SIGTERM (what schedulers send) mid-stage: the step in progress finishes, its checkpoint is written, the run
+    reports the signal; ``--resume`` then ends bit-identical to an uninterrupted run."""
+    import os
+    import random
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be installed from the main thread")
+    root = generate_dataset(tmp_path / "davis", sequences=4, frames=6, size=(64, 64), seed=11)
+    stop_at = random.Random(20261202).randint(1, 5)  # not a save_interval step of the config (3) unless drawn
+    ref = Trainer(config_from_dict({**resume_config(root, tmp_path / "ref", 0), "save_interval": 100}), progress=False)
+    assert ref.run().finished
+    cfg = config_from_dict({**resume_config(root, tmp_path / "cut", 0), "save_interval": 100})
+    trainer = Trainer(cfg, progress=False)
+    after_step = trainer.hooks.after_step
+
+    def send_sigterm(record):
+        after_step(record)
+        if record.global_step == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    trainer.hooks.after_step = send_sigterm
+    result = trainer.run()
+    assert not result.finished and result.stopped_by == "SIGTERM" and result.global_step == stop_at
+    assert result.checkpoint == tmp_path / "cut" / "checkpoints" / f"step_{stop_at:07d}.pth"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the previous handler is back
+    assert cli_main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    a = load_checkpoint(tmp_path / "ref" / "checkpoints" / "step_0000006.pth")
+    b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "step_0000006.pth")
+    assert_same_state(a["model"], b["model"], "model")
+    assert_same_state(a["optimizer"], b["optimizer"], "optimizer")
+
+
+def test_max_steps_writes_a_checkpoint_of_its_last_step(tmp_path: Path, capsys):
+    root = generate_dataset(tmp_path / "davis", sequences=4, frames=6, size=(64, 64), seed=11)
+    config_file = tmp_path / "run.yaml"
+    cfg = {**resume_config(root, tmp_path / "run", 0), "save_interval": 100}
+    config_file.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert cli_main(["train", "--config", str(config_file), "--max-steps", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "stopped (--max-steps) at stage 'main' step 2" in out and f"--resume {tmp_path / 'run'}" in out
+    assert find_latest_checkpoint(tmp_path / "run").name == "step_0000002.pth"
+
+
+@pytest.mark.slow
+def test_ctrl_c_through_the_cli_exits_130_with_a_checkpoint(tmp_path: Path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = generate_dataset(tmp_path / "davis", sequences=4, frames=6, size=(64, 64), seed=11)
+    cfg = resume_config(root, tmp_path / "run", 0)
+    cfg["stages"][0].update(iterations=500, lr_milestones=[400])
+    cfg["save_interval"] = 1000
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    script = Path(sys.executable).parent / "corrvos"
+    if not script.is_file():
+        pytest.skip("the corrvos console script is not installed next to the interpreter")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [str(script), "train", "--config", str(config_file), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "run" / "tb").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3.0)  # a few steps in
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted by SIGINT" in out and "--resume" in out
+    step = find_latest_checkpoint(tmp_path / "run")
+    assert step.name.startswith("step_") and load_checkpoint(step)["global_step"] >= 1

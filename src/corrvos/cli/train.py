@@ -24,6 +24,10 @@ examples:
 """
 
 
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+"""Exit status of a run stopped by a signal (128 + the signal number, as shells report it); 0 otherwise."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML experiment file (overrides of the defaults)")
     parser.add_argument(
@@ -54,7 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="run folder (default: out_dir of the config)")
     parser.add_argument("--data-root", metavar="DIR", help="root of the dataset folders (default: $CORRVOS_DATA)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:K (default: the config's, 'auto')")
-    parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps of this invocation")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        metavar="N",
+        help="stop after N steps of this invocation, writing a checkpoint of that step (SIGINT / SIGTERM do too, "
+        "exiting with 130 / 143)",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -129,9 +139,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         shutdown_distributed(dist_info)
     if dist_info.is_main:
-        state = "finished" if result.finished else "stopped"
-        print(
-            f"{state} at stage {result.stage!r} step {result.step} (global step {result.global_step}); "
-            f"run folder {result.out_dir}"
-        )
-    return 0
+        where = f"at stage {result.stage!r} step {result.step} (global step {result.global_step})"
+        if result.finished:
+            print(f"finished {where}; run folder {result.out_dir}")
+        else:
+            how = "stopped (--max-steps)" if result.stopped_by == "max_steps" else f"interrupted by {result.stopped_by}"
+            saved = f"checkpoint {result.checkpoint}; " if result.checkpoint is not None else ""
+            print(f"{how} {where}; {saved}continue with: corrvos train --resume {result.out_dir}")
+    return EXIT_CODES.get(result.stopped_by, 0)

@@ -100,5 +100,14 @@ def all_reduce_flag(flag: bool, info: DistInfo) -> bool:
     return bool(t.item())
 
 
+def any_process(flag: bool, info: DistInfo) -> bool:
+    """True when ``flag`` is True on at least one process (used to stop every process at the same step)."""
+    if not info.distributed:
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_comm_device(info))
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def _comm_device(info: DistInfo) -> torch.device:
     return info.device if info.backend == "nccl" else torch.device("cpu")

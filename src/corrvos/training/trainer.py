@@ -38,7 +38,7 @@ from corrvos.errors import ConfigError, CorrvosError
 from corrvos.models.params import optimizer_groups
 from corrvos.training import checkpoint as ckpt_io
 from corrvos.training.data import build_stage_dataset, build_stage_loader
-from corrvos.training.distributed import DistInfo, all_reduce_flag, all_reduce_mean, init_distributed
+from corrvos.training.distributed import DistInfo, all_reduce_flag, all_reduce_mean, any_process, init_distributed
 from corrvos.training.hooks import StepRecord, TrainHooks
 from corrvos.training.schedules import derive_seed
 from corrvos.training.task import CorrespondenceTask, clip_iou
@@ -55,7 +55,12 @@ class TrainingDivergedError(CorrvosError, FloatingPointError):
 
 @dataclass
 class TrainResult:
-    """Where a :meth:`Trainer.run` call stopped."""
+    """Where a :meth:`Trainer.run` call stopped.
+
+    ``stopped_by`` is None when every stage finished, "max_steps" after ``run(max_steps=...)``, or the name of the
+    signal ("SIGINT", "SIGTERM") that interrupted the run; ``checkpoint`` is the step checkpoint that holds the
+    state where it stopped (``--resume`` continues exactly from it).
+    """
 
     out_dir: Path
     stage: str
@@ -63,6 +68,8 @@ class TrainResult:
     global_step: int
     finished: bool
     last_scalars: dict[str, float] = field(default_factory=dict)
+    stopped_by: str | None = None
+    checkpoint: Path | None = None
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -253,19 +260,64 @@ class Trainer:
             if self.init_from:
                 self._load_init_weights(self.model, self.init_from)
         done, last = 0, {}
+        self.stopped_by, self._signal = None, None
+        restore = self._install_signal_handlers()
         try:
             while self.stage_index < len(cfg.stages):
                 stage = cfg.stages[self.stage_index]
                 if max_steps is not None and done >= max_steps:
-                    return TrainResult(self.out_dir, stage.name, self.step, self.global_step, False, last)
+                    self.stopped_by = self.stopped_by or "max_steps"
+                if self.stopped_by is not None:
+                    return self._stopped(stage.name, last)
                 finished_stage, done, last = self._run_stage(stage, resume_state, done, max_steps)
                 resume_state = None
                 if not finished_stage:
-                    return TrainResult(self.out_dir, stage.name, self.step, self.global_step, False, last)
+                    return self._stopped(stage.name, last)
                 self.stage_index, self.step = self.stage_index + 1, 0
         finally:
+            restore()
             self.hooks.close()
         return TrainResult(self.out_dir, cfg.stages[-1].name, cfg.stages[-1].iterations, self.global_step, True, last)
+
+    def _stopped(self, stage: str, last: dict[str, float]) -> TrainResult:
+        checkpoint = self.out_dir / "checkpoints" / f"step_{self.global_step:07d}.pth"
+        return TrainResult(
+            self.out_dir,
+            stage,
+            self.step,
+            self.global_step,
+            False,
+            last,
+            stopped_by=self.stopped_by,
+            checkpoint=checkpoint if checkpoint.is_file() else None,
+        )
+
+    def _install_signal_handlers(self):
+        """SIGINT / SIGTERM finish the current step, write its checkpoint and stop (a second SIGINT aborts at once).
+
+        Returns the function that restores the previous handlers. Only the main thread can install handlers; from
+        another thread nothing is installed.
+        """
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum, frame):
+            name = signal.Signals(signum).name
+            if self._signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._signal = name
+            logger.warning("%s: finishing the current step and writing its checkpoint (Ctrl-C again aborts)", name)
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
 
     def _setup_stage(self, stage: StageConfig, resume_state: dict[str, Any] | None):
         cfg = self.cfg
@@ -346,8 +398,6 @@ class Trainer:
         self.hooks.before_stage(stage.name, self.step, stage.iterations, self.global_step)
         nonfinite, last = 0, {}
         for batch in loader:
-            if max_steps is not None and done >= max_steps:
-                return False, done, last
             batch = batch.to(self.device, non_blocking=True)
             seed = derive_seed(cfg.seed, stage.name, self.step, self.dist.rank)
             result = task.step(batch, step=self.step, seed=seed)
@@ -402,9 +452,25 @@ class Trainer:
                 record.frames, record.labels = batch.frames[0], batch.labels[0]
                 record.logits = result["outputs"].logits[0]
             self.hooks.after_step(record)
+            if self._should_stop(done, max_steps) and not record.stage_done:
+                self._save_stop_checkpoint()
+                return False, done, last
         self.hooks.save(self.global_step, final=True, stage=stage.name)
         self.hooks.after_stage()
         return True, done, last
+
+    def _should_stop(self, done: int, max_steps: int | None) -> bool:
+        """Whether to stop after this step: ``max_steps`` reached, or a signal on any process (all agree)."""
+        if any_process(self._signal is not None, self.dist):
+            self.stopped_by = self._signal or "a signal on another process"
+        elif max_steps is not None and done >= max_steps:
+            self.stopped_by = "max_steps"
+        return self.stopped_by is not None
+
+    def _save_stop_checkpoint(self) -> None:
+        """The checkpoint of the step just done (unless the periodic save of this step already wrote it)."""
+        if not (self.out_dir / "checkpoints" / f"step_{self.global_step:07d}.pth").is_file():
+            self.hooks.save(self.global_step, final=False)
 
     def _step_scalars(self, result: dict[str, Any], batch, finite: bool) -> dict[str, float]:
         scalars = {"nonfinite": 0.0 if finite else 1.0, "iou": float(clip_iou(result["outputs"].logits, batch.labels))}
