@@ -268,3 +268,41 @@ def test_ctrl_c_through_the_cli_exits_130_with_a_checkpoint(tmp_path: Path):
     assert "interrupted by SIGINT" in out and "--resume" in out
     step = find_latest_checkpoint(tmp_path / "run")
     assert step.name.startswith("step_") and load_checkpoint(step)["global_step"] >= 1
+
+
+def test_a_new_run_refuses_a_folder_with_an_earlier_run(tmp_path: Path, capsys):
+    """One line naming --resume, a fresh folder and --overwrite; --overwrite deletes only what a run writes."""
+    root = generate_dataset(tmp_path / "davis", sequences=4, frames=6, size=(64, 64), seed=11)
+    out = tmp_path / "run"
+    cfg = {**resume_config(root, out, 0), "save_interval": 100}
+    cfg["stages"][0].update(iterations=1, lr_milestones=[])
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    args = ["train", "--config", str(config_file), "--no-progress"]
+    assert cli_main(args) == 0
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    first = load_checkpoint(out / "checkpoints" / "step_0000001.pth")
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--resume {out}" in err[0] and "--out" in err[0] and "--overwrite" in err[0]
+    assert "checkpoints" in err[0] and "config.yaml" in err[0]
+    assert cli_main([*args, "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"  # not written by corrvos: kept
+    second = load_checkpoint(out / "checkpoints" / "step_0000001.pth")
+    assert_same_state(first["model"], second["model"], "model")  # same seed, a clean second run
+
+
+def test_resumed_run_appends_cleanly_to_tensorboard(tmp_path: Path):
+    """Steps logged by the stopped run after its checkpoint are dropped: every step appears once in the curves."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root = generate_dataset(tmp_path / "davis", sequences=4, frames=6, size=(64, 64), seed=11)
+    out = tmp_path / "run"
+    cfg = config_from_dict({**resume_config(root, out, 0), "save_interval": 2})
+    assert not Trainer(cfg, progress=False).run(max_steps=3).finished  # checkpoints at 2 and 3 (the stop)
+    (out / "checkpoints" / "step_0000003.pth").unlink()  # as if killed before step 3's checkpoint was written
+    assert Trainer(cfg, resume=out, progress=False).run().finished  # resumes from step 2, re-runs step 3
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("train/loss")]
+    assert steps == [1, 2, 3, 4, 5, 6]

@@ -56,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "official weights (--init-from XMem.pth) without the static pre-training",
     )
     parser.add_argument("--out", metavar="DIR", help="run folder (default: out_dir of the config)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in a folder that holds an earlier one, deleting that run's config.yaml, tb/ and "
+        "checkpoints/ (other files are kept); without it such a folder is refused",
+    )
     parser.add_argument("--data-root", metavar="DIR", help="root of the dataset folders (default: $CORRVOS_DATA)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:K (default: the config's, 'auto')")
     parser.add_argument(
@@ -134,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
     if not dist_info.is_main:
         logging.getLogger().setLevel(logging.WARNING)
     try:
-        trainer = Trainer(cfg, dist_info=dist_info, resume=args.resume, progress=not args.no_progress)
+        trainer = Trainer(
+            cfg, dist_info=dist_info, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite
+        )
         result = trainer.run(max_steps=args.max_steps)
     finally:
         shutdown_distributed(dist_info)

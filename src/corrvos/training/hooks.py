@@ -104,6 +104,8 @@ class TrainHooks:
         self.enabled = enabled
         self.log_interval, self.image_interval = log_interval, image_interval
         self.save_interval, self.keep = save_interval, keep_checkpoints
+        self.purge_step: int | None = None
+        """Set by the trainer when resuming: TensorBoard events at or after this global step are discarded."""
         self.payload = payload
         self.progress = progress
         self._writer = None
@@ -129,7 +131,8 @@ class TrainHooks:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(self.out_dir / "tb"))
+            # a resumed run drops the events the stopped run logged after its checkpoint, so curves do not overlap
+            self._writer = SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=self.purge_step)
         return self._writer
 
     def before_stage(self, stage: str, start_step: int, iterations: int, global_step: int) -> None:

@@ -49,6 +49,10 @@ __all__ = ["TrainResult", "Trainer", "TrainingDivergedError", "freeze_batchnorm"
 logger = logging.getLogger(__name__)
 
 
+RUN_FILES = ("config.yaml", "tb", "checkpoints")
+"""What a run writes into its folder; a new run refuses a folder holding any of them (see ``overwrite``)."""
+
+
 class TrainingDivergedError(CorrvosError, FloatingPointError):
     """Too many non-finite losses in a row."""
 
@@ -98,6 +102,8 @@ class Trainer:
         resume: checkpoint file or run folder to continue from (its latest ``step_*.pth``).
         init_from: weights to start from (official or corrvos file; overrides ``cfg.model.init_checkpoint``).
         progress: show a progress bar on rank 0.
+        overwrite: delete an earlier run's files (``config.yaml``, ``tb/``, ``checkpoints/``) from ``out_dir`` instead
+            of refusing to start there; other files (e.g. a generated ``synthetic_data/``) are kept.
     """
 
     def __init__(
@@ -109,8 +115,10 @@ class Trainer:
         resume: str | Path | None = None,
         init_from: str | Path | None = None,
         progress: bool = True,
+        overwrite: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.overwrite = overwrite
         self.out_dir = Path(out_dir if out_dir is not None else cfg.out_dir)
         self.dist = dist_info if dist_info is not None else init_distributed(cfg.device)
         self.device = self.dist.device
@@ -248,6 +256,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = not cfg.deterministic
         torch.manual_seed(derive_seed(cfg.seed, "global", self.dist.rank) & 0x7FFFFFFF)
+        self._check_run_folder()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
             from corrvos.config import config_to_yaml
@@ -255,6 +264,8 @@ class Trainer:
 
             atomic_write_text(self.out_dir / "config.yaml", config_to_yaml(cfg))
         resume_state = self._restore()
+        if self.resume_path is not None:
+            self.hooks.purge_step = self.global_step + 1  # events after the checkpoint belong to the stopped run
         if self.model is None:
             self.model = self._build_model(single_object=cfg.stages[0].single_object, pretrained=not self.init_from)
             if self.init_from:
@@ -278,6 +289,34 @@ class Trainer:
             restore()
             self.hooks.close()
         return TrainResult(self.out_dir, cfg.stages[-1].name, cfg.stages[-1].iterations, self.global_step, True, last)
+
+    def _check_run_folder(self) -> None:
+        """Refuse to start a new run in a folder holding an earlier run (or clear it when ``overwrite``).
+
+        Every process looks before any of them writes (a barrier follows), so all agree.
+        """
+        from corrvos.training.distributed import barrier
+
+        ours = [self.out_dir / name for name in RUN_FILES]
+        found = [p for p in ours if p.exists()]
+        if found and self.resume_path is None:
+            if not self.overwrite:
+                names = ", ".join(p.name for p in found)
+                raise ConfigError(
+                    f"{self.out_dir}: holds an earlier run ({names}); continue it with --resume {self.out_dir}, "
+                    f"choose a fresh --out folder, or pass --overwrite to delete that run's files"
+                )
+            barrier(self.dist)  # every process has looked before rank 0 deletes
+            if self.dist.is_main:
+                import shutil
+
+                for path in found:
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+                logger.warning("--overwrite: deleted %s from %s", ", ".join(p.name for p in found), self.out_dir)
+        barrier(self.dist)
 
     def _stopped(self, stage: str, last: dict[str, float]) -> TrainResult:
         checkpoint = self.out_dir / "checkpoints" / f"step_{self.global_step:07d}.pth"
