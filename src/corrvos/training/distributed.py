@@ -93,19 +93,19 @@ def all_reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float
 
 def all_reduce_flag(flag: bool, info: DistInfo) -> bool:
     """True only when ``flag`` is True on every process (used to skip a step everywhere at once)."""
-    if not info.distributed:
-        return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_comm_device(info))
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return bool(t.item())
+    return _reduce_flag(flag, info, dist.ReduceOp.MIN)
 
 
 def any_process(flag: bool, info: DistInfo) -> bool:
     """True when ``flag`` is True on at least one process (used to stop every process at the same step)."""
+    return _reduce_flag(flag, info, dist.ReduceOp.MAX)
+
+
+def _reduce_flag(flag: bool, info: DistInfo, op) -> bool:
     if not info.distributed:
         return flag
     t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_comm_device(info))
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    dist.all_reduce(t, op=op)
     return bool(t.item())
 
 
