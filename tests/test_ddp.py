@@ -73,7 +73,7 @@ def _ddp_config(root: Path, out: Path, iterations: int = 2) -> dict:
     }
 
 
-def _worker(rank: int, world: int, port: int, root: str, out: str, arch: str = "stcn") -> None:
+def _worker(rank: int, world: int, port: int, root: str, out: str, arch: str = "stcn", sigterm_rank: int = -1) -> None:
     os.environ.update(
         {
             "MASTER_ADDR": "127.0.0.1",
@@ -92,9 +92,26 @@ def _worker(rank: int, world: int, port: int, root: str, out: str, arch: str = "
     try:
         cfg = config_from_dict(ddp_config(Path(root), Path(out), arch=arch))
         trainer = Trainer(cfg, dist_info=info, progress=False)
-        trainer.run()
+        if rank == sigterm_rank:  # a signal that reaches one process only, after its first step
+            import signal
+
+            after_step = trainer.hooks.after_step
+
+            def send_sigterm(record):
+                after_step(record)
+                if record.global_step == 1:
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+            trainer.hooks.after_step = send_sigterm
+        result = trainer.run()
         torch.save(
-            {"model": trainer.model.state_dict(), "proj_head": trainer.proj_head.state_dict(), "backend": info.backend},
+            {
+                "model": trainer.model.state_dict(),
+                "proj_head": trainer.proj_head.state_dict(),
+                "backend": info.backend,
+                "stopped_by": result.stopped_by,
+                "global_step": result.global_step,
+            },
             Path(out) / f"rank{rank}.pt",
         )
     finally:
@@ -141,6 +158,22 @@ def test_two_process_gloo_keeps_replicas_identical(tmp_path: Path, arch: str):
             assert torch.equal(r0[part][key], r1[part][key]), f"{part}.{key} differs between ranks"
     init = torch.load(out / "checkpoints" / "step_0000002.pth", weights_only=True)  # written by rank 0 only
     assert torch.equal(init["model"]["key_proj.key_proj.weight"], r0["model"]["key_proj.key_proj.weight"])
+
+
+def test_a_signal_on_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path):
+    root = generate_dataset(tmp_path / "davis", sequences=4, frames=5, size=(64, 64), seed=5)
+    out = tmp_path / "run"
+    out.mkdir()
+    args = (2, free_port(), str(root), str(out), "stcn", 1)
+    mp.start_processes(_worker, args=args, nprocs=2, join=True, start_method="spawn")
+    r0 = torch.load(out / "rank0.pt", weights_only=True)
+    r1 = torch.load(out / "rank1.pt", weights_only=True)
+    assert r1["stopped_by"] == "SIGTERM" and r0["stopped_by"] == "a signal on another process"
+    assert r0["global_step"] == r1["global_step"] == 1  # of 2 iterations
+    assert all(torch.equal(r0["model"][k], r1["model"][k]) for k in r0["model"])
+    saved = torch.load(out / "checkpoints" / "step_0000001.pth", weights_only=True)  # written by rank 0
+    assert saved["global_step"] == 1
+    assert not (out / "checkpoints" / "step_0000002.pth").exists()
 
 
 @pytest.mark.slow
