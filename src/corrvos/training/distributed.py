@@ -91,6 +91,24 @@ def all_reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float
     return {k: float(v) for k, v in zip(keys, t.tolist(), strict=True)}
 
 
+def all_reduce_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:
+    """Average the gradients of ``params`` over processes in one all-reduce (missing gradients count as zeros);
+    for modules DDP does not wrap."""
+    if not info.distributed:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.flatten() for p in params])  # [P]
+    dist.all_reduce(flat)
+    flat /= info.world_size
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p))
+        offset += n
+
+
 def all_reduce_flag(flag: bool, info: DistInfo) -> bool:
     """True only when ``flag`` is True on every process (used to skip a step everywhere at once)."""
     return _reduce_flag(flag, info, dist.ReduceOp.MIN)

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -38,8 +37,16 @@ from corrvos.errors import ConfigError, CorrvosError
 from corrvos.models.params import optimizer_groups
 from corrvos.training import checkpoint as ckpt_io
 from corrvos.training.data import build_stage_dataset, build_stage_loader
-from corrvos.training.distributed import DistInfo, all_reduce_flag, all_reduce_mean, any_process, init_distributed
+from corrvos.training.distributed import (
+    DistInfo,
+    all_reduce_flag,
+    all_reduce_gradients,
+    all_reduce_mean,
+    any_process,
+    init_distributed,
+)
 from corrvos.training.hooks import StepRecord, TrainHooks
+from corrvos.training.run_control import StopSignals, check_run_folder
 from corrvos.training.schedules import derive_seed
 from corrvos.training.task import CorrespondenceTask, clip_iou
 from corrvos.training.unroll import UnrollPolicy, build_unroller
@@ -47,10 +54,6 @@ from corrvos.training.unroll import UnrollPolicy, build_unroller
 __all__ = ["TrainResult", "Trainer", "TrainingDivergedError", "freeze_batchnorm", "resolve_amp"]
 
 logger = logging.getLogger(__name__)
-
-
-RUN_FILES = ("config.yaml", "tb", "checkpoints")
-"""What a run writes into its folder; a new run refuses a folder holding any of them (see ``overwrite``)."""
 
 
 class TrainingDivergedError(CorrvosError, FloatingPointError):
@@ -119,6 +122,7 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.overwrite = overwrite
+        self._signals = StopSignals()
         self.out_dir = Path(out_dir if out_dir is not None else cfg.out_dir)
         self.dist = dist_info if dist_info is not None else init_distributed(cfg.device)
         self.device = self.dist.device
@@ -256,7 +260,9 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = not cfg.deterministic
         torch.manual_seed(derive_seed(cfg.seed, "global", self.dist.rank) & 0x7FFFFFFF)
-        self._check_run_folder()
+        check_run_folder(
+            self.out_dir, resuming=self.resume_path is not None, overwrite=self.overwrite, dist_info=self.dist
+        )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
             from corrvos.config import config_to_yaml
@@ -271,52 +277,23 @@ class Trainer:
             if self.init_from:
                 self._load_init_weights(self.model, self.init_from)
         done, last = 0, {}
-        self.stopped_by, self._signal = None, None
-        restore = self._install_signal_handlers()
+        self.stopped_by = None
         try:
-            while self.stage_index < len(cfg.stages):
-                stage = cfg.stages[self.stage_index]
-                if max_steps is not None and done >= max_steps:
-                    self.stopped_by = self.stopped_by or "max_steps"
-                if self.stopped_by is not None:
-                    return self._stopped(stage.name, last)
-                finished_stage, done, last = self._run_stage(stage, resume_state, done, max_steps)
-                resume_state = None
-                if not finished_stage:
-                    return self._stopped(stage.name, last)
-                self.stage_index, self.step = self.stage_index + 1, 0
+            with self._signals:
+                while self.stage_index < len(cfg.stages):
+                    stage = cfg.stages[self.stage_index]
+                    if max_steps is not None and done >= max_steps:
+                        self.stopped_by = self.stopped_by or "max_steps"
+                    if self.stopped_by is not None:
+                        return self._stopped(stage.name, last)
+                    finished_stage, done, last = self._run_stage(stage, resume_state, done, max_steps)
+                    resume_state = None
+                    if not finished_stage:
+                        return self._stopped(stage.name, last)
+                    self.stage_index, self.step = self.stage_index + 1, 0
         finally:
-            restore()
             self.hooks.close()
         return TrainResult(self.out_dir, cfg.stages[-1].name, cfg.stages[-1].iterations, self.global_step, True, last)
-
-    def _check_run_folder(self) -> None:
-        """Refuse to start a new run in a folder holding an earlier run (or clear it when ``overwrite``).
-
-        Every process looks before any of them writes (a barrier follows), so all agree.
-        """
-        from corrvos.training.distributed import barrier
-
-        ours = [self.out_dir / name for name in RUN_FILES]
-        found = [p for p in ours if p.exists()]
-        if found and self.resume_path is None:
-            if not self.overwrite:
-                names = ", ".join(p.name for p in found)
-                raise ConfigError(
-                    f"{self.out_dir}: holds an earlier run ({names}); continue it with --resume {self.out_dir}, "
-                    f"choose a fresh --out folder, or pass --overwrite to delete that run's files"
-                )
-            barrier(self.dist)  # every process has looked before rank 0 deletes
-            if self.dist.is_main:
-                import shutil
-
-                for path in found:
-                    if path.is_dir():
-                        shutil.rmtree(path)
-                    else:
-                        path.unlink()
-                logger.warning("--overwrite: deleted %s from %s", ", ".join(p.name for p in found), self.out_dir)
-        barrier(self.dist)
 
     def _stopped(self, stage: str, last: dict[str, float]) -> TrainResult:
         checkpoint = self.out_dir / "checkpoints" / f"step_{self.global_step:07d}.pth"
@@ -330,33 +307,6 @@ class Trainer:
             stopped_by=self.stopped_by,
             checkpoint=checkpoint if checkpoint.is_file() else None,
         )
-
-    def _install_signal_handlers(self):
-        """SIGINT / SIGTERM finish the current step, write its checkpoint and stop (a second SIGINT aborts at once).
-
-        Returns the function that restores the previous handlers. Only the main thread can install handlers; from
-        another thread nothing is installed.
-        """
-        import signal
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-
-        def handler(signum, frame):
-            name = signal.Signals(signum).name
-            if self._signal is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self._signal = name
-            logger.warning("%s: finishing the current step and writing its checkpoint (Ctrl-C again aborts)", name)
-
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-        def restore() -> None:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-        return restore
 
     def _setup_stage(self, stage: StageConfig, resume_state: dict[str, Any] | None):
         cfg = self.cfg
@@ -411,20 +361,8 @@ class Trainer:
 
     def _sync_extra_grads(self) -> None:
         """All-reduce (mean) the gradients of the modules DDP does not wrap (the projection head)."""
-        if not self.dist.distributed or self.proj_head is None:
-            return
-        params = list(self.proj_head.parameters())
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.flatten() for p in params])  # [P]
-        dist.all_reduce(flat)
-        flat /= self.dist.world_size
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.grad.copy_(flat[offset : offset + n].view_as(p))
-            offset += n
+        if self.proj_head is not None:
+            all_reduce_gradients(list(self.proj_head.parameters()), self.dist)
 
     def _run_stage(self, stage: StageConfig, resume_state, done: int, max_steps: int | None):
         cfg = self.cfg
@@ -500,8 +438,8 @@ class Trainer:
 
     def _should_stop(self, done: int, max_steps: int | None) -> bool:
         """Whether to stop after this step: ``max_steps`` reached, or a signal on any process (all agree)."""
-        if any_process(self._signal is not None, self.dist):
-            self.stopped_by = self._signal or "a signal on another process"
+        if any_process(self._signals.received is not None, self.dist):
+            self.stopped_by = self._signals.received or "a signal on another process"
         elif max_steps is not None and done >= max_steps:
             self.stopped_by = "max_steps"
         return self.stopped_by is not None
