@@ -150,12 +150,22 @@ def test_read_image_errors_name_the_file(tmp_path: Path):
 
 
 def test_list_frames_sorted_and_filtered(tmp_path: Path):
-    for name in ["00010.jpg", "00002.jpg", "00001.PNG", "notes.txt", "00003.jpeg"]:
+    for name in ["00010.jpg", "00002.JPG", "00001.jpeg", "notes.txt"]:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub.jpg").mkdir()
-    assert [p.name for p in list_frames(tmp_path)] == ["00001.PNG", "00002.jpg", "00003.jpeg", "00010.jpg"]
+    assert [p.name for p in list_frames(tmp_path)] == ["00001.jpeg", "00002.JPG", "00010.jpg"]
     with pytest.raises(DataError, match="folder not found"):
         list_frames(tmp_path / "missing")
+
+
+def test_list_frames_refuses_mixed_types_and_leaves_out_excluded_files(tmp_path: Path):
+    """00001.jpg beside 00001.png would be two frames of one time step: refused, naming a file of each type; a
+    mask saved in the frame folder is left out when excluded."""
+    for name in ["00000.jpg", "00001.jpg", "00001.png"]:
+        (tmp_path / name).write_bytes(b"x")
+    with pytest.raises(DataError, match=r"mixes image types: 00000\.jpg \(\.jpg\), 00001\.png \(\.png\)"):
+        list_frames(tmp_path)
+    assert [p.name for p in list_frames(tmp_path, exclude=(tmp_path / "00001.png",))] == ["00000.jpg", "00001.jpg"]
 
 
 def test_read_image_ignores_exif_orientation(tmp_path: Path):

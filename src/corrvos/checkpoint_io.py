@@ -8,6 +8,7 @@ the callers (``corrvos.models.convert``, ``corrvos.training.checkpoint``, ``corr
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,30 @@ def read_checkpoint(path: str | Path, *, map_location: Any = "cpu", what: str = 
     Raises:
         CheckpointError: the file is missing, corrupt, or holds pickled code or objects.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"{path}: {what} not found")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError (not a zip / truncated), EOFError, ...
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
-        raise CheckpointError(
-            f"{path}: refused: not a weights-only {what} (it holds pickled code or objects, or is corrupt); "
-            f"{type(exc).__name__}: {first_line}"
-        ) from exc
+        raise CheckpointError(f"{path}: {_explain_load_failure(exc, what)}") from exc
+
+
+def _explain_load_failure(exc: Exception, what: str) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` failed, without torch's advice to disable it."""
+    text = str(exc)
+    if "deserialize object on a CUDA device" in text or "torch.cuda.is_available() is False" in text:
+        return (
+            f"{what} was saved on a CUDA device and this machine has no CUDA: "
+            "load it with map_location='cpu' (the corrvos CLI does this with --device cpu)"
+        )
+    if "Weights only load failed" in text or "Unsupported global" in text:
+        # torch's message recommends weights_only=False; corrvos never loads a file that way
+        match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        detail = f" (it pickles {match.group(1)})" if match else ""
+        return (
+            f"refused: not a weights-only {what}: it holds pickled Python objects or code{detail}, "
+            "which corrvos never loads; re-save only its tensors (a state_dict) where it was made"
+        )
+    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"cannot read the {what}, the file is corrupt or not a torch file ({type(exc).__name__}: {first_line})"

@@ -14,7 +14,12 @@ from pathlib import Path
 
 from corrvos.errors import DataError
 
-__all__ = ["atomic_path", "atomic_write_text", "make_output_dir"]
+__all__ = ["atomic_path", "atomic_write_text", "format_size", "make_output_dir"]
+
+
+def format_size(size: tuple[int, int] | list[int]) -> str:
+    """A frame size (H, W) as every corrvos message prints it: ``"480x854"`` (height first, as ``--size``)."""
+    return f"{int(size[0])}x{int(size[1])}"
 
 
 def make_output_dir(path: str | Path) -> Path:

@@ -4,8 +4,10 @@ Each sub-command lives in its own module of this package and exposes ``HELP`` (o
 ``DESCRIPTION`` (the ``--help`` text), ``add_arguments(parser)`` and ``run(args) -> int``. Modules import
 their heavy dependencies (torch, OpenCV) inside ``run`` so that ``corrvos --help`` stays fast.
 
-Errors caused by the user's input (:class:`corrvos.errors.CorrvosError`) are printed as one line naming the
-file and the problem, with exit status 2; anything else is a bug and keeps its traceback.
+Errors caused by the user's input (:class:`corrvos.errors.CorrvosError`, a bad option, and an operating-system
+error on a named file such as a permission problem or a full disk) are printed as one line naming the file and
+the problem, with exit status 2. Anything else is a bug: one line with exit status 1 and a request to rerun
+with ``--debug``, which shows the traceback of every error.
 """
 
 from __future__ import annotations
@@ -32,15 +34,25 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (with a pointer to ``--help``) and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="corrvos",
         description="Train, run and evaluate matching-based video object segmentation models (STCN, XMem) "
         "with space-time correspondence learning.",
     )
     parser.add_argument("--version", action="version", version=f"corrvos {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument(
+        "--debug", action="store_true", help="show the Python traceback of an error instead of one line"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"corrvos.cli.{module_name}")
         p = sub.add_parser(
@@ -60,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if args.debug:
+        return int(args._run(args) or 0)
     try:
         return int(args._run(args) or 0)
     except CorrvosError as exc:
@@ -68,6 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # permission denied, disk full, a file where a folder must go, ...
+        where = exc.filename if exc.filename is not None else "input/output"
+        print(f"corrvos {args.command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: say so in one line, the traceback is one --debug away
+        first_line = next((line for line in str(exc).splitlines() if line.strip()), "")
+        print(
+            f"corrvos {args.command}: internal error: {type(exc).__name__}: {first_line} "
+            f"(rerun with `corrvos --debug {args.command} ...` for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,14 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from corrvos.cli.synth import parse_size
     from corrvos.data.synthetic import generate_dataset
     from corrvos.evaluation import evaluate_davis, format_tables
     from corrvos.inference.baseline import copy_first_frame
+    from corrvos.utils import make_output_dir
 
-    out = Path(args.out)
+    out = make_output_dir(args.out)
     data_root = generate_dataset(
         out / "data",
         sequences=args.sequences,

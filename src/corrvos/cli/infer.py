@@ -12,6 +12,8 @@ import argparse
 import logging
 from typing import Any
 
+from corrvos.cli.engine import add_engine_arguments, check_engine_arguments, engine_config, load_inference_model
+
 HELP = "segment a DAVIS or YouTube-VOS split with a checkpoint (result PNGs + FPS)"
 DESCRIPTION = """\
 Run semi-supervised video object segmentation on every sequence of a DAVIS or YouTube-VOS split: the reference
@@ -61,162 +63,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: on for XMem as its eval.py when the folder exists, off for STCN)",
     )
     parser.add_argument("--sequences", nargs="+", default=None, metavar="NAME", help="only these sequences")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output folder: new or empty, or one this command wrote (see --skip-done, --overwrite)",
+    )
+    done = parser.add_mutually_exclusive_group()
+    done.add_argument(
+        "--skip-done",
+        action="store_true",
+        help="continue an interrupted run of the same job into the same --out: sequences already complete are "
+        "not run again (a different checkpoint, split or option is refused)",
+    )
+    done.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the results an earlier corrvos run wrote into --out first (only those)",
+    )
     parser.add_argument(
         "--size",
         type=int,
         default=None,
-        help="resize frames so that their shorter side is SIZE before the network; outputs are "
+        help="resize frames so that their shorter side is SIZE (>= 16) before the network; outputs are "
         "resized back (default: XMem 480 as its eval.py; STCN none for DAVIS, 480 for "
-        "YouTube-VOS; -1 disables)",
+        "YouTube-VOS; -1 keeps the frame size). As the official evaluations, smaller frames are enlarged",
     )
     add_engine_arguments(parser)
-
-
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the inference engine shared by ``infer`` and ``segment`` (defaults: the model family's)."""
-    g = parser.add_argument_group("memory options (defaults: the official ones of the checkpoint's model, STCN / XMem)")
-    g.add_argument(
-        "--top-k",
-        type=int,
-        default=None,
-        help="k of the top-k softmax: memory positions each query position reads (STCN 20, XMem 30)",
-    )
-    g.add_argument(
-        "--mem-every",
-        type=int,
-        default=None,
-        help="r in the XMem paper: a memory frame every r frames (default 5; the STCN author uses 3 on "
-        "DAVIS test-dev; XMem uses 10 on long videos; larger is faster)",
-    )
-    g.add_argument(
-        "--include-last", action="store_true", help="STCN only: keep the previous frame as a temporary memory entry"
-    )
-    g.add_argument(
-        "--deep-update-every",
-        type=int,
-        default=None,
-        help="XMem: renew the sensory memory with the value encoder (deep update) every N frames; "
-        "-1 (default) does it on every memory frame",
-    )
-    g.add_argument(
-        "--disable-long-term",
-        action="store_true",
-        help="XMem: keep every memory frame in working memory (no consolidation into long-term memory; "
-        "memory then grows with the video)",
-    )
-    g.add_argument(
-        "--min-mid-term-frames",
-        type=int,
-        default=None,
-        help="XMem: T_min in the paper, working-memory frames kept after a consolidation (default 5)",
-    )
-    g.add_argument(
-        "--max-mid-term-frames",
-        type=int,
-        default=None,
-        help="XMem: T_max in the paper, working-memory frames that trigger a consolidation (default 10; "
-        "lower saves memory)",
-    )
-    g.add_argument(
-        "--num-prototypes",
-        type=int,
-        default=None,
-        help="XMem: P in the paper, long-term prototypes made per consolidation (default 128)",
-    )
-    g.add_argument(
-        "--max-long-term-elements",
-        type=int,
-        default=None,
-        help="XMem: LT_max in the paper, long-term elements kept before the least-used are dropped "
-        "(default 10000; raise it if objects disappear for a long time)",
-    )
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
-    parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast (CUDA only)")
-    parser.add_argument(
-        "--fold-bn",
-        action="store_true",
-        help="fold the BatchNorm layers into the convolutions (58 fewer kernels per frame; no "
-        "speed gain beyond noise measured on CPU); outputs equal to float rounding, not "
-        "bit-comparable with the official code, so off by default",
-    )
-
-
-def engine_config(args: argparse.Namespace, model: Any, *, default_size: int | None = None) -> Any:
-    """The :class:`~corrvos.inference.config.InferenceConfig` of the command line for ``model``'s family.
-
-    ``--size`` (when the command has it): a positive value sets the shorter side, -1 (or 0) keeps the frames' size,
-    unset keeps the family default (XMem 480) or else ``default_size``. Raises ConfigError naming a bad option.
-    """
-    import dataclasses
-
-    from corrvos.errors import ConfigError
-    from corrvos.inference.config import inference_config_for, model_family
-    from corrvos.inference.memory_bank import make_memory
-
-    size = getattr(args, "size", None)
-    overrides: dict[str, Any] = {
-        "top_k": args.top_k,
-        "mem_every": args.mem_every,
-        "include_last": True if args.include_last else None,
-        "deep_update_every": args.deep_update_every,
-        "enable_long_term": False if args.disable_long_term else None,
-        "min_mid_term_frames": args.min_mid_term_frames,
-        "max_mid_term_frames": args.max_mid_term_frames,
-        "num_prototypes": args.num_prototypes,
-        "max_long_term_elements": args.max_long_term_elements,
-        "amp": args.amp,
-    }
-    try:
-        config = inference_config_for(model, **{k: v for k, v in overrides.items() if v is not None})
-        if size is not None:
-            config = dataclasses.replace(config, internal_size=size if size > 0 else None)
-        elif config.internal_size is None and default_size is not None:
-            config = dataclasses.replace(config, internal_size=default_size)
-        make_memory(model_family(model), config)  # options the model's memory refuses
-    except ValueError as exc:
-        raise ConfigError(f"bad inference option: {exc}") from exc
-    return config
-
-
-def check_engine_arguments(args: argparse.Namespace) -> None:
-    """Validate the shared engine options before any slow work (ConfigError naming the option)."""
-    from corrvos.errors import ConfigError
-
-    for name in (
-        "top_k",
-        "mem_every",
-        "min_mid_term_frames",
-        "max_mid_term_frames",
-        "num_prototypes",
-        "max_long_term_elements",
-    ):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.deep_update_every is not None and (args.deep_update_every == 0 or args.deep_update_every < -1):
-        raise ConfigError(f"--deep-update-every must be -1 or >= 1, got {args.deep_update_every}")
-
-
-def load_inference_model(args: argparse.Namespace) -> tuple[Any, Any]:
-    """Device, AMP check, checkpoint loading (and ``--fold-bn``) for ``infer`` / ``segment``: (model, device)."""
-    from corrvos.devices import resolve_device
-    from corrvos.models import load_model
-    from corrvos.models.fuse import fold_batchnorm
-
-    device = resolve_device(args.device, option="--device")
-    check_amp(args.amp, device)
-    model = load_model(args.model, map_location=device)
-    if args.fold_bn:
-        fold_batchnorm(model)
-    return model.eval(), device
-
-
-def check_amp(amp: str, device: Any) -> None:
-    from corrvos.errors import ConfigError
-
-    if amp != "none" and device.type != "cuda":
-        raise ConfigError(f"--amp {amp}: autocast is only supported on CUDA (device is {device})")
 
 
 def _open_dataset(args: argparse.Namespace, family: str) -> tuple[Any, str]:
@@ -296,10 +168,11 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from corrvos.errors import ConfigError
+    from corrvos.data.sequence import sequence_problems
+    from corrvos.errors import ConfigError, DataError
     from corrvos.inference import InferenceCore
     from corrvos.inference.config import model_family
-    from corrvos.utils import make_output_dir
+    from corrvos.inference.outputs import ResultsFolder
 
     check_engine_arguments(args)
     model, device = load_inference_model(args)
@@ -312,22 +185,65 @@ def run(args: argparse.Namespace) -> int:
         names = [s for s in names if s in args.sequences]
     config = engine_config(args, model, default_size=480 if layout == "youtube" else None)
     out = Path(args.out)
-    out_root = out / "Annotations" if layout == "youtube" else out
-    make_output_dir(out_root)
+    results = ResultsFolder(
+        out, _job(args, dataset, layout, config), sequence_root=out / "Annotations" if layout == "youtube" else out
+    )
+    todo = results.plan(names, skip_done=args.skip_done, overwrite=args.overwrite)
+    if len(todo) < len(names):
+        print(f"--skip-done: {len(names) - len(todo)} of {len(names)} sequences already complete in {out}")
 
+    sequences, problems = {}, []  # every sequence checked before the first one runs
+    for name in tqdm(todo, desc="checking inputs", unit="seq", leave=False):
+        try:
+            sequences[name] = dataset.sequence(name)
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
+        problems.extend(sequence_problems(sequences[name]))
+    if len(problems) == 1:
+        raise DataError(None, problems[0])
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise DataError(
+            None, f"{len(problems)} input problem(s), nothing was run:" + "".join(f"\n  {p}" for p in shown)
+        )
+
+    results.begin()  # nothing is written before every check passed
     total_frames, total_seconds = 0, 0.0
-    bar = tqdm(names, desc=f"infer {layout}", unit="seq")
+    bar = tqdm(todo, desc=f"infer {layout}", unit="seq")
     for name in bar:
-        seq = dataset.sequence(name)
+        seq = sequences.pop(name)
         core = InferenceCore(model, config, video_length=len(seq))
-        frames, seconds = infer_sequence(core, seq, out_root / name)
+        with results.sequence(name) as folder:
+            frames, seconds = infer_sequence(core, seq, folder)
         total_frames += frames
         total_seconds += seconds
         bar.set_postfix(fps=f"{total_frames / max(total_seconds, 1e-9):.2f}")
     fps = total_frames / max(total_seconds, 1e-9)
     print(
-        f"Processed {len(names)} sequences, {total_frames} frames in {total_seconds:.2f} s (I/O excluded): "
+        f"Processed {len(todo)} sequences, {total_frames} frames in {total_seconds:.2f} s (I/O excluded): "
         f"{fps:.2f} FPS on {device}" + (f" with {args.amp} autocast" if args.amp != "none" else "")
     )
-    print(f"Results written to {out_root}")
+    print(f"Results written to {results.root}")
     return 0
+
+
+def _job(args: argparse.Namespace, dataset: Any, layout: str, config: Any) -> dict[str, Any]:
+    """What makes this run's results (compared by ``--skip-done``): checkpoint content, data, every setting."""
+    import dataclasses
+    from pathlib import Path
+
+    from corrvos.inference.outputs import file_sha256
+
+    return {
+        "command": "infer",
+        "checkpoint_sha256": file_sha256(args.model) if Path(args.model).is_file() else str(args.model),
+        "dataset": str(Path(dataset.root).resolve()),
+        "layout": layout,
+        "split": getattr(dataset, "split", None),
+        "year": getattr(dataset, "year", None),
+        "resolution": getattr(dataset, "resolution", None),
+        "all_frames": getattr(dataset, "all_frames", None),
+        "fold_bn": bool(args.fold_bn),
+        "inference": dataclasses.asdict(config),
+    }

@@ -134,7 +134,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from corrvos.training.distributed import init_distributed, shutdown_distributed
+    from corrvos.training.preflight import check_training_inputs
     from corrvos.training.trainer import Trainer
+
+    check_training_inputs(cfg, resuming=args.resume is not None)
 
     dist_info = init_distributed(cfg.device)
     if not dist_info.is_main:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corrvos.data.io import read_label
+from corrvos.data.io import VOID_LABEL, read_label
 from corrvos.data.sequence import SequenceCollection, VideoSequence, image_size, list_sequence_frames
 from corrvos.errors import DataError
 
@@ -37,7 +37,6 @@ DAVIS_SPLITS: dict[str, tuple[str, ...]] = {
     "2016": ("train", "val"),
     "2017": ("train", "val", "test-dev", "test-challenge"),
 }
-VOID_LABEL = 255
 
 
 def read_sequence_list(path: str | Path) -> list[str]:
@@ -129,7 +128,7 @@ class DavisDataset(SequenceCollection):
         if label.shape != size:
             raise DataError(
                 first,
-                f"annotation is {label.shape[0]}x{label.shape[1]} but the frames of sequence "
+                f"annotation is {label.shape[0]}x{label.shape[1]} (HxW) but the frames of sequence "
                 f"{name!r} are {size[0]}x{size[1]}",
             )
         binarize = self.year == "2016"

@@ -26,6 +26,7 @@ __all__ = [
     "DAVIS_PALETTE",
     "IMAGE_EXTENSIONS",
     "LABEL_MODES",
+    "VOID_LABEL",
     "davis_palette",
     "label_header_problem",
     "list_frames",
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+#: Label of "void" pixels (DAVIS object borders, unlabelled regions): never an object, in every command.
+VOID_LABEL = 255
 #: Pillow modes of a label-map PNG: palette, 8-bit grayscale, and 1-bit (read as 0/1).
 LABEL_MODES = ("P", "L", "1")
 
@@ -167,13 +170,40 @@ def write_image(path: str | Path, rgb: np.ndarray, quality: int = 95) -> None:
             raise DataError(path, "OpenCV could not encode the image")
 
 
-def list_frames(folder: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
-    """Sorted (lexicographic, as DAVIS and YouTube-VOS name frames) image files of a folder.
+def list_frames(
+    folder: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS, *, exclude: tuple[str | Path, ...] = ()
+) -> list[Path]:
+    """Sorted (lexicographic, as DAVIS and YouTube-VOS name frames) image files of a folder, all of one type.
+
+    Args:
+        folder: the frame folder.
+        extensions: file types that count as frames.
+        exclude: files to leave out even if they are in the folder (e.g. a mask saved beside the frames).
 
     Raises:
-        DataError: the folder does not exist.
+        DataError: the folder does not exist, or it mixes image types (``00001.jpg`` beside ``00001.png`` would be
+            two frames of one time step): the message names a file of each type.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(folder, "folder not found")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+    skip = {Path(p).resolve() for p in exclude}
+    paths = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions and p.resolve() not in skip
+    )
+    kinds: dict[str, Path] = {}
+    for p in paths:
+        kinds.setdefault(_image_type(p), p)
+    if len(kinds) > 1:
+        examples = ", ".join(f"{p.name} ({kind})" for kind, p in sorted(kinds.items()))
+        raise DataError(
+            folder,
+            f"frame folder mixes image types: {examples}; keep one type of frame in the folder "
+            "(masks belong in a separate folder)",
+        )
+    return paths
+
+
+def _image_type(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return ".jpg" if suffix == ".jpeg" else suffix

@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from corrvos.data.io import list_frames, read_image, read_label
 from corrvos.errors import DataError
 
-__all__ = ["SequenceCollection", "VideoSequence", "image_size", "list_sequence_frames"]
+__all__ = ["SequenceCollection", "VideoSequence", "image_size", "list_sequence_frames", "sequence_problems"]
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -107,7 +107,8 @@ class VideoSequence:
         if rgb.shape[:2] != tuple(self.size):
             raise DataError(
                 path,
-                f"frame is {rgb.shape[0]}x{rgb.shape[1]} but the sequence's frames are {self.size[0]}x{self.size[1]}",
+                f"frame is {rgb.shape[0]}x{rgb.shape[1]} (HxW) but the sequence's frames are "
+                f"{self.size[0]}x{self.size[1]}",
             )
         return rgb
 
@@ -132,12 +133,53 @@ class VideoSequence:
         if label.shape != tuple(self.size):
             raise DataError(
                 path,
-                f"annotation is {label.shape[0]}x{label.shape[1]} but the frames of sequence "
+                f"annotation is {label.shape[0]}x{label.shape[1]} (HxW) but the frames of sequence "
                 f"{self.name!r} are {self.size[0]}x{self.size[1]}",
             )
         if self.binarize:
             label = (label > 0).astype(np.uint8)
         return label
+
+
+def sequence_problems(seq: VideoSequence, *, frames: bool = True) -> list[str]:
+    """Every problem that would stop inference on ``seq``, found without running it (one line each).
+
+    Decodes every input (reference) mask: it must be a readable label map of the frame size that holds the objects
+    it introduces. With ``frames``, reads every frame's header: each must be a readable image of the sequence's
+    size. A frame whose pixels are corrupt behind a valid header is still only found when it is decoded.
+    """
+    problems: list[str] = []
+    for index, path in sorted(seq.mask_paths.items()):
+        try:
+            label = read_label(path)
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
+        if label.shape != tuple(seq.size):
+            problems.append(
+                f"{path}: annotation is {label.shape[0]}x{label.shape[1]} (HxW) but the frames of {seq.name!r} are "
+                f"{seq.size[0]}x{seq.size[1]}"
+            )
+            continue
+        wanted = seq.objects_at(index)
+        present = set(np.unique(label).tolist()) if not seq.binarize else ({1} if label.any() else set())
+        absent = [k for k in wanted if k not in present]
+        if absent or not wanted:
+            what = f"objects {absent} it should introduce" if absent else "any object (all 0 or void 255)"
+            problems.append(f"{path}: reference mask of {seq.name!r} has no pixel of {what}")
+    if frames:
+        for path in seq.frame_paths:
+            try:
+                size = image_size(path)
+            except DataError as exc:
+                problems.append(str(exc))
+                continue
+            if size != tuple(seq.size):
+                problems.append(
+                    f"{path}: frame is {size[0]}x{size[1]} (HxW) but frame 0 of {seq.name!r} is "
+                    f"{seq.size[0]}x{seq.size[1]}"
+                )
+    return problems
 
 
 def list_sequence_frames(frame_dir: Path, name: str, *, kind: str = "sequence") -> list[Path]:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from corrvos.data.io import write_image, write_label
 from corrvos.data.synthetic_video import SyntheticVideo, synthesize_video
 from corrvos.errors import ConfigError, DataError
-from corrvos.utils import atomic_write_text
+from corrvos.utils import atomic_write_text, make_output_dir
 
 __all__ = ["LAYOUTS", "MARKER", "SAMPLE_STEP", "generate_dataset"]
 
@@ -73,7 +73,7 @@ def _prepare(out_dir: Path) -> None:
             if (out_dir / name).is_dir():
                 shutil.rmtree(out_dir / name)
         (out_dir / MARKER).unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out_dir)
 
 
 def _splits(names: list[str], val_fraction: float) -> tuple[list[str], list[str]]:

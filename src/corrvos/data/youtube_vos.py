@@ -172,7 +172,7 @@ class YouTubeVOSDataset(SequenceCollection):
             if mask_size != size:
                 raise DataError(
                     path,
-                    f"annotation is {mask_size[0]}x{mask_size[1]} but the frames of video {name!r} "
+                    f"annotation is {mask_size[0]}x{mask_size[1]} (HxW) but the frames of video {name!r} "
                     f"are {size[0]}x{size[1]}",
                 )
         annotation_paths = dict(mask_paths)

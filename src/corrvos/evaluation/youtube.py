@@ -105,7 +105,8 @@ def score_video(task: _VideoTask) -> YouTubeVideoScores:
             continue
         if pred.shape != shape:
             problems.append(
-                f"{pred_path}: size {pred.shape[0]}x{pred.shape[1]} differs from the ground truth {shape[0]}x{shape[1]}"
+                f"{pred_path}: size {pred.shape[0]}x{pred.shape[1]} (HxW) differs from the ground truth "
+                f"{shape[0]}x{shape[1]}"
             )
             continue
         extra = sorted(set(np.unique(pred).tolist()) - set(objects) - {0})
@@ -253,6 +254,11 @@ def pack_youtube(
     Raises:
         DataError: listing every missing, unreadable or wrongly sized PNG.
     """
+    out_zip = Path(out_zip)
+    if out_zip.is_dir():
+        raise DataError(out_zip, "is a folder: --out is the zip file to write, e.g. submission.zip")
+    if out_zip.suffix.lower() != ".zip":
+        raise DataError(out_zip, "the submission file must end in .zip")
     src = Path(results_dir)
     if (src / "Annotations").is_dir():
         src = src / "Annotations"
@@ -290,7 +296,8 @@ def pack_youtube(
         if extra:
             logger.warning("%d result folder(s) not in %s are left out: %s", len(extra), frames_root, extra[:5])
     else:
-        for video_dir in sorted(p for p in src.iterdir() if p.is_dir()):
+        # hidden folders (an interrupted `corrvos infer`'s .partial-<video>) are not results
+        for video_dir in sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
             for png in sorted(video_dir.glob("*.png")):
                 problem, _ = label_header_problem(png)
                 if problem:

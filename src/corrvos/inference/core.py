@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from corrvos.data.io import VOID_LABEL
 from corrvos.inference.config import InferenceConfig, inference_config_for, model_family
 from corrvos.inference.memory_bank import make_memory
 from corrvos.inference.objects import ObjectManager
@@ -256,7 +257,8 @@ class InferenceCore:
             image: [3, H, W] float RGB in [0, 1], any size (every frame of a video has the same size).
             mask: optional integer label map [H, W] (0 background, object ids otherwise) giving objects on this
                 frame: on the first frame, or on a later frame where new objects appear (YouTube-VOS).
-            objects: ids given by ``mask`` (default: its nonzero values); other values of ``mask`` are ignored.
+            objects: ids given by ``mask`` (default: its values other than 0 and the void label 255, as DAVIS);
+                other values of ``mask`` are ignored.
             end: this is the last frame (it is not added to memory).
 
         Returns:
@@ -269,7 +271,9 @@ class InferenceCore:
         if mask is not None:
             mask_p = self._prepare_mask(mask)
             if objects is None:
-                given = sorted(int(i) for i in torch.unique(torch.as_tensor(mask)).tolist() if int(i) != 0)
+                given = sorted(
+                    int(i) for i in torch.unique(torch.as_tensor(mask)).tolist() if int(i) not in (0, VOID_LABEL)
+                )
             else:
                 given = sorted({int(i) for i in objects})
                 if any(i <= 0 for i in given):

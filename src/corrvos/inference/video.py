@@ -131,9 +131,9 @@ class FrameSource:
 class FolderSource(FrameSource):
     """The images of a folder, in lexicographic order (the DAVIS / YouTube-VOS naming)."""
 
-    def __init__(self, path: str | Path, *, fps: float = 24.0) -> None:
+    def __init__(self, path: str | Path, *, fps: float = 24.0, exclude: tuple[str | Path, ...] = ()) -> None:
         path = Path(path)
-        self.paths = list_frames(path)
+        self.paths = list_frames(path, exclude=exclude)
         if not self.paths:
             raise DataError(path, "no image frames (.jpg/.jpeg/.png/.bmp) in this folder")
         super().__init__(path=path, names=[p.stem for p in self.paths], fps=fps, size=image_size(self.paths[0]))
@@ -143,7 +143,9 @@ class FolderSource(FrameSource):
             rgb = read_image(p)
             if rgb.shape[:2] != self.size:
                 raise DataError(
-                    p, f"frame is {rgb.shape[0]}x{rgb.shape[1]} but the first frame is {self.size[0]}x{self.size[1]}"
+                    p,
+                    f"frame is {rgb.shape[0]}x{rgb.shape[1]} (HxW) but the first frame is "
+                    f"{self.size[0]}x{self.size[1]}",
                 )
             yield name, rgb
 
@@ -199,15 +201,17 @@ class VideoFileSource(FrameSource):
             del self.names[n:]
 
 
-def open_frames(path: str | Path) -> FrameSource:
+def open_frames(path: str | Path, *, exclude: tuple[str | Path, ...] = ()) -> FrameSource:
     """A frame folder or a video file (by extension), as a :class:`FrameSource`.
+
+    ``exclude``: files of a frame folder that are not frames (e.g. the first-frame mask saved beside them).
 
     Raises:
         DataError: the path does not exist, is an unsupported file, or holds no frames.
     """
     path = Path(path)
     if path.is_dir():
-        return FolderSource(path)
+        return FolderSource(path, exclude=exclude)
     if not path.exists():
         raise DataError(path, "no such video file or frame folder")
     if path.suffix.lower() not in VIDEO_EXTENSIONS:

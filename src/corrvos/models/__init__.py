@@ -73,7 +73,7 @@ def load_imagenet_backbones(
         generator: RNG of the orthogonal init of the value encoder's extra mask channels.
     """
     for arch in ("resnet50", "resnet18"):
-        file = True if source is True else _find_local_file(Path(source), arch)
+        file = True if source is True else _find_local_file(Path(source).expanduser(), arch)
         state = read_torchvision_state(file, arch)
         what = f"ImageNet {arch}" if file is True else str(file)
         if arch == "resnet50":

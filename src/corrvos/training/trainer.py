@@ -50,6 +50,7 @@ from corrvos.training.run_control import StopSignals, check_run_folder
 from corrvos.training.schedules import derive_seed
 from corrvos.training.task import CorrespondenceTask, clip_iou
 from corrvos.training.unroll import UnrollPolicy, build_unroller
+from corrvos.utils import make_output_dir
 
 __all__ = ["TrainResult", "Trainer", "TrainingDivergedError", "freeze_batchnorm", "resolve_amp"]
 
@@ -123,7 +124,7 @@ class Trainer:
         self.cfg = cfg
         self.overwrite = overwrite
         self._signals = StopSignals()
-        self.out_dir = Path(out_dir if out_dir is not None else cfg.out_dir)
+        self.out_dir = Path(out_dir if out_dir is not None else cfg.out_dir).expanduser()
         self.dist = dist_info if dist_info is not None else init_distributed(cfg.device)
         self.device = self.dist.device
         self.resume_path = ckpt_io.find_latest_checkpoint(resume) if resume is not None else None
@@ -263,7 +264,7 @@ class Trainer:
         check_run_folder(
             self.out_dir, resuming=self.resume_path is not None, overwrite=self.overwrite, dist_info=self.dist
         )
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        make_output_dir(self.out_dir)
         if self.dist.is_main:
             from corrvos.config import config_to_yaml
             from corrvos.utils import atomic_write_text
