@@ -213,6 +213,7 @@ def test_offline_imagenet_weights_are_reported_before_anything(tmp_path: Path, m
     import corrvos.training.preflight as preflight
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("CORRVOS_CACHE", str(tmp_path / "corrvos_cache"))
     monkeypatch.setattr(preflight, "_url_reachable", lambda url: False)
     _davis_root(tmp_path / "D", ("a",), 3)
     (tmp_path / "D" / "ImageSets" / "2017" / "train.txt").write_text("a\n")

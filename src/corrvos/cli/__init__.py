@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "infer": "infer",
     "segment": "segment",
     "train": "train",
+    "download": "download",
 }
 
 

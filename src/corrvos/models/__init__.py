@@ -24,6 +24,7 @@ from corrvos.models.convert import check_and_load, extract_state_dict, read_chec
 from corrvos.models.params import parameter_groups
 from corrvos.models.stcn import STCN
 from corrvos.models.xmem import XMem
+from corrvos.weights import resolve_model_path
 
 __all__ = [
     "ARCHITECTURES",
@@ -68,8 +69,10 @@ def load_imagenet_backbones(
 
     Args:
         model: the network to fill (other parts are untouched).
-        source: ``True`` downloads torchvision's IMAGENET1K_V1 files through ``torch.hub`` (needs internet; cached
-            in ``$TORCH_HOME/hub/checkpoints``); a folder path reads ``resnet50*.pth`` and ``resnet18*.pth`` from it.
+        source: ``True`` uses torchvision's IMAGENET1K_V1 files from the corrvos weight cache when
+            ``corrvos download imagenet`` has put them there, else downloads them through ``torch.hub`` (needs
+            internet; cached in ``$TORCH_HOME/hub/checkpoints``); a folder path reads ``resnet50*.pth`` and
+            ``resnet18*.pth`` from it (the weight cache folder itself qualifies).
         generator: RNG of the orthogonal init of the value encoder's extra mask channels.
     """
     for arch in ("resnet50", "resnet18"):
@@ -110,14 +113,18 @@ def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_obje
         path: an official state_dict (STCN ``stcn.pth`` / ``stcn_s03.pth`` and stage-0 files, VOS_Correspondence
             files, XMem ``XMem.pth`` / ``XMem-s012.pth`` / no-sensory files), an official training checkpoint
             ``{"network": ...}`` or a corrvos checkpoint ``{"model": ..., "arch": ..., "model_args": ...}``.
+            A value that is not an existing path may be a weight name of ``corrvos download --list`` (e.g.
+            "xmem"): its file in the weight cache is loaded (:func:`corrvos.weights.resolve_model_path`).
         map_location: passed to ``torch.load``; a device (string or ``torch.device``) also receives the model.
         widen_single_object_file: give a 4-channel stage-0 file a zero "others" channel and return a
             multi-object model, as the official evaluation does; ``False`` returns a single-object model.
 
     Raises:
         CheckpointError: unsafe or unreadable file, unknown architecture, or keys / shapes that do not fit
-            (all missing and unexpected keys are listed).
+            (all missing and unexpected keys are listed); a name that is neither a file nor a known weight, or
+            whose weights have not been downloaded (the message names ``corrvos download NAME``).
     """
+    path = resolve_model_path(path)  # weight name -> cached file (corrvos download); existing paths unchanged
     state, meta = extract_state_dict(read_checkpoint(path, map_location=map_location), path=path)
     name, kwargs = detect_architecture(state, path=path)
     if "arch" in meta:

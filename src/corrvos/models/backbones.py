@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from corrvos.checkpoint_io import read_checkpoint
 from corrvos.errors import CheckpointError
+from corrvos.weights import cached_file
 
 __all__ = [
     "TORCHVISION_URLS",
@@ -210,18 +211,28 @@ def read_torchvision_state(source: bool | str | Path, arch: str) -> dict[str, Te
     """Read a torchvision-format ImageNet state_dict.
 
     Args:
-        source: ``True`` downloads ``TORCHVISION_URLS[arch]`` through ``torch.hub`` (cached; hash-checked);
+        source: ``True`` reads the file of ``corrvos download {arch}-imagenet`` from the corrvos weight cache if
+            it is there, else downloads ``TORCHVISION_URLS[arch]`` through ``torch.hub`` (cached; hash-checked);
             a path reads that local file.
         arch: "resnet50" or "resnet18".
 
     Raises:
         CheckpointError: the file is missing, is not a weights-only tensor file, or holds no state_dict.
     """
+    if source is True and (cached := cached_file(f"{arch}-imagenet")) is not None:
+        source = cached  # fetched by `corrvos download imagenet` (checked there); no torch.hub access needed
     if source is True:
         logger.info("downloading ImageNet %s weights from %s", arch, TORCHVISION_URLS[arch])
-        state = torch.hub.load_state_dict_from_url(
-            TORCHVISION_URLS[arch], map_location="cpu", check_hash=True, weights_only=True
-        )
+        try:
+            state = torch.hub.load_state_dict_from_url(
+                TORCHVISION_URLS[arch], map_location="cpu", check_hash=True, weights_only=True
+            )
+        except (OSError, RuntimeError) as exc:  # URLError (offline), hash mismatch, truncated file
+            raise CheckpointError(
+                f"{TORCHVISION_URLS[arch]}: cannot get the ImageNet {arch} weights ({exc}); run "
+                f"`corrvos download {arch}-imagenet` where there is internet, or set pretrained_backbones to a "
+                "folder holding resnet50-*.pth and resnet18-*.pth"
+            ) from exc
         return dict(state)
     path = Path(source)
     state = read_checkpoint(path, what=f"ImageNet {arch} weight file")

@@ -87,14 +87,16 @@ def imagenet_weights_problem(
 
         hub_dir = Path(torch.hub.get_dir())
     url_ok = url_ok or _url_reachable
+    from corrvos.weights import cached_file
+
     for arch, url in TORCHVISION_URLS.items():
         cached = hub_dir / "checkpoints" / url.rsplit("/", 1)[-1]
-        if cached.is_file() or url_ok(url):
+        if cached_file(f"{arch}-imagenet") is not None or cached.is_file() or url_ok(url):
             continue
         return (
-            f"{url}: ImageNet {arch} weights are not in the torch hub cache ({cached}) and the URL is unreachable; "
-            "download them where there is internet into that folder, or set model.pretrained_backbones to a "
-            "folder holding resnet50-*.pth and resnet18-*.pth"
+            f"{url}: ImageNet {arch} weights are neither in the corrvos weight cache nor in the torch hub cache "
+            f"({cached}) and the URL is unreachable; run `corrvos download imagenet` where there is internet, or "
+            "set model.pretrained_backbones to a folder holding resnet50-*.pth and resnet18-*.pth"
         )
     return None
 
