@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "segment": "segment",
     "train": "train",
     "download": "download",
+    "visualize": "visualize",
 }
 
 

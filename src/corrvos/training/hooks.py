@@ -194,6 +194,9 @@ class TrainHooks:
         if final:
             kept = ("arch", "model_args", "single_object", "model", "config", "stage", "step", "global_step")
             weights = {k: payload[k] for k in kept if k in payload}
+            head = payload.get("extra", {}).get("proj_head")
+            if head is not None:  # L_OCL's trained PROJ (small), for `corrvos visualize matches`
+                weights["extra"] = {"proj_head": head}
             save_checkpoint(folder / f"{stage}_final.pth", weights)
         elif path not in self._periodic:
             self._periodic.append(path)
