@@ -203,7 +203,7 @@ def test_segment_frame_folder_and_mask_errors(tmp_path: Path, checkpoint: Path, 
     assert str(small) in err and "--resize-mask" in err
     assert main([*args, "--mask", str(tmp_path / "missing.png")]) == 2
     assert "missing.png" in capsys.readouterr().err
-    assert main([*args, "--mask", str(small), "--resize-mask", "--mask-frame", "1"]) == 0
+    assert main([*args, "--mask", str(small), "--resize-mask", "--mask-frame", "1", "--forward-only"]) == 0
     masks = sorted(p.name for p in (tmp_path / "o" / "masks").iterdir())
     assert masks == ["f000.png", "f001.png", "f002.png"]
     assert not read_label(tmp_path / "o" / "masks" / "f000.png").any()  # before the annotated frame

@@ -1,40 +1,66 @@
-"""`corrvos segment`: segment a user's video (mp4 or frame folder) from one annotated frame.
+"""`corrvos segment`: segment a user's video (mp4 or frame folder), or a folder of videos, from annotated frames.
 
-Writes ``<out>/masks/<frame>.png`` (palette PNGs with the mask's object ids) and ``<out>/overlay.mp4`` (the masks
-blended over the frames). Frames are streamed: the video is never held in memory.
+One video (``--video``): writes ``<out>/masks/<frame>.png`` (palette PNGs with the masks' object ids) and
+``<out>/overlay.mp4`` (the masks blended over the frames). A folder of videos (``--videos``, XMem's "generic"
+mode): the same per video in ``<out>/<video>/``, each folder renamed into place when complete, with a manifest
+(:class:`~corrvos.inference.outputs.ResultsFolder`) so that ``--skip-done`` continues a stopped run. Frames are
+streamed: a video is never held in memory. The engine is :func:`corrvos.inference.propagate.propagate`; the input
+layouts and checks are in :mod:`corrvos.cli.segment_inputs` and :mod:`corrvos.data.user_masks`.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from corrvos.cli.engine import add_engine_arguments
+from corrvos.data.mask_formats import MASK_FORMATS
 
-HELP = "segment your own video (mp4 or frame folder) from a first-frame mask; writes masks + overlay.mp4"
+if TYPE_CHECKING:
+    from corrvos.cli.segment_inputs import CheckedVideo
+    from corrvos.data.mask_formats import ColourMap
+    from corrvos.inference.propagate import FrameRange, PropagationStats
+
+HELP = "segment your own video (mp4 or frame folder) or a folder of videos from masks on any frames"
 DESCRIPTION = """\
-Propagate the objects of one annotated frame through a video with a trained checkpoint.
+Propagate the objects of annotated frames through a video with a trained checkpoint.
 
-The mask is a label-map PNG of the annotated frame (palette or 8-bit grayscale; 0 = background, 1..254 = object
-ids, 255 = void / ignored, as in DAVIS), the same size as the video frames; draw it in any editor that writes
-indexed PNGs, or export it from SAM / a detector. A mask saved inside the frame folder is not read as a frame.
-Frames before --mask-frame are written as background.
+Masks are PNGs of the frame size (--resize-mask resizes others, nearest neighbour): 0 = background, 1..254 =
+object ids, 255 = void / ignored (as in DAVIS). --mask-format:
+  auto        palette or 8-bit grayscale PNG -> label map; RGB / RGBA PNG -> colour mask (default)
+  palette     indexed PNG, the indices are the ids
+  label       8-bit grayscale PNG, the values are the ids
+  rgb         one colour per object, black = background; ids 1, 2, ... in order of first appearance (row by row)
+              in the first annotated mask, or fixed by --palette-map FILE.json {"<id>": [R, G, B] or "#rrggbb"};
+              the mapping is written as colour_ids.json and the result PNGs' palette has those colours
+  per-object  one binary mask per object (SAM-style export): <frame>_<id>.png in a mask folder, 0/255 or 0/1
+              grayscale; where objects overlap the larger id wins; an empty file removes its object on that frame
 
-Outputs:
-  <out>/masks/<frame>.png   palette PNGs with your object ids (frame names: the folder's file names, or 00000,
-                            00001, ... for a video file)
-  <out>/overlay.mp4         masks blended over the frames (skip with --no-overlay)
+Where the masks are:
+  --mask FILE [--mask-frame K]   one annotated frame (default frame 0); a mask inside the frame folder is no frame
+  --mask-dir DIR                 masks on any frames, named like the frames: <frame>.png (a frame folder's file
+                                 stems, or 00000.png, 00001.png, ... for a video file)
+  --videos DIR --masks MASKS     every video of DIR (video files or frame folders); video <name> takes the mask
+                                 folder MASKS/<name>/ or the frame-0 mask MASKS/<name>.png
+A mask on a later frame with a new id adds an object there (absent before); a known id is corrected (the other
+objects keep their predictions outside it). Frames before the first annotated frame are propagated backwards
+from it (--forward-only writes them as background). --start/--end/--stride choose the frames (end exclusive);
+only those are processed and written.
+
+Outputs (one video: in <out>; --videos: in <out>/<name>/):
+  masks/<frame>.png   palette PNGs with your object ids
+  overlay.mp4         masks blended over the frames (skip with --no-overlay)
+  colour_ids.json     id -> colour, for colour masks
 
 High-resolution videos are processed with their shorter side resized to --size (default 480, as the models were
-evaluated); a smaller video keeps its own size (enlarging it costs time and gains little) unless --upsample.
-Memory grows with the number of memory frames, so raise --mem-every for long videos.
-
-The masks are written to a temporary folder and renamed to <out>/masks when the video is done, so a stopped run
-never leaves a partial result; an --out holding earlier results is refused unless --overwrite.
+evaluated); a smaller video keeps its own size unless --upsample. Raise --mem-every for long videos. Results are
+written into hidden temporary folders renamed when a video is done: a stopped run never leaves a partial result.
 
 examples:
   corrvos segment --model stcn.pth --video clip.mp4 --mask clip_00000.png --out out/clip
-  corrvos segment --model stcn.pth --video frames/ --mask frames_mask.png --out out/frames --device cuda --amp fp16
-  corrvos segment --model XMem.pth --video long.mp4 --mask long_00000.png --out out/long --mem-every 10
+  corrvos segment --model stcn.pth --video frames/ --mask-dir frame_masks/ --out out/frames --stride 2
+  corrvos segment --model XMem.pth --videos videos/ --masks masks/ --out out/all --skip-done
 """
 
 
@@ -44,17 +70,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="checkpoint: official STCN / VOS_Correspondence / XMem file or a corrvos checkpoint",
     )
-    parser.add_argument("--video", required=True, help="video file (.mp4, .avi, .mov, .mkv, ...) or frame folder")
-    parser.add_argument("--mask", required=True, help="label-map PNG of the annotated frame (same size as the frames)")
-    parser.add_argument("--mask-frame", type=int, default=0, help="index of the annotated frame (default 0)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", help="video file (.mp4, .avi, .mov, .mkv, ...) or frame folder")
+    src.add_argument("--videos", help="folder of videos (video files and frame folders), each with its own masks")
+    parser.add_argument("--mask", help="mask PNG of one annotated frame (same size as the frames)")
+    parser.add_argument("--mask-frame", type=int, default=None, help="index of the --mask frame (default 0)")
+    parser.add_argument("--mask-dir", help="folder of masks for any frames of --video, named <frame>.png")
+    parser.add_argument("--masks", help="with --videos: folder holding <name>/ mask folders or <name>.png masks")
+    parser.add_argument("--mask-format", default="auto", choices=MASK_FORMATS, help="how masks are read (see above)")
+    parser.add_argument("--palette-map", help="rgb masks: JSON file fixing the ids of the colours")
     parser.add_argument(
         "--resize-mask",
         action="store_true",
-        help="accept a mask of another size and resize it to the frame size (nearest neighbour)",
+        help="accept masks of another size and resize them to the frame size (nearest neighbour)",
     )
-    parser.add_argument("--out", required=True, help="output folder (gets masks/ and overlay.mp4)")
+    parser.add_argument("--start", type=int, default=0, help="first frame to process (default 0)")
+    parser.add_argument("--end", type=int, default=None, help="frame to stop before (default: the video's end)")
+    parser.add_argument("--stride", type=int, default=1, help="process every STRIDE-th frame (default 1)")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace the masks/ and overlay.mp4 of an earlier run in --out"
+        "--forward-only", action="store_true", help="write frames before the first annotated one as background"
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    done = parser.add_mutually_exclusive_group()
+    done.add_argument("--overwrite", action="store_true", help="replace the results of an earlier corrvos run in --out")
+    done.add_argument(
+        "--skip-done",
+        action="store_true",
+        help="with --videos: continue a stopped run of the same job; videos already complete are not run again",
     )
     parser.add_argument(
         "--size",
@@ -74,123 +116,255 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay (default 0.5)")
     parser.add_argument(
-        "--fps", type=float, default=None, help="overlay frame rate (default: the video's, or 24 for a frame folder)"
+        "--fps",
+        type=float,
+        default=None,
+        help="overlay frame rate (default: the video's, or 24 for a frame folder, divided by --stride)",
     )
 
 
-def _read_first_mask(args: argparse.Namespace, frame_size: tuple[int, int]):
-    import cv2
-    import numpy as np
+def _check_options(args: argparse.Namespace) -> None:
+    """Option combinations and values, before any file is read (ConfigError naming the option)."""
+    from corrvos.errors import ConfigError
 
-    from corrvos.data.io import VOID_LABEL, read_label
-    from corrvos.errors import DataError
-
-    label = read_label(args.mask)
-    if label.shape != frame_size:
-        if not args.resize_mask:
-            raise DataError(
-                args.mask,
-                f"mask is {label.shape[0]}x{label.shape[1]} (HxW) but the video frames are "
-                f"{frame_size[0]}x{frame_size[1]}: draw the mask on a frame of the video, "
-                "or pass --resize-mask to resize it (nearest neighbour)",
-            )
-        label = cv2.resize(label, (frame_size[1], frame_size[0]), interpolation=cv2.INTER_NEAREST)
-    if not np.any((label != 0) & (label != VOID_LABEL)):
-        raise DataError(args.mask, "mask has no object (every pixel is 0 = background or 255 = void)")
-    return label
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ConfigError(f"--alpha must lie in [0, 1], got {args.alpha}")
+    if args.fps is not None and not args.fps > 0:
+        raise ConfigError(f"--fps must be > 0, got {args.fps}")
+    if args.start < 0 or args.stride < 1 or (args.end is not None and args.end <= args.start):
+        raise ConfigError(
+            f"frame range: --start must be >= 0, --end > --start and --stride >= 1; got --start {args.start} "
+            f"--end {args.end} --stride {args.stride}"
+        )
+    if args.videos is not None:
+        given = [f"--{n.replace('_', '-')}" for n in ("mask", "mask_dir", "mask_frame") if getattr(args, n) is not None]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ConfigError(f"{', '.join(given)} {verb} to --video; with --videos the masks come from --masks")
+        if args.masks is None:
+            raise ConfigError("--videos needs --masks (a folder with <name>/ mask folders or <name>.png masks)")
+        if Path(args.masks).resolve() == Path(args.videos).resolve():
+            raise ConfigError("--masks must be a folder of its own, parallel to --videos")
+        return
+    if args.masks is not None or args.skip_done:
+        raise ConfigError(f"{'--masks' if args.masks is not None else '--skip-done'} applies to --videos only")
+    if (args.mask is None) == (args.mask_dir is None):
+        raise ConfigError("--video needs one of --mask (one annotated frame) or --mask-dir (masks on any frames)")
+    if args.mask_dir is not None and Path(args.mask_dir).resolve() == Path(args.video).resolve():
+        raise ConfigError("--mask-dir must be a folder of its own, not the frame folder")
+    if args.mask_dir is not None and args.mask_frame is not None:
+        raise ConfigError("--mask-frame applies to --mask; the masks of --mask-dir are named like their frames")
+    if args.mask is not None and args.mask_format == "per-object":
+        raise ConfigError("per-object masks are files <frame>_<id>.png: give their folder with --mask-dir")
 
 
 def _prepare_out(out, overwrite: bool):
-    """The output folder, checked: earlier masks/ or overlay.mp4 are refused, or deleted with --overwrite."""
+    """The output folder, checked: earlier results are refused, or deleted with --overwrite."""
     import shutil
-    from pathlib import Path
 
     from corrvos.errors import DataError
+    from corrvos.inference.propagate import SCRATCH_PREFIX
     from corrvos.utils import make_output_dir
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(out, "is a file, not a folder: choose another --out")
-    earlier = [p for p in (out / "masks", out / "overlay.mp4") if p.exists()]
+    earlier = [p for p in (out / "masks", out / "overlay.mp4", out / "colour_ids.json") if p.exists()]
     if earlier and not overwrite:
         names = " and ".join(p.name for p in earlier)
         raise DataError(out, f"holds the {names} of an earlier run: use a new --out, or --overwrite to replace them")
     for p in earlier:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
+    for leftover in [out / ".partial-masks", *out.glob(f"{SCRATCH_PREFIX}*")]:
+        if leftover.exists():
+            shutil.rmtree(leftover)
     partial = out / ".partial-masks"
-    if partial.exists():
-        shutil.rmtree(partial)
     make_output_dir(partial)
     return out, partial
 
 
-def run(args: argparse.Namespace) -> int:
+def _frame_range(args: argparse.Namespace) -> FrameRange:
+    from corrvos.inference.propagate import FrameRange
+
+    return FrameRange(args.start, args.end, args.stride)
+
+
+def _palette_map(args: argparse.Namespace) -> ColourMap | None:
+    from corrvos.data.mask_formats import ColourMap
+
+    return None if args.palette_map is None else ColourMap.read(args.palette_map)
+
+
+def _segment_video(
+    model: Any, config: Any, checked: CheckedVideo, args: argparse.Namespace, folder: Path, masks: Path
+) -> tuple[PropagationStats, str | None]:
+    """Segment one checked video: masks into ``masks``, overlay.mp4 (and colour_ids.json) into ``folder``.
+
+    Returns:
+        (:class:`~corrvos.inference.propagate.PropagationStats`, the overlay's codec or None).
+    """
     import contextlib
-    import shutil
-    import time
 
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
-    from corrvos.cli.engine import check_engine_arguments, engine_config, load_inference_model
-    from corrvos.data.io import VOID_LABEL, write_label
-    from corrvos.errors import ConfigError
+    from corrvos.data.io import write_label
     from corrvos.inference import InferenceCore
-    from corrvos.inference.video import open_frames, to_float_image
-    from corrvos.utils import format_size
+    from corrvos.inference.propagate import propagate
+    from corrvos.utils import atomic_write_text
     from corrvos.visualize.overlay import VideoWriter, overlay
 
-    check_engine_arguments(args)
-    if not 0.0 <= args.alpha <= 1.0:
-        raise ConfigError(f"--alpha must lie in [0, 1], got {args.alpha}")
-    if args.fps is not None and not args.fps > 0:
-        raise ConfigError(f"--fps must be > 0, got {args.fps}")
-    source = open_frames(args.video, exclude=(args.mask,))
-    if not 0 <= args.mask_frame < len(source):
-        raise ConfigError(f"--mask-frame {args.mask_frame} is outside the video's {len(source)} frames")
-    first_mask = _read_first_mask(args, source.size)  # fail before the (slow) model load
-    model, device = load_inference_model(args)
-    config = engine_config(args, model, default_size=480, frame_size=source.size)
-    out, partial = _prepare_out(args.out, args.overwrite)  # nothing is written before every check passed
-    wanted = 480 if args.size is None else args.size
-    if wanted != -1 and config.internal_size is None and min(source.size) < wanted:
-        print(f"video is {format_size(source.size)} (HxW), smaller than --size {wanted}: processed at its own size")
-    core = InferenceCore(model, config, video_length=len(source))
-    objects = sorted(int(k) for k in np.unique(first_mask) if k not in (0, VOID_LABEL))
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    source, annotations = checked.source, checked.annotations
+    palette = None if annotations.colours is None else annotations.colours.palette()
+    fps = args.fps or source.fps / args.stride
+    writer = contextlib.nullcontext() if args.no_overlay else VideoWriter(folder / "overlay.mp4", fps=fps)
+    with writer as video:
 
-    writer = (
-        contextlib.nullcontext() if args.no_overlay else VideoWriter(out / "overlay.mp4", fps=args.fps or source.fps)
+        def write(index: int, name: str, rgb: Any, label: Any) -> None:
+            write_label(masks / f"{name}.png", label, palette)
+            if video is not None:
+                video.write(overlay(rgb, label, alpha=args.alpha))
+
+        stats = propagate(
+            lambda length: InferenceCore(model, config, video_length=length),
+            source,
+            {i: (m.label, m.objects) for i, m in annotations.masks.items()},
+            write,
+            frames=_frame_range(args),
+            backward=not args.forward_only,
+            scratch_dir=folder,
+        )
+    if annotations.colours is not None:
+        atomic_write_text(folder / "colour_ids.json", annotations.colours.to_json())
+    return stats, None if video is None else video.codec
+
+
+def run(args: argparse.Namespace) -> int:
+    from corrvos.cli.engine import check_engine_arguments
+
+    check_engine_arguments(args)
+    _check_options(args)
+    return _run_many(args) if args.videos is not None else _run_one(args)
+
+
+def _run_one(args: argparse.Namespace) -> int:
+    import shutil
+
+    from corrvos.cli.engine import engine_config, load_inference_model
+    from corrvos.cli.segment_inputs import VideoInput, check_video, raise_problems
+    from corrvos.utils import format_size
+
+    masks = Path(args.mask if args.mask is not None else args.mask_dir)
+    video = VideoInput(Path(args.video).name, Path(args.video), masks, args.mask_frame or 0)
+    checked, problems = check_video(
+        video,
+        fmt=args.mask_format,
+        frames=_frame_range(args),
+        palette_map=_palette_map(args),
+        resize=args.resize_mask,
+        exclude=(masks,) if args.mask is not None else (),
     )
-    frames, seconds = 0, 0.0
-    n = len(source)
+    raise_problems(problems)  # every input checked before the (slow) model load
+    assert checked is not None
+    model, device = load_inference_model(args)
+    size = checked.source.size
+    config = engine_config(args, model, default_size=480, frame_size=size)
+    out, partial = _prepare_out(args.out, args.overwrite)  # nothing is written before every check passed
+    _note_small_video(args, config, size)
     try:
-        with writer as video:
-            for t, (name, rgb) in enumerate(tqdm(source, total=n, desc=source.path.name, unit="frame")):
-                if t < args.mask_frame:
-                    label = np.zeros(rgb.shape[:2], np.uint8)
-                else:
-                    mask = torch.from_numpy(first_mask.astype(np.int64)) if t == args.mask_frame else None
-                    image = to_float_image(rgb)  # [3, H, W]
-                    sync()
-                    start = time.perf_counter()
-                    prob = core.step(image, mask, objects if mask is not None else None, end=t == n - 1)
-                    label = core.prob_to_mask(prob).to("cpu", torch.uint8).numpy()
-                    sync()
-                    seconds += time.perf_counter() - start
-                    frames += 1
-                write_label(partial / f"{name}.png", label)
-                if video is not None:
-                    video.write(overlay(rgb, label, alpha=args.alpha))
+        stats, codec = _segment_video(model, config, checked, args, out, partial)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     partial.rename(out / "masks")
     print(
-        f"Segmented {frames} frames ({format_size(source.size)}, HxW), objects {core.object_ids}, in {seconds:.2f} s "
-        f"(I/O excluded): {frames / max(seconds, 1e-9):.2f} FPS on {device}"
+        f"Segmented {stats.written} frames ({format_size(size)}, HxW), objects {stats.object_ids}: {stats.frames} "
+        f"network steps in {stats.seconds:.2f} s (I/O excluded), {stats.frames / max(stats.seconds, 1e-9):.2f} FPS "
+        f"on {device}"
     )
-    codec = "" if args.no_overlay else f", overlay to {out / 'overlay.mp4'} ({video.codec})"
-    print(f"Masks written to {out / 'masks'}{codec}")
+    written = "" if args.no_overlay else f", overlay to {out / 'overlay.mp4'} ({codec})"
+    print(f"Masks written to {out / 'masks'}{written}")
     return 0
+
+
+def _run_many(args: argparse.Namespace) -> int:
+    import functools
+
+    from tqdm import tqdm
+
+    from corrvos.cli.engine import engine_config, load_inference_model
+    from corrvos.cli.segment_inputs import VideoInput, check_video, find_videos, masks_of, raise_problems
+    from corrvos.inference.outputs import ResultsFolder
+
+    check = functools.partial(
+        check_video,
+        fmt=args.mask_format,
+        frames=_frame_range(args),
+        palette_map=_palette_map(args),
+        resize=args.resize_mask,
+    )
+    videos, problems = find_videos(args.videos, skip=(Path(args.masks), Path(args.out)))
+    raise_problems(problems)
+    results = ResultsFolder(args.out, _job(args))
+    todo = results.plan(list(videos), skip_done=args.skip_done, overwrite=args.overwrite)
+    if len(todo) < len(videos):
+        print(f"--skip-done: {len(videos) - len(todo)} of {len(videos)} videos already complete in {args.out}")
+    inputs = {}
+    for name in tqdm(todo, desc="checking inputs", unit="video", leave=False):  # every video before any runs
+        masks, problem = masks_of(name, videos[name], Path(args.masks), args.mask_format)
+        if masks is None:
+            problems.append(str(problem))
+            continue
+        inputs[name] = VideoInput(name, videos[name], masks)
+        _, found = check(inputs[name])
+        problems += found
+    raise_problems(problems)
+    model, device = load_inference_model(args)
+    results.begin()  # nothing is written before every check passed
+    frames, seconds = 0, 0.0
+    for name in todo:
+        checked, found = check(inputs[name])  # read again: the masks of every video are not kept in memory
+        raise_problems(found)  # changed since the check
+        assert checked is not None
+        config = engine_config(args, model, default_size=480, frame_size=checked.source.size)
+        _note_small_video(args, config, checked.source.size, name=name)
+        with results.sequence(name) as folder:
+            stats, _ = _segment_video(model, config, checked, args, folder, folder / "masks")
+        frames, seconds = frames + stats.frames, seconds + stats.seconds
+        print(f"{name}: {stats.frames} frames, objects {stats.object_ids}")
+    print(
+        f"Segmented {len(todo)} videos, {frames} frames in {seconds:.2f} s (I/O excluded): "
+        f"{frames / max(seconds, 1e-9):.2f} FPS on {device}"
+    )
+    print(f"Results written to {results.root}")
+    return 0
+
+
+def _note_small_video(args: argparse.Namespace, config: Any, size: tuple[int, int], name: str = "video") -> None:
+    from corrvos.utils import format_size
+
+    wanted = 480 if args.size is None else args.size
+    if wanted != -1 and config.internal_size is None and min(size) < wanted:
+        print(f"{name} is {format_size(size)} (HxW), smaller than --size {wanted}: processed at its own size")
+
+
+def _job(args: argparse.Namespace) -> dict[str, Any]:
+    """What makes the results of ``--videos`` (compared by ``--skip-done``): checkpoint content, inputs, settings."""
+    from corrvos.errors import CorrvosError
+    from corrvos.inference.outputs import file_sha256
+    from corrvos.weights import resolve_model_path
+
+    try:
+        model = Path(resolve_model_path(args.model))
+    except CorrvosError:
+        model = Path(args.model)  # reported when it is loaded
+    settings = (
+        *("mask_format", "resize_mask", "start", "end", "stride", "forward_only", "no_overlay", "alpha", "fps"),
+        *("size", "upsample", "top_k", "mem_every", "include_last", "deep_update_every", "disable_long_term"),
+        *("min_mid_term_frames", "max_mid_term_frames", "num_prototypes", "max_long_term_elements", "amp", "fold_bn"),
+    )
+    return {
+        "command": "segment",
+        "checkpoint_sha256": file_sha256(model) if model.is_file() else str(args.model),
+        "videos": str(Path(args.videos).resolve()),
+        "masks": str(Path(args.masks).resolve()),
+        "palette_map": None if args.palette_map is None else file_sha256(args.palette_map),
+        "settings": {name: getattr(args, name) for name in settings},
+    }

@@ -138,16 +138,20 @@ class FolderSource(FrameSource):
             raise DataError(path, "no image frames (.jpg/.jpeg/.png/.bmp) in this folder")
         super().__init__(path=path, names=[p.stem for p in self.paths], fps=fps, size=image_size(self.paths[0]))
 
+    def read(self, index: int) -> np.ndarray:
+        """Frame ``index`` as uint8 RGB [H, W, 3] (random access; raises DataError if its size differs)."""
+        p = self.paths[index]
+        rgb = read_image(p)
+        if rgb.shape[:2] != self.size:
+            raise DataError(
+                p,
+                f"frame is {rgb.shape[0]}x{rgb.shape[1]} (HxW) but the first frame is {self.size[0]}x{self.size[1]}",
+            )
+        return rgb
+
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
-        for name, p in zip(self.names, self.paths, strict=True):
-            rgb = read_image(p)
-            if rgb.shape[:2] != self.size:
-                raise DataError(
-                    p,
-                    f"frame is {rgb.shape[0]}x{rgb.shape[1]} (HxW) but the first frame is "
-                    f"{self.size[0]}x{self.size[1]}",
-                )
-            yield name, rgb
+        for index, name in enumerate(self.names):
+            yield name, self.read(index)
 
 
 class VideoFileSource(FrameSource):
