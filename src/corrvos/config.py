@@ -190,7 +190,9 @@ class TrainConfig:
     save_interval: int = 5000
     """Steps between checkpoints (the end of every stage is always saved)."""
     keep_checkpoints: int = 3
-    """How many periodic checkpoints to keep (stage-final ones are always kept)."""
+    """How many periodic checkpoints to keep (stage-final ones are always kept). 0: no resumable checkpoints at
+    all (no periodic ones, stage ends write only ``<stage>_final.pth``; a stopped run still writes one), for short
+    runs where disk matters more than resuming (the demo)."""
     deterministic: bool = False
     """``torch.use_deterministic_algorithms(True)`` (slower on CUDA; needed for bit-exact resume there)."""
 
@@ -289,9 +291,11 @@ def _validate(cfg: TrainConfig, source: str) -> None:
         raise ConfigError(f"{source}: optim.weight_decay must be >= 0, got {optim.weight_decay}")
     if optim.grad_clip is not None and optim.grad_clip <= 0:
         raise ConfigError(f"{source}: optim.grad_clip must be > 0 (or null: no clipping), got {optim.grad_clip}")
-    for name in ("log_interval", "save_interval", "keep_checkpoints"):
+    for name in ("log_interval", "save_interval"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{source}: '{name}' must be positive")
+    if cfg.keep_checkpoints < 0:
+        raise ConfigError(f"{source}: 'keep_checkpoints' must be >= 0 (0: no resumable checkpoints)")
     if cfg.image_interval < 0 or cfg.num_workers < 0 or cfg.optim.max_nonfinite < 1:
         raise ConfigError(f"{source}: image_interval/num_workers must be >= 0 and optim.max_nonfinite >= 1")
 

@@ -83,7 +83,9 @@ class TrainHooks:
         out_dir: run folder (``tb/`` and ``checkpoints/`` are created in it).
         enabled: True on rank 0.
         log_interval, image_interval, save_interval: in steps (global step counter).
-        keep_checkpoints: periodic checkpoints kept (those written by this process; stage ends are kept).
+        keep_checkpoints: periodic checkpoints kept (those written by this process; stage ends are kept); 0 writes
+            no resumable checkpoint except when a run is stopped (SIGINT / SIGTERM / --max-steps): stage ends then
+            leave only the ``<stage>_final.pth`` weights.
         payload: callable returning the checkpoint dict (from the trainer).
         progress: show a tqdm bar.
     """
@@ -124,7 +126,7 @@ class TrainHooks:
         return self.image_interval > 0 and global_step % self.image_interval == 0
 
     def is_save_step(self, global_step: int) -> bool:
-        return global_step % self.save_interval == 0
+        return self.keep > 0 and global_step % self.save_interval == 0
 
     # -- life cycle -----------------------------------------------------------------------------------------
     def _tb(self):
@@ -190,15 +192,17 @@ class TrainHooks:
             return None
         folder = self.out_dir / "checkpoints"
         payload = self.payload()
-        path = save_checkpoint(folder / f"step_{global_step:07d}.pth", payload)
+        # keep_checkpoints 0: no resumable file at stage ends (only <stage>_final.pth; a stop still writes one)
+        path = None if final and self.keep == 0 else save_checkpoint(folder / f"step_{global_step:07d}.pth", payload)
         if final:
             kept = ("arch", "model_args", "single_object", "model", "config", "stage", "step", "global_step")
             weights = {k: payload[k] for k in kept if k in payload}
             head = payload.get("extra", {}).get("proj_head")
             if head is not None:  # L_OCL's trained PROJ (small), for `corrvos visualize matches`
                 weights["extra"] = {"proj_head": head}
-            save_checkpoint(folder / f"{stage}_final.pth", weights)
-        elif path not in self._periodic:
+            final_path = save_checkpoint(folder / f"{stage}_final.pth", weights)
+            path = path or final_path
+        elif self.keep > 0 and path not in self._periodic:
             self._periodic.append(path)
             while len(self._periodic) > self.keep:
                 old = self._periodic.pop(0)

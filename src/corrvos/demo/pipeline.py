@@ -1,0 +1,192 @@
+"""The demo end to end: data, two training runs, segmentation, J&F, figures and an HTML report.
+
+:func:`run_demo` generates a synthetic training set and a held-out evaluation set (textured objects, camera
+motion, occlusions, re-appearances and unannotated distractors that share an object's colour and texture),
+trains the same tiny model twice with the same seed, data and steps (loss mode ``none``: L_SEG only; ``paper``:
+L_SEG + L_PCL + L_OCL), segments the evaluation videos with both through ``corrvos infer``, scores both with the
+DAVIS protocol and draws the supplement's figures (loss curves, correspondence maps, object matches, side-by-side
+results) into ``<out>/figures``, then writes ``<out>/report.html``.
+
+Folder layout (``out``): ``data/{train,eval}``, ``runs/{none,paper}`` (TensorBoard log + ``main_final.pth``,
+no resumable checkpoints), ``results/{none,paper}`` (palette PNGs), ``figures/``, ``report.html``,
+``demo.json`` (settings, scores and timings).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from corrvos.errors import DataError
+from corrvos.utils import atomic_write_text, make_output_dir
+
+__all__ = ["DEMO_MARKER", "DemoResult", "DemoSettings", "ModelScores", "run_demo"]
+
+DEMO_MARKER = "demo.json"
+_OWNED = ("data", "runs", "results", "figures", "baseline", "report.html", DEMO_MARKER)
+MODES = {"none": "L_SEG only", "paper": "L_SEG + L_PCL + L_OCL (paper)"}
+
+
+@dataclass
+class DemoSettings:
+    """What the demo runs. The defaults fit about 8 minutes on 2 CPU cores (measured; see the README)."""
+
+    out: Path = Path("demo_out")
+    arch: str = "stcn"
+    steps: int = 200
+    train_sequences: int = 24
+    train_frames: int = 12
+    eval_sequences: int = 6
+    eval_frames: int = 24
+    size: tuple[int, int] = (80, 96)
+    seed: int = 0
+    workers: int = 2
+    compare_sequences: int = 2
+    progress: bool = True
+
+
+@dataclass
+class ModelScores:
+    """J&F of one model on the evaluation set (fractions)."""
+
+    mode: str
+    global_scores: dict[str, float]
+    per_sequence: dict[str, float]
+    checkpoint: str
+    results: str
+
+
+@dataclass
+class DemoResult:
+    settings: DemoSettings
+    scores: dict[str, ModelScores]
+    figures: dict[str, list[str]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    report: Path | None = None
+
+
+def _prepare_folder(out: Path) -> Path:
+    """Create ``out``, or clear the outputs of an earlier demo there; refuse a folder with other contents."""
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / DEMO_MARKER).is_file() and not (out / "data").is_dir():
+            raise DataError(out, "folder is not empty and holds no earlier demo: choose a new or empty --out")
+        for name in _OWNED:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    return make_output_dir(out)
+
+
+def _sequence_jf(report: Any) -> dict[str, float]:
+    """Per-sequence J&F: the mean over its objects of (J-Mean + F-Mean) / 2, as the official per-object CSV."""
+    per_object = (report.j_stats[:, 0] + report.f_stats[:, 0]) / 2  # [O]
+    groups: dict[str, list[float]] = {}
+    for name, value in zip(report.object_names, per_object.tolist(), strict=True):
+        groups.setdefault(name.rsplit("_", 1)[0], []).append(value)
+    return {seq: float(np.mean(values)) for seq, values in groups.items()}
+
+
+def _train(settings: DemoSettings, mode: str, train_root: Path) -> Path:
+    from corrvos.demo.recipes import demo_train_config
+    from corrvos.training.trainer import Trainer
+
+    run_dir = settings.out / "runs" / mode
+    cfg = demo_train_config(
+        settings.arch, mode, data_root=train_root, out_dir=run_dir, steps=settings.steps, seed=settings.seed
+    )
+    result = Trainer(cfg, progress=settings.progress).run()
+    if not result.finished:
+        raise RuntimeError(f"demo training ({mode}) stopped by {result.stopped_by}")
+    return run_dir / "checkpoints" / "main_final.pth"
+
+
+def _infer(checkpoint: Path, eval_root: Path, out: Path) -> None:
+    from corrvos.cli import main
+
+    argv = ["infer", "--model", str(checkpoint), "--davis-root", str(eval_root), "--set", "val"]
+    if main([*argv, "--out", str(out), "--device", "cpu"]) != 0:
+        raise RuntimeError(f"corrvos infer failed on {checkpoint}")
+
+
+def run_demo(settings: DemoSettings) -> DemoResult:
+    """Run every step of the demo (see the module docstring) and return the scores and files written."""
+    from corrvos.data.synthetic import generate_dataset
+    from corrvos.evaluation import evaluate_davis
+
+    out = _prepare_folder(Path(settings.out))
+    settings.out = out
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    total = 5
+    print(f"[1/{total}] generating the synthetic training and evaluation videos in {out / 'data'}")
+    train_root = generate_dataset(
+        out / "data" / "train",
+        sequences=settings.train_sequences,
+        frames=settings.train_frames,
+        size=settings.size,
+        seed=settings.seed,
+        val_fraction=0.5 / settings.train_sequences,  # one video held out, the rest for training
+        progress=settings.progress,
+    )
+    eval_root = generate_dataset(
+        out / "data" / "eval",
+        sequences=settings.eval_sequences + 1,
+        frames=settings.eval_frames,
+        size=settings.size,
+        seed=settings.seed + 1,  # other videos than the training ones
+        val_fraction=(settings.eval_sequences + 0.25) / (settings.eval_sequences + 1),
+        progress=settings.progress,
+    )
+    seconds["data"] = time.perf_counter() - start
+
+    checkpoints: dict[str, Path] = {}
+    for i, mode in enumerate(MODES):
+        print(f"[2/{total}] training {settings.arch.upper()} ({MODES[mode]}), run {i + 1} of {len(MODES)}")
+        t0 = time.perf_counter()
+        checkpoints[mode] = _train(settings, mode, train_root)
+        seconds[f"train_{mode}"] = time.perf_counter() - t0
+
+    print(f"[3/{total}] segmenting the {settings.eval_sequences} evaluation videos with both models")
+    scores: dict[str, ModelScores] = {}
+    t0 = time.perf_counter()
+    for mode, ckpt in checkpoints.items():
+        _infer(ckpt, eval_root, out / "results" / mode)
+    seconds["infer"] = time.perf_counter() - t0
+
+    print(f"[4/{total}] scoring both with the DAVIS 2017 semi-supervised protocol (corrvos eval)")
+    t0 = time.perf_counter()
+    for mode, ckpt in checkpoints.items():
+        report = evaluate_davis(
+            eval_root, out / "results" / mode, set_name="val", workers=settings.workers, progress=settings.progress
+        )
+        scores[mode] = ModelScores(
+            mode, dict(report.global_scores), _sequence_jf(report), str(ckpt), str(out / "results" / mode)
+        )
+    seconds["eval"] = time.perf_counter() - t0
+
+    print(f"[5/{total}] drawing the figures and writing the report")
+    t0 = time.perf_counter()
+    from corrvos.demo.figures import draw_demo_figures
+    from corrvos.demo.report import write_report
+
+    result = DemoResult(settings=settings, scores=scores, seconds=seconds)
+    result.figures = draw_demo_figures(out, eval_root, checkpoints, scores, settings)
+    seconds["figures"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - start
+    result.report = write_report(out / "report.html", result)
+    record = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+        "scores": {m: asdict(s) for m, s in scores.items()},
+        "figures": result.figures,
+        "seconds": seconds,
+    }
+    atomic_write_text(out / DEMO_MARKER, json.dumps(record, indent=2) + "\n")
+    return result
