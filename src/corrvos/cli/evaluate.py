@@ -25,8 +25,14 @@ recomputed unless --reuse is given; Decay stays correct past 255 evaluated frame
 With --youtube-gt, objects are scored on the annotated frames after their first appearance, and J, F and
 J&F means over objects are written to corrvos_youtube_*.csv (approximate; use the server for final numbers).
 
+With --mose-root or --lvos-root (and --set), each object of the split's videos is scored DAVIS-style on every
+annotated frame after its reference frame (LVOS: up to the end of its meta frame_range); J/F Mean, Recall,
+Decay per object and their means go to corrvos_<mose|lvos>_*-<set>.csv (approximate: MOSE valid and LVOS test
+are scored by their servers; the LVOS toolkit also scores the reference frame). MOSE valid has no ground truth.
+
 example:
   corrvos eval --davis-root data/DAVIS/2017/trainval --set val --results output/davis17-val --workers 4
+  corrvos eval --lvos-root data/LVOS --set valid --results output/lvos-val
 """
 
 
@@ -39,11 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "truth; gives approximate local J/F per object (the server's protocol is not public)",
     )
     parser.add_argument(
+        "--mose-root", default=None, help="instead of --davis-root: a MOSE folder (<set>/JPEGImages, ...)"
+    )
+    parser.add_argument(
+        "--lvos-root", default=None, help="instead of --davis-root: an LVOS v1 folder (<set>/<set>_meta.json, ...)"
+    )
+    parser.add_argument(
         "--set",
         dest="set_name",
-        default="val",
-        choices=["train", "val", "test-dev", "test-challenge"],
-        help="subset to score (default: val)",
+        default=None,
+        help="subset to score: DAVIS train/val/test-dev/test-challenge (default val); MOSE train (default); "
+        "LVOS train/valid (default valid)",
     )
     parser.add_argument(
         "--year",
@@ -134,6 +146,39 @@ def _run_youtube(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from corrvos.evaluation.benchmark import evaluate_sequences
+    from corrvos.evaluation.tables import format_text_table
+
+    if args.mose_root is not None:
+        from corrvos.data.mose import MoseDataset
+
+        benchmark, dataset = "mose", MoseDataset(args.mose_root, split=args.set_name or "train")
+    else:
+        from corrvos.data.lvos import LvosDataset
+
+        benchmark, dataset = "lvos", LvosDataset(args.lvos_root, split=args.set_name or "valid")
+    result = evaluate_sequences(
+        dataset,
+        args.results,
+        benchmark=benchmark,
+        workers=args.workers,
+        output_dir=args.output,
+        progress=not args.quiet,
+    )
+    print(f"---------- {benchmark.upper()} {result.split} results (approximate, local protocol) ----------")
+    print(format_text_table(list(result.global_scores), [list(result.global_scores.values())]))
+    if not args.quiet:
+        rows = [
+            (n, float(j[0]), float(f[0]))
+            for n, j, f in zip(result.object_names, result.j_stats, result.f_stats, strict=True)
+        ]
+        print()
+        print(format_text_table(["Object", "J-Mean", "F-Mean"], rows))
+    print(f"results saved in {result.csv_paths['global']} and {result.csv_paths['per_object']}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
@@ -143,10 +188,14 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     start = time.time()
-    if (args.davis_root is None) == (args.youtube_gt is None):
-        raise ConfigError("give exactly one of --davis-root and --youtube-gt")
+    roots = [args.davis_root, args.youtube_gt, args.mose_root, args.lvos_root]
+    if sum(r is not None for r in roots) != 1:
+        raise ConfigError("give exactly one of --davis-root, --youtube-gt, --mose-root and --lvos-root")
     if args.youtube_gt is not None:
         return _run_youtube(args)
+    if args.mose_root is not None or args.lvos_root is not None:
+        return _run_benchmark(args)
+    args.set_name = args.set_name or "val"
     out_dir = Path(args.output) if args.output else Path(args.results)
     if args.reuse and _reuse(out_dir, args.set_name, args.quiet):
         return 0

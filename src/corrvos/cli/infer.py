@@ -1,9 +1,11 @@
-"""`corrvos infer`: run a checkpoint on a DAVIS or YouTube-VOS split and write the result PNGs.
+"""`corrvos infer`: run a checkpoint on a DAVIS, YouTube-VOS, MOSE or LVOS split and write the result PNGs.
 
-DAVIS layout: ``<out>/<sequence>/<frame id>.png`` (ready for ``corrvos eval``). YouTube-VOS layout:
-``<out>/Annotations/<video>/<frame id>.png`` for the frames to save (ready for ``corrvos pack-youtube``).
+DAVIS layout: ``<out>/<sequence>/<frame id>.png`` (ready for ``corrvos eval``; MOSE and LVOS too). YouTube-VOS
+layout: ``<out>/Annotations/<video>/<frame id>.png`` for the frames to save (ready for ``corrvos pack-youtube``).
 Palette PNGs carry the original object ids. The FPS printed counts the frames the network processed and the time
 spent in ``InferenceCore.step`` and the argmax (file reading and writing excluded), as the official STCN scripts.
+Test-time augmentation (``--flip``, ``--scales``) and ``--save-scores`` go through
+:mod:`corrvos.inference.tta` and :mod:`corrvos.inference.scores`.
 """
 
 from __future__ import annotations
@@ -14,23 +16,30 @@ from typing import Any
 
 from corrvos.cli.engine import add_engine_arguments, check_engine_arguments, engine_config, load_inference_model
 
-HELP = "segment a DAVIS or YouTube-VOS split with a checkpoint (result PNGs + FPS)"
+HELP = "segment a DAVIS, YouTube-VOS, MOSE or LVOS split with a checkpoint (result PNGs + FPS; TTA, scores)"
 DESCRIPTION = """\
-Run semi-supervised video object segmentation on every sequence of a DAVIS or YouTube-VOS split: the reference
-masks of the split are given to the model (DAVIS: frame 0; YouTube-VOS: the frame where each object first
-appears) and the other frames are predicted with the checkpoint's own inference procedure: STCN (top-k memory
-read, a memory frame every --mem-every frames) or XMem (sensory, working and long-term memory; the XMem options
-below). Every option defaults to the official evaluation's value for that model.
+Run semi-supervised video object segmentation on every sequence of a DAVIS, YouTube-VOS, MOSE or LVOS split: the
+reference masks of the split are given to the model (DAVIS, MOSE: frame 0; YouTube-VOS, LVOS: the frame where
+each object first appears) and the other frames are predicted with the checkpoint's own inference procedure:
+STCN (top-k memory read, a memory frame every --mem-every frames) or XMem (sensory, working and long-term
+memory; the XMem options below). Every option defaults to the official evaluation's value for that model.
 
 Outputs are palette PNGs with the original object ids:
-  DAVIS:       <out>/<sequence>/<frame>.png               (score with `corrvos eval --results <out>`)
-  YouTube-VOS: <out>/Annotations/<video>/<frame>.png      (zip with `corrvos pack-youtube`)
-The FPS printed excludes file reading and writing.
+  DAVIS, MOSE, LVOS: <out>/<sequence>/<frame>.png        (score with `corrvos eval --results <out>`)
+  YouTube-VOS:       <out>/Annotations/<video>/<frame>.png (zip with `corrvos pack-youtube`)
+The FPS printed excludes file reading and writing (and counts the frames of every TTA pass).
+
+Test-time augmentation, as XMem's eval.py: --flip adds a second whole-video pass on the mirrored video,
+--scales S1 S2 ... runs one pass per shorter side (each pass's probabilities are resized to the frame size);
+the probabilities of all passes are averaged per frame before the argmax. --save-scores DIR writes each
+sequence's probabilities to DIR/<sequence>/scores.npz for `corrvos merge`.
 
 examples:
   corrvos infer --model stcn.pth --davis-root data/DAVIS/2017/trainval --set val --out output/d17-val
   corrvos infer --model stcn.pth --youtube-root data/YouTube2019 --set valid --all-frames --out output/y19
   corrvos infer --model XMem.pth --davis-root data/DAVIS/2017/trainval --set val --out output/xmem-d17-val
+  corrvos infer --model XMem.pth --davis-root data/DAVIS/2017/trainval --flip --scales 480 600 --out output/tta
+  corrvos infer --model XMem.pth --lvos-root data/LVOS --set valid --mem-every 10 --out output/lvos-val
 """
 
 _log = logging.getLogger(__name__)
@@ -46,12 +55,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--davis-root", help="DAVIS folder with JPEGImages/, Annotations/, ImageSets/")
     src.add_argument("--youtube-root", help="YouTube-VOS folder with <set>/JPEGImages, <set>/meta.json, ...")
+    src.add_argument("--mose-root", help="MOSE folder with <set>/JPEGImages/<video>, <set>/Annotations/<video>")
+    src.add_argument(
+        "--lvos-root", help="LVOS v1 folder with <set>/JPEGImages/<video>, <set>/Annotations, <set>/<set>_meta.json"
+    )
     parser.add_argument(
         "--set",
         dest="set_name",
         default=None,
         help="split: DAVIS train/val/test-dev/test-challenge (default val); "
-        "YouTube-VOS valid/test/train (default valid)",
+        "YouTube-VOS valid/test/train, MOSE train/valid, LVOS train/valid/test (default valid)",
     )
     parser.add_argument("--year", default=None, help="DAVIS 2017 (default) or 2016; YouTube-VOS 2019 (default) or 2018")
     parser.add_argument("--resolution", default="480p", help="DAVIS frame folder: 480p (default) or Full-Resolution")
@@ -86,7 +99,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="resize frames so that their shorter side is SIZE (>= 16) before the network; outputs are "
         "resized back (default: XMem 480 as its eval.py; STCN none for DAVIS, 480 for "
-        "YouTube-VOS; -1 keeps the frame size). As the official evaluations, smaller frames are enlarged",
+        "YouTube-VOS, MOSE and LVOS; -1 keeps the frame size). As the official evaluations, smaller frames are "
+        "enlarged",
+    )
+    tta = parser.add_argument_group("test-time augmentation and scores")
+    tta.add_argument(
+        "--flip", action="store_true", help="add a pass on the mirrored video; average the probabilities (2x time)"
+    )
+    tta.add_argument(
+        "--scales",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SIZE",
+        help="one pass per shorter side SIZE (as --size; -1 = frame size), probabilities averaged at the frame size "
+        "(replaces --size; with --flip, each scale is also run mirrored)",
+    )
+    tta.add_argument(
+        "--save-scores",
+        default=None,
+        metavar="DIR",
+        help="also write each sequence's probabilities to DIR/<sequence>/scores.npz (uint8, see "
+        "corrvos.inference.scores) for `corrvos merge`; DIR follows --out's rules",
     )
     add_engine_arguments(parser)
 
@@ -104,6 +138,15 @@ def _open_dataset(args: argparse.Namespace, family: str) -> tuple[Any, str]:
             args.davis_root, year=args.year or "2017", split=args.set_name or "val", resolution=args.resolution
         )
         return ds, "davis"
+    if args.mose_root is not None or args.lvos_root is not None:
+        from corrvos.data.lvos import LvosDataset
+        from corrvos.data.mose import MoseDataset
+
+        if args.all_frames:
+            raise ConfigError("--all-frames applies to YouTube-VOS only")
+        if args.mose_root is not None:
+            return MoseDataset(args.mose_root, split=args.set_name or "valid"), "mose"
+        return LvosDataset(args.lvos_root, split=args.set_name or "valid"), "lvos"
     from pathlib import Path
 
     from corrvos.data.youtube_vos import YouTubeVOSDataset
@@ -120,10 +163,10 @@ def _open_dataset(args: argparse.Namespace, family: str) -> tuple[Any, str]:
 
 
 def infer_sequence(core: Any, seq: Any, out_dir: Any, *, progress: bool = True) -> tuple[int, float]:
-    """Run ``core`` over one :class:`~corrvos.data.sequence.VideoSequence` and write its result PNGs.
+    """Run ``core`` over one :class:`~corrvos.data.sequence.VideoSequence` and write its result PNGs (streamed).
 
     Frames before the first reference mask are not written (as the official YouTube-VOS script); frames that are
-    neither saved nor needed for memory are skipped without reading.
+    neither saved nor needed for memory are skipped without reading (:func:`corrvos.inference.tta.iter_probabilities`).
 
     Returns:
         (frames processed by the network, seconds spent in ``step`` and the argmax).
@@ -131,50 +174,88 @@ def infer_sequence(core: Any, seq: Any, out_dir: Any, *, progress: bool = True) 
     import time
 
     import torch
-    from tqdm import tqdm
 
     from corrvos.data.io import write_label
+    from corrvos.inference.tta import PassStats, iter_probabilities
 
     sync = torch.cuda.synchronize if core.device.type == "cuda" else (lambda: None)
-    first_mask = min(seq.mask_paths) if seq.mask_paths else len(seq)
-    frames, seconds = 0, 0.0
-    n = len(seq)
-    for t in tqdm(range(n), desc=seq.name, unit="frame", leave=False, disable=not progress):
-        end = t == n - 1
-        has_mask = t in seq.mask_paths
-        save = seq.should_save(t) and t >= first_mask
-        if not has_mask and not save and not core.next_frame_needed(end=end):
-            core.skip_frame()
-            continue
-        image = torch.from_numpy(seq.read_frame(t)).permute(2, 0, 1).float().div(255)  # [3, H, W]
-        mask = torch.from_numpy(seq.read_mask(t).astype("int64")) if has_mask else None
-        # only the objects this mask introduces: DAVIS void (255) is no object, and on a fully annotated split
-        # (YouTube-VOS train) the known objects of this frame must stay predictions
-        objects = seq.objects_at(t) if has_mask else None
-        sync()
+    stats = PassStats()
+    for t, prob in iter_probabilities(core, seq, stats=stats, progress=progress):
         start = time.perf_counter()
-        prob = core.step(image, mask, objects, end=end)
-        label = core.prob_to_mask(prob).to("cpu", torch.uint8).numpy() if save else None
+        label = core.prob_to_mask(prob).to("cpu", torch.uint8).numpy()
         sync()
-        seconds += time.perf_counter() - start
-        frames += 1
-        if label is not None:
-            write_label(out_dir / f"{seq.frame_ids[t]}.png", label)
-    return frames, seconds
+        stats.seconds += time.perf_counter() - start
+        write_label(out_dir / f"{seq.frame_ids[t]}.png", label)
+    return stats.frames, stats.seconds
+
+
+def _run_sequence(
+    model: Any, config: Any, seq: Any, out_dir: Any, passes: list[Any], scores_dir: Any | None
+) -> tuple[int, float]:
+    """One sequence: streamed (one plain pass, no scores) or through :func:`~corrvos.inference.tta.run_passes`."""
+    import time
+
+    import numpy as np
+
+    from corrvos.data.io import write_label
+    from corrvos.inference import InferenceCore
+    from corrvos.inference.scores import SCORES_NAME, ScoreFile, quantize_scores
+    from corrvos.inference.tta import TTAPass, run_passes
+
+    if scores_dir is None and passes == [TTAPass(False, config.internal_size)]:
+        return infer_sequence(InferenceCore(model, config, video_length=len(seq)), seq, out_dir)
+    merged = run_passes(model, config, seq, passes)
+    start = time.perf_counter()
+    labels = [merged.labels(i) for i in range(len(merged.frames))]  # argmax of the mean [H, W] each
+    seconds = merged.stats.seconds + time.perf_counter() - start
+    for t, label in zip(merged.frames, labels, strict=True):
+        write_label(out_dir / f"{seq.frame_ids[t]}.png", label)
+    if scores_dir is not None:
+        ScoreFile(
+            object_ids=merged.object_ids,
+            frame_ids=[seq.frame_ids[t] for t in merged.frames],
+            size=tuple(seq.size),
+            scores=np.stack([quantize_scores(p) for p in merged.probs.numpy()])  # uint8 [T, N+1, H, W]
+            if merged.frames
+            else np.zeros(merged.probs.shape, np.uint8),
+        ).save(scores_dir / SCORES_NAME)
+    return merged.stats.frames, seconds
+
+
+def _check_tta(args: argparse.Namespace) -> None:
+    """ConfigError for a bad --scales value, or --scales with --size (before any slow work)."""
+    from corrvos.errors import ConfigError
+
+    if args.scales is None:
+        return
+    if args.size is not None:
+        raise ConfigError("give either --size or --scales (a pass per size), not both")
+    bad = [s for s in args.scales if s != -1 and s < 16]
+    if bad or len(set(args.scales)) != len(args.scales):
+        raise ConfigError(f"--scales must be distinct shorter sides >= 16 or -1 (the frame size), got {args.scales}")
+
+
+def _tta(args: argparse.Namespace, config: Any) -> list[Any]:
+    """The passes of --flip / --scales: each scale (or the configured size) plain, then mirrored with --flip."""
+    from corrvos.inference.tta import tta_passes
+
+    sizes = [config.internal_size] if args.scales is None else [s if s > 0 else None for s in args.scales]
+    return tta_passes(sizes, flip=args.flip)
 
 
 def run(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
     from pathlib import Path
 
     from tqdm import tqdm
 
     from corrvos.data.sequence import sequence_problems
     from corrvos.errors import ConfigError, DataError
-    from corrvos.inference import InferenceCore
     from corrvos.inference.config import model_family
     from corrvos.inference.outputs import ResultsFolder
 
     check_engine_arguments(args)
+    _check_tta(args)
     model, device = load_inference_model(args)
     dataset, layout = _open_dataset(args, model_family(model))
     names = list(dataset.sequences)
@@ -183,12 +264,20 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise ConfigError(f"--sequences: {unknown} not in the split (it has {len(names)} sequences)")
         names = [s for s in names if s in args.sequences]
-    config = engine_config(args, model, default_size=480 if layout == "youtube" else None)
+    config = engine_config(args, model, default_size=None if layout == "davis" else 480)
+    passes = _tta(args, config)
     out = Path(args.out)
-    results = ResultsFolder(
-        out, _job(args, dataset, layout, config), sequence_root=out / "Annotations" if layout == "youtube" else out
-    )
+    job = _job(args, dataset, layout, config)
+    results = ResultsFolder(out, job, sequence_root=out / "Annotations" if layout == "youtube" else out)
     todo = results.plan(names, skip_done=args.skip_done, overwrite=args.overwrite)
+    scores = None
+    if args.save_scores is not None:
+        scores_top = Path(args.save_scores).resolve()
+        if scores_top in (out.resolve(), *out.resolve().parents) or out.resolve() in scores_top.parents:
+            raise ConfigError(f"--save-scores {args.save_scores} and --out {out} must not contain each other")
+        scores = ResultsFolder(scores_top, {**job, "scores": 1})
+        planned = set(scores.plan(names, skip_done=args.skip_done, overwrite=args.overwrite)) | set(todo)
+        todo = [s for s in names if s in planned]  # a sequence missing from either folder is run again
     if len(todo) < len(names):
         print(f"--skip-done: {len(names) - len(todo)} of {len(names)} sequences already complete in {out}")
 
@@ -209,22 +298,25 @@ def run(args: argparse.Namespace) -> int:
         )
 
     results.begin()  # nothing is written before every check passed
+    if scores is not None:
+        scores.begin()
     total_frames, total_seconds = 0, 0.0
     bar = tqdm(todo, desc=f"infer {layout}", unit="seq")
     for name in bar:
         seq = sequences.pop(name)
-        core = InferenceCore(model, config, video_length=len(seq))
-        with results.sequence(name) as folder:
-            frames, seconds = infer_sequence(core, seq, folder)
+        with results.sequence(name) as folder, scores.sequence(name) if scores else nullcontext() as score_folder:
+            frames, seconds = _run_sequence(model, config, seq, folder, passes, score_folder)
         total_frames += frames
         total_seconds += seconds
         bar.set_postfix(fps=f"{total_frames / max(total_seconds, 1e-9):.2f}")
     fps = total_frames / max(total_seconds, 1e-9)
     print(
         f"Processed {len(todo)} sequences, {total_frames} frames in {total_seconds:.2f} s (I/O excluded): "
-        f"{fps:.2f} FPS on {device}" + (f" with {args.amp} autocast" if args.amp != "none" else "")
+        f"{fps:.2f} FPS on {device}"
+        + (f" with {args.amp} autocast" if args.amp != "none" else "")
+        + (f", {len(passes)} TTA passes per video" if len(passes) > 1 else "")
     )
-    print(f"Results written to {results.root}")
+    print(f"Results written to {results.root}" + (f", scores to {scores.root}" if scores else ""))
     return 0
 
 
@@ -235,7 +327,7 @@ def _job(args: argparse.Namespace, dataset: Any, layout: str, config: Any) -> di
 
     from corrvos.inference.outputs import file_sha256
 
-    return {
+    job = {
         "command": "infer",
         "checkpoint_sha256": file_sha256(args.model) if Path(args.model).is_file() else str(args.model),
         "dataset": str(Path(dataset.root).resolve()),
@@ -247,3 +339,6 @@ def _job(args: argparse.Namespace, dataset: Any, layout: str, config: Any) -> di
         "fold_bn": bool(args.fold_bn),
         "inference": dataclasses.asdict(config),
     }
+    if args.flip or args.scales is not None:  # only then, so that earlier manifests still match
+        job["tta"] = {"flip": bool(args.flip), "scales": args.scales}
+    return job
