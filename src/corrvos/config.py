@@ -75,20 +75,23 @@ class ModelConfig:
 class DatasetSpec:
     """One training source of a stage."""
 
-    kind: Literal["davis", "youtube", "static", "bl30k", "synthetic"] = "davis"
+    kind: Literal["davis", "youtube", "static", "bl30k", "synthetic", "unlabeled"] = "davis"
     root: str = ""
     """Folder of the dataset, relative to ``data_root`` unless absolute. For ``synthetic`` the folder is created
-    (under the run's output folder when empty) and filled by ``corrvos.data.synthetic.generate_dataset``."""
+    (under the run's output folder when empty) and filled by ``corrvos.data.synthetic.generate_dataset``.
+    ``unlabeled``: a folder of videos (frame folders or video files, no masks) whose clips feed only the
+    label-free losses (``data.unlabeled_share`` of every batch); an empty root generates synthetic unlabeled
+    videos (``sequences`` / ``frames`` / ``size``) under the run's folder."""
     repeat: int = 1
     """Oversampling factor (STCN repeats DAVIS 5 times next to YouTube-VOS)."""
     subset: str | None = None
     """Optional text file (relative to ``root``) listing the sequences to keep, one per line."""
     sequences: int = 8
-    """synthetic only: number of generated sequences."""
+    """synthetic (and generated unlabeled) only: number of generated sequences."""
     frames: int = 12
-    """synthetic only: frames per generated sequence."""
+    """synthetic (and generated unlabeled) only: frames per generated sequence."""
     size: list[int] = field(default_factory=lambda: [96, 96])
-    """synthetic only: [H, W] of the generated frames."""
+    """synthetic (and generated unlabeled) only: [H, W] of the generated frames."""
 
 
 @dataclass
@@ -121,6 +124,10 @@ class DataConfig:
     per-frame affine). Static images use STCN's static recipe in both, as XMem does."""
     sampling: Literal["auto", "stcn", "xmem"] = "auto"
     """Frame sampler (``corrvos.data.sampling.sample_frames``): "auto" = STCN's chain for 3 frames, else XMem's."""
+    unlabeled_share: float = 0.0
+    """Fraction of every batch drawn from the stage's ``unlabeled`` datasets (round(share x batch_size) clips,
+    the same number on every process); those clips feed only the label-free losses (L_PCL in paper mode,
+    temp / cross_key in official mode), never L_SEG or L_OCL. 0 when the stage has no unlabeled dataset."""
     finetune_iterations: int = 0
     """The last N iterations of the stage (included in ``iterations``) sample clips without the per-frame affine
     transform: XMem's "finetune" phase (10K in s2 / s3). The max-skip fractions then count over the iterations
@@ -208,6 +215,24 @@ def stage_loss_config(cfg: TrainConfig, stage: StageConfig, source: str = "confi
     return build_dataclass(LossConfig, merged, where=f"stages[{stage.name}].loss", source=source)
 
 
+def _check_unlabeled(stage: StageConfig, where: str) -> None:
+    """Unlabeled sources need a share of the batch in (0, 1) that leaves room for labeled clips, and vice versa."""
+    data = stage.data
+    kinds = [d.kind for d in data.datasets]
+    if "unlabeled" not in kinds:
+        if data.unlabeled_share != 0:
+            raise ConfigError(f"{where}: data.unlabeled_share is {data.unlabeled_share} but no dataset is unlabeled")
+        return
+    if all(k == "unlabeled" for k in kinds):
+        raise ConfigError(f"{where}: every dataset is unlabeled; L_SEG needs at least one labeled dataset")
+    n = round(data.unlabeled_share * stage.batch_size)
+    if not 0 < data.unlabeled_share < 1 or not 1 <= n < stage.batch_size:
+        raise ConfigError(
+            f"{where}: data.unlabeled_share {data.unlabeled_share} of batch_size {stage.batch_size} gives {n} "
+            "unlabeled clips per batch; it must give between 1 and batch_size - 1"
+        )
+
+
 def _validate(cfg: TrainConfig, source: str) -> None:
     if not cfg.stages:
         raise ConfigError(f"{source}: 'stages' must list at least one stage")
@@ -241,6 +266,7 @@ def _validate(cfg: TrainConfig, source: str) -> None:
             raise ConfigError(f"{source}: {where}: data: {exc}") from None
         if not data.datasets:
             raise ConfigError(f"{source}: {where}: data.datasets is empty")
+        _check_unlabeled(stage, f"{source}: {where}")
         for spec in data.datasets:
             if spec.repeat < 1:
                 raise ConfigError(f"{source}: {where}: data.datasets repeat must be >= 1")

@@ -82,6 +82,8 @@ class ClipBatch:
         labels: [B, T, H, W] int64 class map: 0 background, k in 1..N for slot k.
         selector: [B, N] float32, 1 for slots that hold a real object, 0 for padding.
         names: the clip names (sequence ids), length B.
+        labeled: [B] bool, False for clips of unlabeled videos (no masks: only the label-free losses use them);
+            ``None`` means every clip is labeled.
     """
 
     frames: Tensor
@@ -89,6 +91,7 @@ class ClipBatch:
     labels: Tensor
     selector: Tensor
     names: list[str] = field(default_factory=list)
+    labeled: Tensor | None = None
 
     @property
     def batch_size(self) -> int:

@@ -24,6 +24,8 @@ Layouts:
   youtube  train/{JPEGImages,Annotations,meta.json} (frames 0, 5, 10, ..., all annotated),
            valid/{JPEGImages,Annotations,meta.json} (frames 0, 5, 10, ...; a mask only where an object
            first appears) and valid_all_frames/JPEGImages (every frame)
+  unlabeled synth000/00000.jpg, ... frame folders only (no masks, no splits): unlabeled videos for the
+           label-free losses (a `{kind: unlabeled, root: OUT}` training source)
 
 The last round(N * val-fraction) videos (at least one) form the val split, the others the train split.
 The same arguments always give byte-identical files. OUT must be empty, new, or an earlier output of this
@@ -63,7 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="96x160", help="frame size HxW, each side >= 16 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default: %(default)s)")
     parser.add_argument(
-        "--layout", choices=("davis", "youtube"), default="davis", help="dataset layout (default: %(default)s)"
+        "--layout",
+        choices=("davis", "youtube", "unlabeled"),
+        default="davis",
+        help="dataset layout (default: %(default)s); unlabeled: <out>/synthNNN/<frame>.jpg frame folders only",
     )
     parser.add_argument(
         "--val-fraction",

@@ -71,6 +71,8 @@ class ClipItem:
         name: video (or image) name.
         frame_ids: the file stems of the T frames, in clip order.
         object_ids: the original label ids held by slots 1..num_objects.
+        labeled: False for a clip of an unlabeled video (labels all 0, no object; see
+            :mod:`corrvos.data.unlabeled`).
     """
 
     frames: Tensor
@@ -80,6 +82,7 @@ class ClipItem:
     name: str
     frame_ids: tuple[str, ...] = ()
     object_ids: tuple[int, ...] = ()
+    labeled: bool = True
 
 
 def collate_clips(items: Sequence[ClipItem]) -> ClipBatch:
@@ -90,7 +93,7 @@ def collate_clips(items: Sequence[ClipItem]) -> ClipBatch:
 
     Returns:
         ClipBatch with frames [B, T, 3, H, W], masks [B, T, N, H, W] in {0, 1}, labels [B, T, H, W] int64,
-        selector [B, N] and names.
+        selector [B, N], names, and ``labeled`` [B] bool when some item is unlabeled (else None).
     """
     if not items:
         raise ValueError("collate_clips needs at least one item")
@@ -107,7 +110,10 @@ def collate_clips(items: Sequence[ClipItem]) -> ClipBatch:
     masks = (labels.unsqueeze(2) == slots).float()  # [B, T, 1, H, W] vs [1, 1, N, 1, 1] -> [B, T, N, H, W]
     counts = torch.tensor([item.num_objects for item in items]).view(-1, 1)  # [B, 1]
     selector = (torch.arange(n).view(1, n) < counts).float()  # [B, N]
-    return ClipBatch(frames=frames, masks=masks, labels=labels, selector=selector, names=[i.name for i in items])
+    labeled = None if all(i.labeled for i in items) else torch.tensor([i.labeled for i in items])  # [B] bool
+    return ClipBatch(
+        frames=frames, masks=masks, labels=labels, selector=selector, names=[i.name for i in items], labeled=labeled
+    )
 
 
 def set_dataset_epoch(dataset: Dataset, epoch: int, *, max_skip: int | None = None) -> int:

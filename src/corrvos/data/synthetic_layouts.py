@@ -9,6 +9,8 @@ Conventions:
 - a ``corrvos_synthetic.json`` file at the root (written first) records the arguments and the splits; a folder
   holding it may be regenerated in place (its layout folders are deleted first), any other non-empty folder is
   refused; the split lists (ImageSets / meta.json) are written last, so their presence means a complete dataset;
+- unlabeled: ``<name>/00000.jpg, ...`` frame folders only (no masks, no splits): a set of unlabeled videos for
+  the label-free losses (``{kind: unlabeled}`` training sources);
 - YouTube-VOS: the frames of ``train/`` and ``valid/`` are the frames 0, 5, 10, ... of the rendered video, as in the
   real dataset; ``valid/Annotations/<vid>/<frame>.png`` exists only where some object first appears and holds only
   the objects that first appear there; meta.json lists, per object, the sampled frames where it is visible
@@ -34,7 +36,7 @@ __all__ = ["LAYOUTS", "MARKER", "SAMPLE_STEP", "generate_dataset"]
 
 logger = logging.getLogger(__name__)
 
-LAYOUTS = ("davis", "youtube")
+LAYOUTS = ("davis", "youtube", "unlabeled")
 MARKER = "corrvos_synthetic.json"
 SAMPLE_STEP = 5  # YouTube-VOS annotates every 5th frame
 _LAYOUT_DIRS = ("JPEGImages", "Annotations", "ImageSets", "train", "valid", "valid_all_frames")
@@ -72,6 +74,9 @@ def _prepare(out_dir: Path) -> None:
         for name in _LAYOUT_DIRS:
             if (out_dir / name).is_dir():
                 shutil.rmtree(out_dir / name)
+        for folder in out_dir.glob("synth[0-9][0-9][0-9]*"):  # the unlabeled layout's video folders
+            if folder.is_dir():
+                shutil.rmtree(folder)
         (out_dir / MARKER).unlink()
     make_output_dir(out_dir)
 
@@ -81,6 +86,11 @@ def _splits(names: list[str], val_fraction: float) -> tuple[list[str], list[str]
         return list(names), list(names)
     n_val = min(max(1, round(len(names) * val_fraction)), len(names) - 1)
     return names[:-n_val], names[-n_val:]
+
+
+def _write_unlabeled_video(root: Path, name: str, video: SyntheticVideo) -> None:
+    for t in range(video.frames.shape[0]):
+        write_image(root / name / f"{t:05d}.jpg", video.frames[t], quality=JPEG_QUALITY)
 
 
 def _write_davis_video(root: Path, name: str, video: SyntheticVideo) -> None:
@@ -179,9 +189,9 @@ def generate_dataset(
     youtube_meta: dict[str, dict] = {"train": {}, "valid": {}}
     bar = tqdm(names, desc=f"synth ({layout})", unit="video", disable=not progress)
     for name, child in zip(bar, children, strict=True):
-        if layout == "davis":
+        if layout in ("davis", "unlabeled"):
             video = synthesize_video(child, frames, size)
-            _write_davis_video(out_dir, name, video)
+            (_write_davis_video if layout == "davis" else _write_unlabeled_video)(out_dir, name, video)
             continue
         video = synthesize_video(child, frames, size, late_objects=True, sample_step=SAMPLE_STEP, shuffle_ids=True)
         for split, members in (("train", train), ("valid", val)):
@@ -191,7 +201,7 @@ def generate_dataset(
         for year in ("2016", "2017"):
             for split, members in (("train", train), ("val", val)):
                 atomic_write_text(out_dir / "ImageSets" / year / f"{split}.txt", "".join(f"{n}\n" for n in members))
-    else:
+    elif layout == "youtube":
         for split, videos in youtube_meta.items():
             atomic_write_text(out_dir / split / "meta.json", json.dumps({"videos": videos}, indent=1) + "\n")
     logger.debug(

@@ -9,6 +9,11 @@ with the ramp f(step) = 0 before ``start``, (step - start) / (end - start) up to
 parameters (the PROJ head, ``key_proj2``) take part in every backward pass (DDP needs this) and the curves can be
 logged. In "paper" mode a term whose configured weight (alpha or beta) is 0 is switched off entirely.
 
+Unlabeled clips (``ClipBatch.labeled`` False: clips of unlabeled videos) take part only in the label-free terms
+(L_PCL; temp and cross_key): L_SEG and L_OCL are computed on the labeled clips alone. L_OCL needs object boxes,
+which an unlabeled clip does not have; boxes from the model's own predictions would turn it into self-training
+on pseudo-labels, a different method from the paper's, so corrvos does not do it.
+
 Term names: "seg", "pcl", "ocl", "temp", "cross_key". ``LossOutput.terms`` holds the unweighted terms,
 ``LossOutput.weights`` the weights applied at this step. This module imports no training code.
 """
@@ -118,13 +123,17 @@ def _ocl_term(
         raise ValueError("compute_losses: loss.mode 'paper' with ocl_weight > 0 needs proj_head (a ProjectionHead)")
     p = _frame(cfg.ocl_frame_p, t, "ocl_frame_p")
     q = _frame(cfg.ocl_frame_q, t, "ocl_frame_q")
+    labeled = _labeled_index(batch)  # L_OCL needs the objects' boxes: labeled clips only
+    res4 = outputs.res4 if labeled is None else outputs.res4[labeled]  # [B_l, T, 1024, h, w]
+    masks = batch.masks if labeled is None else batch.masks[labeled]  # [B_l, T, N, H, W]
+    selector = batch.selector if labeled is None else batch.selector[labeled]  # [B_l, N]
     ocl = object_coherence_loss(
-        outputs.res4[:, p],
-        outputs.res4[:, q],
-        batch.masks[:, p],
-        batch.masks[:, q],
+        res4[:, p],
+        res4[:, q],
+        masks[:, p],
+        masks[:, q],
         proj_head,
-        selector=batch.selector,
+        selector=selector,
         num_objects=cfg.ocl_num_objects,
         roi_size=cfg.ocl_roi_size,
         sampling_ratio=cfg.ocl_sampling_ratio,
@@ -160,6 +169,15 @@ def _official_terms(
     out.weights["cross_key"] = cfg.cross_key_weight * ramp
 
 
+def _labeled_index(batch: ClipBatch) -> Tensor | None:
+    """Indices [B_l] of the labeled clips, or None when every clip is labeled."""
+    if batch.labeled is None or bool(batch.labeled.all()):
+        return None
+    if not bool(batch.labeled.any()):
+        raise ValueError("compute_losses: a batch needs at least one labeled clip (L_SEG)")
+    return batch.labeled.nonzero().squeeze(1).to(batch.labels.device)
+
+
 def compute_losses(
     outputs: ClipOutputs,
     batch: ClipBatch,
@@ -174,7 +192,8 @@ def compute_losses(
     Args:
         outputs: the clip unroller's ``ClipOutputs`` (logits [B, T-1, N+1, H, W], keys / res4 [B, T, ., h, w],
             and for "official" mode keys2 / view2_keys2 [B, T, CK, h, w] and view2_theta [B, 2, 3]).
-        batch: the ``ClipBatch`` (labels [B, T, H, W], masks [B, T, N, H, W], selector [B, N]).
+        batch: the ``ClipBatch`` (labels [B, T, H, W], masks [B, T, N, H, W], selector [B, N]; ``labeled`` [B]
+            marks the clips L_SEG and L_OCL use).
         cfg: the loss configuration.
         step: training step of the current stage (drives the bootstrap schedule and the ramps).
         proj_head: PROJ of Alg. S2 (``corrvos.models.heads.ProjectionHead``); needed in "paper" mode with L_OCL.
@@ -184,11 +203,15 @@ def compute_losses(
         ``LossOutput``.
     """
     parts: dict[str, Tensor] = {}
+    labeled = _labeled_index(batch)  # L_SEG: labeled clips only
+    logits = outputs.logits if labeled is None else outputs.logits[labeled]  # [B_l, T-1, N+1, H, W]
+    labels = batch.labels if labeled is None else batch.labels[labeled]  # [B_l, T, H, W]
+    selector = batch.selector if labeled is None else batch.selector[labeled]  # [B_l, N]
     seg, frac = segmentation_loss(
-        outputs.logits,
-        batch.labels[:, 1:],
+        logits,
+        labels[:, 1:],
         step=step,
-        selector=batch.selector,
+        selector=selector,
         bootstrap_start=cfg.bootstrap_start,
         bootstrap_end=cfg.bootstrap_end,
         top_p=cfg.bootstrap_top_p,

@@ -33,6 +33,7 @@ from corrvos.training.distributed import DistInfo, barrier
 from corrvos.training.schedules import derive_seed
 
 __all__ = [
+    "MixedDataset",
     "StepBatchSampler",
     "build_stage_dataset",
     "build_stage_loader",
@@ -50,6 +51,8 @@ def resolve_dataset_root(spec: DatasetSpec, cfg: TrainConfig, out_dir: Path) -> 
     """
     if spec.kind == "synthetic" and not spec.root:
         return out_dir / "synthetic_data"
+    if spec.kind == "unlabeled" and not spec.root:
+        return out_dir / "synthetic_unlabeled"
     root = Path(spec.root).expanduser()
     if root.is_absolute():
         return root
@@ -62,18 +65,21 @@ def resolve_dataset_root(spec: DatasetSpec, cfg: TrainConfig, out_dir: Path) -> 
 
 
 def _ensure_synthetic(spec: DatasetSpec, root: Path, seed: int, dist_info: DistInfo) -> None:
-    """Generate the synthetic DAVIS-layout dataset at ``root`` unless it exists (rank 0 writes, others wait)."""
-    if dist_info.is_main and not (root / "ImageSets").is_dir():
+    """Generate the synthetic dataset at ``root`` unless it exists (rank 0 writes, others wait): DAVIS layout for
+    ``synthetic``, frame folders for a generated ``unlabeled`` source (other videos: another seed)."""
+    layout = "unlabeled" if spec.kind == "unlabeled" else "davis"
+    done = (root / "ImageSets").is_dir() if layout == "davis" else len(list(root.glob("synth*"))) >= spec.sequences
+    if dist_info.is_main and not done:
         from corrvos.data.synthetic import generate_dataset
 
-        logger.info("generating the synthetic dataset (%d sequences) in %s", spec.sequences, root)
+        logger.info("generating the synthetic %s dataset (%d sequences) in %s", layout, spec.sequences, root)
         generate_dataset(
             root,
             sequences=spec.sequences,
             frames=spec.frames,
             size=(spec.size[0], spec.size[1]),
-            seed=seed,
-            layout="davis",
+            seed=seed if layout == "davis" else seed + 1,
+            layout=layout,
         )
     barrier(dist_info)
 
@@ -132,6 +138,10 @@ def _one_dataset(spec: DatasetSpec, root: Path, stage: StageConfig, seed: int, *
         from corrvos.data.static import StaticPseudoVideoDataset
 
         return StaticPseudoVideoDataset(root, augment=augment, **common)
+    if spec.kind == "unlabeled":
+        from corrvos.data.unlabeled import UnlabeledClipDataset
+
+        return UnlabeledClipDataset(root, augment=augment, **video, **common)
     raise ConfigError(f"unknown dataset kind {spec.kind!r}")  # pragma: no cover - the config Literal forbids it
 
 
@@ -140,17 +150,30 @@ def build_stage_dataset(
 ) -> Dataset:
     """Concatenate the stage's sources; a source with ``repeat: k`` appears k times with different item seeds.
 
-    ``finetune`` builds the same items without the per-frame affine transform (the fine-tune phase).
+    ``finetune`` builds the same items without the per-frame affine transform (the fine-tune phase). With
+    ``unlabeled`` sources the result is a :class:`MixedDataset`: the labeled items first, then the unlabeled ones.
     """
     parts: list[Dataset] = []
+    unlabeled: list[Dataset] = []
     for i, spec in enumerate(stage.data.datasets):
         root = resolve_dataset_root(spec, cfg, out_dir)
-        if spec.kind == "synthetic":
+        if spec.kind == "synthetic" or (spec.kind == "unlabeled" and not spec.root):
             _ensure_synthetic(spec, root, cfg.seed, dist_info)
         for k in range(spec.repeat):
             seed = derive_seed(cfg.seed, stage.name, "data", i, k) & 0x7FFFFFFF
-            parts.append(_one_dataset(spec, root, stage, seed, finetune=finetune))
+            part = _one_dataset(spec, root, stage, seed, finetune=finetune)
+            (unlabeled if spec.kind == "unlabeled" else parts).append(part)
+    if unlabeled:
+        return MixedDataset(parts, unlabeled)
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+class MixedDataset(ConcatDataset):
+    """The labeled datasets of a stage followed by its unlabeled ones; items ``< num_labeled`` are labeled."""
+
+    def __init__(self, labeled: list[Dataset], unlabeled: list[Dataset]) -> None:
+        super().__init__([*labeled, *unlabeled])
+        self.num_labeled = sum(len(d) for d in labeled)  # type: ignore[arg-type]
 
 
 class _KeyedItems(Dataset):
@@ -190,6 +213,11 @@ class StepBatchSampler:
         start_step: first step to yield (resume).
         finetune_iterations: the last N steps are flagged as the fine-tune phase; the curriculum's fractions then
             count over the ``iterations - N`` steps before it (XMem).
+        num_labeled: items ``0 .. num_labeled - 1`` are labeled, the rest unlabeled (a :class:`MixedDataset`);
+            None: all labeled.
+        unlabeled_share: fraction of every global batch drawn from the unlabeled items: ``round(share x batch)``
+            clips, each process taking the same number of both kinds; the two kinds are permuted separately
+            (one permutation per epoch of each).
     """
 
     def __init__(
@@ -205,10 +233,19 @@ class StepBatchSampler:
         max_skip_fractions: list[float],
         start_step: int = 0,
         finetune_iterations: int = 0,
+        num_labeled: int | None = None,
+        unlabeled_share: float = 0.0,
     ) -> None:
         if global_batch % world_size:
             raise ConfigError(
                 f"batch_size {global_batch} is global and must be divisible by the {world_size} processes"
+            )
+        num_labeled = length if num_labeled is None else num_labeled
+        n_unlabeled = round(unlabeled_share * global_batch) if num_labeled < length else 0
+        if n_unlabeled % world_size:
+            raise ConfigError(
+                f"data.unlabeled_share gives {n_unlabeled} unlabeled clips per batch, which must be divisible by the "
+                f"{world_size} processes (each takes the same share)"
             )
         self.length, self.global_batch = length, global_batch
         self.local_batch = global_batch // world_size
@@ -216,23 +253,34 @@ class StepBatchSampler:
         self.curriculum = SkipCurriculum.from_values(max_skip_values, max_skip_fractions)
         self.start_step = start_step
         self.finetune_start = iterations - finetune_iterations
-        self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+        # (first item, number of items, clips per global batch, permutation seed tag) of each pool
+        self.pools = [(0, num_labeled, global_batch - n_unlabeled, "perm")]
+        if n_unlabeled:
+            self.pools.append((num_labeled, length - num_labeled, n_unlabeled, "perm-unlabeled"))
+        self._perms: dict[str, tuple[int, torch.Tensor]] = {}
 
     def __len__(self) -> int:
         return max(self.iterations - self.start_step, 0)
 
-    def _index(self, position: int) -> tuple[int, int]:
-        epoch = position // self.length
-        if epoch != self._perm_epoch:
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, "perm", epoch))
-            self._perm, self._perm_epoch = torch.randperm(self.length, generator=gen), epoch
-        return int(self._perm[position % self.length]), epoch
+    def _index(self, position: int, pool: int = 0) -> tuple[int, int]:
+        offset, size, _, tag = self.pools[pool]
+        epoch = position // size
+        cached = self._perms.get(tag)
+        if cached is None or cached[0] != epoch:
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, tag, epoch))
+            cached = (epoch, torch.randperm(size, generator=gen))
+            self._perms[tag] = cached
+        return offset + int(cached[1][position % size]), epoch
 
     def keys_for_step(self, step: int) -> list[tuple[int, int, int, bool]]:
         max_skip = self.curriculum.at_step(step, self.finetune_start)
         finetune = step >= self.finetune_start
-        first = step * self.global_batch + self.rank * self.local_batch
-        return [(*self._index(first + j), max_skip, finetune) for j in range(self.local_batch)]
+        keys = []
+        for pool, (_, _, per_batch, _) in enumerate(self.pools):
+            local = per_batch // (self.global_batch // self.local_batch)  # this process's clips of this pool
+            first = step * per_batch + self.rank * local
+            keys += [(*self._index(first + j, pool), max_skip, finetune) for j in range(local)]
+        return keys
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int, bool]]]:
         for step in range(self.start_step, self.iterations):
@@ -265,6 +313,8 @@ def build_stage_loader(
         max_skip_fractions=stage.data.max_skip_fractions,
         start_step=start_step,
         finetune_iterations=stage.data.finetune_iterations,
+        num_labeled=getattr(dataset, "num_labeled", None),
+        unlabeled_share=stage.data.unlabeled_share,
     )
     return DataLoader(
         _KeyedItems(dataset, finetune_dataset),

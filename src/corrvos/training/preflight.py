@@ -28,7 +28,7 @@ URL_TIMEOUT_S = 5.0
 
 def _dataset_problem(spec: DatasetSpec, root: Path) -> str | None:
     """What is missing under ``root`` for a dataset of ``spec.kind`` (None when it looks complete)."""
-    if spec.kind == "synthetic":
+    if spec.kind == "synthetic" or (spec.kind == "unlabeled" and not spec.root):
         return None  # generated on first use
     if not root.is_dir():
         return f"{root}: {spec.kind} dataset folder not found (set data_root / --data-root or fix the stage's root)"
@@ -40,6 +40,13 @@ def _dataset_problem(spec: DatasetSpec, root: Path) -> str | None:
     elif spec.kind == "youtube":
         base = root if (root / "JPEGImages").is_dir() else root / "train"
         required = [base / "JPEGImages", base / "Annotations"]
+    elif spec.kind == "unlabeled":
+        from corrvos.data.unlabeled import find_unlabeled_videos
+
+        try:
+            find_unlabeled_videos(root)
+        except CorrvosError as exc:
+            return str(exc)
     elif spec.kind == "bl30k":
         from corrvos.data.bl30k import find_bl30k_parts
 

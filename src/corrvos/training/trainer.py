@@ -451,7 +451,10 @@ class Trainer:
             self.hooks.save(self.global_step, final=False)
 
     def _step_scalars(self, result: dict[str, Any], batch, finite: bool) -> dict[str, float]:
-        scalars = {"nonfinite": 0.0 if finite else 1.0, "iou": float(clip_iou(result["outputs"].logits, batch.labels))}
+        logits, labels = result["outputs"].logits, batch.labels
+        if batch.labeled is not None:  # unlabeled clips have no ground truth to score
+            logits, labels = logits[batch.labeled], labels[batch.labeled]
+        scalars = {"nonfinite": 0.0 if finite else 1.0, "iou": float(clip_iou(logits, labels))}
         if finite:  # a skipped step's loss would poison the interval means
             scalars["loss"] = float(result["loss"].detach())
             for name, value in result["terms"].items():
