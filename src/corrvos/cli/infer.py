@@ -76,6 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: on for XMem as its eval.py when the folder exists, off for STCN)",
     )
     parser.add_argument("--sequences", nargs="+", default=None, metavar="NAME", help="only these sequences")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--out",
         required=True,
@@ -190,7 +191,7 @@ def infer_sequence(core: Any, seq: Any, out_dir: Any, *, progress: bool = True) 
 
 
 def _run_sequence(
-    model: Any, config: Any, seq: Any, out_dir: Any, passes: list[Any], scores_dir: Any | None
+    model: Any, config: Any, seq: Any, out_dir: Any, passes: list[Any], scores_dir: Any | None, progress: bool = True
 ) -> tuple[int, float]:
     """One sequence: streamed (one plain pass, no scores) or through :func:`~corrvos.inference.tta.run_passes`."""
     import time
@@ -203,8 +204,8 @@ def _run_sequence(
     from corrvos.inference.tta import TTAPass, run_passes
 
     if scores_dir is None and passes == [TTAPass(False, config.internal_size)]:
-        return infer_sequence(InferenceCore(model, config, video_length=len(seq)), seq, out_dir)
-    merged = run_passes(model, config, seq, passes)
+        return infer_sequence(InferenceCore(model, config, video_length=len(seq)), seq, out_dir, progress=progress)
+    merged = run_passes(model, config, seq, passes, progress=progress)
     start = time.perf_counter()
     labels = [merged.labels(i) for i in range(len(merged.frames))]  # argmax of the mean [H, W] each
     seconds = merged.stats.seconds + time.perf_counter() - start
@@ -282,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"--skip-done: {len(names) - len(todo)} of {len(names)} sequences already complete in {out}")
 
     sequences, problems = {}, []  # every sequence checked before the first one runs
-    for name in tqdm(todo, desc="checking inputs", unit="seq", leave=False):
+    for name in tqdm(todo, desc="checking inputs", unit="seq", leave=False, disable=args.no_progress):
         try:
             sequences[name] = dataset.sequence(name)
         except DataError as exc:
@@ -301,11 +302,11 @@ def run(args: argparse.Namespace) -> int:
     if scores is not None:
         scores.begin()
     total_frames, total_seconds = 0, 0.0
-    bar = tqdm(todo, desc=f"infer {layout}", unit="seq")
+    bar = tqdm(todo, desc=f"infer {layout}", unit="seq", disable=args.no_progress)
     for name in bar:
         seq = sequences.pop(name)
         with results.sequence(name) as folder, scores.sequence(name) if scores else nullcontext() as score_folder:
-            frames, seconds = _run_sequence(model, config, seq, folder, passes, score_folder)
+            frames, seconds = _run_sequence(model, config, seq, folder, passes, score_folder, not args.no_progress)
         total_frames += frames
         total_seconds += seconds
         bar.set_postfix(fps=f"{total_frames / max(total_seconds, 1e-9):.2f}")
@@ -326,10 +327,12 @@ def _job(args: argparse.Namespace, dataset: Any, layout: str, config: Any) -> di
     from pathlib import Path
 
     from corrvos.inference.outputs import file_sha256
+    from corrvos.weights import resolve_model_path
 
+    model_file = Path(resolve_model_path(args.model)).expanduser()  # a weight name -> its cached file
     job = {
         "command": "infer",
-        "checkpoint_sha256": file_sha256(args.model) if Path(args.model).is_file() else str(args.model),
+        "checkpoint_sha256": file_sha256(model_file),
         "dataset": str(Path(dataset.root).resolve()),
         "layout": layout,
         "split": getattr(dataset, "split", None),

@@ -64,10 +64,10 @@ ground-truth objects of frames t and tau, their embeddings AvgPool(PROJ(RoIAlign
 similarity matrix and the Hungarian assignment (identities are not used to match). Links are labelled with
 their cosine similarity, green when both boxes carry the same ground-truth id, red otherwise.
 
-PROJ is the trained projection head of L_OCL. The trainer saves it only in its resumable checkpoints
-(checkpoints/step_*.pth of runs whose loss uses L_OCL); for <stage>_final.pth the head is read from the
-step_*.pth of the same step next to it when it exists. Other files (official weights, stage-final weights
-alone, runs without L_OCL) have no head: the raw pooled res4 features are used and a note says so.
+PROJ is the trained projection head of L_OCL. corrvos checkpoints of runs whose loss uses L_OCL hold it
+(checkpoints/step_*.pth and <stage>_final.pth, under extra.proj_head; a <stage>_final.pth written before it was
+kept there borrows it from the step_*.pth of the same step). Other files (official weights, runs without
+L_OCL) have no head: the raw pooled res4 features are used and a note says so.
 Output: OUT/matches_<t id>_<tau id>.png and .json (similarity matrix and pairs).
 """
     + FRAMES_NOTE

@@ -144,7 +144,7 @@ def generate_dataset(
     DAVIS: ``JPEGImages/480p/<seq>/00000.jpg``, ``Annotations/480p/<seq>/00000.png`` (every frame, DAVIS palette),
     ``ImageSets/2017/{train,val}.txt`` and ``ImageSets/2016/{train,val}.txt``. YouTube-VOS: ``train/`` (every 5th
     frame, all annotated, meta.json with categories), ``valid/`` (every 5th frame, annotations only where an object
-    first appears, meta.json) and ``valid_all_frames/JPEGImages`` (every frame). See the README, "Data".
+    first appears, meta.json) and ``valid_all_frames/JPEGImages`` (every frame). See docs/data.md.
 
     Args:
         out_dir: destination; must be empty, absent, or a previous corrvos synthetic dataset (which is replaced).

@@ -35,7 +35,7 @@ MODES = {"none": "L_SEG only", "paper": "L_SEG + L_PCL + L_OCL (paper)"}
 
 @dataclass
 class DemoSettings:
-    """What the demo runs. The defaults fit about 8 minutes on 2 CPU cores (measured; see the README)."""
+    """What the demo runs. The defaults fit about 8 minutes on 2 CPU cores (measured; see docs/visualisation.md)."""
 
     out: Path = Path("demo_out")
     arch: str = "stcn"
@@ -108,11 +108,12 @@ def _train(settings: DemoSettings, mode: str, train_root: Path) -> Path:
     return run_dir / "checkpoints" / "main_final.pth"
 
 
-def _infer(checkpoint: Path, eval_root: Path, out: Path) -> None:
+def _infer(checkpoint: Path, eval_root: Path, out: Path, progress: bool) -> None:
     from corrvos.cli import main
 
     argv = ["infer", "--model", str(checkpoint), "--davis-root", str(eval_root), "--set", "val"]
-    if main([*argv, "--out", str(out), "--device", "cpu"]) != 0:
+    argv += ["--out", str(out), "--device", "cpu"] + ([] if progress else ["--no-progress"])
+    if main(argv) != 0:
         raise RuntimeError(f"corrvos infer failed on {checkpoint}")
 
 
@@ -158,7 +159,7 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     scores: dict[str, ModelScores] = {}
     t0 = time.perf_counter()
     for mode, ckpt in checkpoints.items():
-        _infer(ckpt, eval_root, out / "results" / mode)
+        _infer(ckpt, eval_root, out / "results" / mode, settings.progress)
     seconds["infer"] = time.perf_counter() - t0
 
     print(f"[4/{total}] scoring both with the DAVIS 2017 semi-supervised protocol (corrvos eval)")

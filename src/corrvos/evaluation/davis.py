@@ -11,7 +11,7 @@ and ``evaluation_method.py``; semantics re-expressed, no code copied):
   objects never predicted score as empty predictions;
 - per object: Mean / Recall / Decay of J and F; global values are means over all objects of all sequences.
 
-Deliberate differences (documented in the README, "Evaluation"): every sequence is checked first and all problems
+Deliberate differences (documented in docs/evaluation.md): every sequence is checked first and all problems
 are reported in one :class:`corrvos.errors.DataError` (missing or unreadable prediction, RGB/16-bit PNG, size
 mismatch, predicted id > N, fewer than 3 frames); Decay bins are int64 (``uint8_decay=True`` reproduces the
 official wrap past 255 frames); ``--year 2016`` binarises GT and predictions (label > 0), the usual DAVIS 2016

@@ -1,7 +1,7 @@
 """The DAVIS 2017 submission zip (test-dev / test-challenge on CodaLab; any split).
 
-Layout the DAVIS evaluation server expects (davisvideochallenge/davis2017-evaluation:evaluation_codalab.py; see
-``reference/evaluation.md`` §1.9): the sequence folders directly at the root of the zip, no enclosing folder,
+Layout the DAVIS evaluation server expects (davisvideochallenge/davis2017-evaluation:evaluation_codalab.py): the
+sequence folders directly at the root of the zip, no enclosing folder,
 ``<sequence>/<frame>.png`` for every frame of every sequence of the split (``ImageSets/2017/<set>.txt``), one
 palette PNG per frame of ``JPEGImages/480p/<sequence>`` at that frame's size, object ids 1..N with N the largest
 id of the sequence's first-frame annotation (the server stops at a higher id). hkchengrex/XMem:eval.py zips its

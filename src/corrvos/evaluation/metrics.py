@@ -13,7 +13,7 @@ ac7c43f, ``davis2017/metrics.py`` and ``davis2017/utils.py``), re-expressed here
   rounding. The official code casts the bin bounds to uint8, which wraps from n = 256 evaluated frames;
   :func:`db_statistics` computes them in int64 unless ``uint8_decay=True`` (bit-for-bit compatibility).
 
-Speed-ups that keep every number identical (see the README, "Evaluation"): all objects of a frame come from one
+Speed-ups that keep every number identical (see docs/evaluation.md): all objects of a frame come from one
 pair of uint8 label maps; J uses one joint histogram (:func:`label_confusion`); the ``seg2bmap`` boundaries of
 all objects come from one pass over each label map (:func:`boundary_pixels`); instead of two dense dilations
 per object, the matched boundary pixels are counted on the sparse boundary pixels with the integer row

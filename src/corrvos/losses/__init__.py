@@ -1,7 +1,7 @@
 """Training losses of corrvos: L_SEG, L_PCL and L_OCL (paper mode), ``temp`` and ``cross_key`` (official mode).
 
 Pure functions, one module per loss; ``objective.compute_losses`` combines them into a ``LossOutput`` with named
-terms. Nothing here imports training code. See the README ("Training losses") for the equations and the paper-symbol
+terms. Nothing here imports training code. See docs/training.md for the equations and the paper-symbol
 table of ``LossConfig``.
 
 The names below are imported lazily (on first attribute access), so that ``corrvos.losses.config`` (and with it

@@ -3,7 +3,7 @@
 Each field carries a one-line comment naming the paper symbol it stands for (Zhang et al., CVPR 2023, Eq. 12 and
 Algorithms S1/S2 of the supplementary material) or the constant of the released code
 (wenguanwang/VOS_Correspondence ``model/model.py`` / ``model/losses.py``) it reproduces. Values the paper leaves
-open are marked ``[our choice]``; see the README ("Training losses") for the symbol <-> field table.
+open are marked ``[our choice]``; see docs/training.md for the symbol <-> field table.
 
 Modes:
     ``"none"``: L_SEG only (plain STCN training).

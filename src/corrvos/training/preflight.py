@@ -157,8 +157,18 @@ def check_training_inputs(cfg: TrainConfig, *, resuming: bool, url_ok: Callable[
             "pass --data-root DIR (the folder holding them)"
         )
     init = cfg.model.init_checkpoint
-    if init and not resuming and not Path(init).expanduser().is_file():
-        problems.append(f"{Path(init).expanduser()}: initial weights not found (--init-from / model.init_checkpoint)")
+    if init and not resuming:
+        from corrvos.weights import resolve_model_path
+
+        try:  # a file, or a weight name of `corrvos download` already in the cache
+            found = Path(resolve_model_path(str(init))).expanduser().is_file()
+        except CorrvosError as exc:
+            problems.append(f"{exc} (--init-from / model.init_checkpoint)")
+        else:
+            if not found:
+                problems.append(
+                    f"{Path(init).expanduser()}: initial weights not found (--init-from / model.init_checkpoint)"
+                )
     if not resuming and not init:
         problem = imagenet_weights_problem(cfg.model.pretrained_backbones, url_ok=url_ok)
         if problem is not None:

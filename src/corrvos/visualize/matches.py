@@ -6,10 +6,10 @@ objects of frames t and tau (identities are not used for matching), their embedd
 matrix and the Hungarian assignment (scipy ``linear_sum_assignment`` on -cosine). A pair is *correct* when the
 two boxes carry the same ground-truth id.
 
-PROJ is the checkpoint's trained projection head. The trainer stores it only in its resumable training
-checkpoints (``checkpoints/step_*.pth``, under ``extra["proj_head"]``, for runs whose loss uses L_OCL); the
-stage-final weights (``<stage>_final.pth``) and official files do not hold it. For a ``<stage>_final.pth`` the
-head is taken from the ``step_<global step>.pth`` written next to it when that file still exists. Without a head,
+PROJ is the checkpoint's trained projection head. The trainer stores it in its checkpoints of runs whose loss uses
+L_OCL (``checkpoints/step_*.pth`` and ``<stage>_final.pth``, under ``extra["proj_head"]``); official files do not
+hold it. A ``<stage>_final.pth`` of an older corrvos, written without it, takes it from the
+``step_<global step>.pth`` written next to it when that file still exists. Without a head,
 the embeddings are the raw pooled res4 features (1024-d) and the caller is told so. The raw res4 (``features=
 "res4"``) or the 64-d matching keys (``features="key"``) can also be asked for explicitly.
 """
@@ -194,7 +194,9 @@ def find_projection_head(path: str | Path, *, features: str = "proj") -> HeadSou
     """
     if features not in FEATURES:
         raise ConfigError(f"--features must be one of {', '.join(FEATURES)}, got {features!r}")
-    path = Path(path)
+    from corrvos.weights import resolve_model_path
+
+    path = Path(resolve_model_path(path))  # a weight name of `corrvos download` -> its cached file
     ckpt = read_checkpoint(path)
     roi_size, ratio = _roi_settings(ckpt) if isinstance(ckpt, dict) else _roi_settings({})
     raw = "using the raw pooled res4 features (1024-d) instead"

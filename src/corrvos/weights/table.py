@@ -22,8 +22,8 @@ Checksums: no publisher states a SHA-256 for these files, and none is invented h
 cache file but cannot prove that the first download was the published one. Fill ``sha256`` in once a hash has
 been verified against a trusted copy.
 
-``approx_mb`` is for display only: 4 bytes per parameter of the architecture (parameter counts of
-``reference/checkpoint-keys.md``); it is never checked.
+``approx_mb`` is for display only: 4 bytes per parameter of the architecture (parameter counts of the official
+state_dicts, as :func:`corrvos.models.build_model` reproduces them); it is never checked.
 """
 
 from __future__ import annotations
