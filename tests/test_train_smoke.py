@@ -251,7 +251,7 @@ def test_init_from_an_official_state_dict(synthetic_root: Path, tmp_path: Path):
         Trainer(wrong, out_dir=tmp_path / "run2", init_from=path, progress=False).run(max_steps=0)
 
 
-SHIPPED = ["stcn", "stcn_s012", "stcn_corr_paper", "stcn_corr_official", "synthetic_demo"]
+SHIPPED = ["stcn", "stcn_s012", "stcn_corr_paper", "stcn_corr_official", "synthetic_demo", "unlabeled_synthetic_demo"]
 SHIPPED_XMEM = ["xmem", "xmem_s012", "xmem_corr_paper", "xmem_synthetic_demo"]
 
 
@@ -289,6 +289,9 @@ def test_every_shipped_config_trains_on_synthetic_data(
             max_skip_fractions=[],
             finetune_iterations=min(stage["data"]["finetune_iterations"], 1),
         )
+        if stage["data"]["unlabeled_share"]:  # keep the recipe's unlabeled videos (a few, generated)
+            unlabeled = {"kind": "unlabeled", "sequences": 3, "frames": 6, "size": [64, 64]}
+            stage["data"]["datasets"].append(unlabeled)
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     from corrvos.cli import main as cli_main

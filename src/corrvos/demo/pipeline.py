@@ -112,7 +112,8 @@ def _infer(checkpoint: Path, eval_root: Path, out: Path, progress: bool) -> None
     from corrvos.cli import main
 
     argv = ["infer", "--model", str(checkpoint), "--davis-root", str(eval_root), "--set", "val"]
-    argv += ["--out", str(out), "--device", "cpu"] + ([] if progress else ["--no-progress"])
+    # --size -1: segment at the generated size, as trained (XMem's default would enlarge frames to 480)
+    argv += ["--out", str(out), "--device", "cpu", "--size", "-1"] + ([] if progress else ["--no-progress"])
     if main(argv) != 0:
         raise RuntimeError(f"corrvos infer failed on {checkpoint}")
 

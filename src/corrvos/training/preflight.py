@@ -117,6 +117,26 @@ def _url_reachable(url: str) -> bool:
         return False
 
 
+def _init_weights_problems(cfg: TrainConfig, init: str) -> list[str]:
+    """Multi-object initial weights cannot start a single-object stage (the trainer would refuse them only after
+    building everything; it also checks the architecture, which needs the built network)."""
+    from corrvos.models import load_model
+
+    try:
+        source = load_model(init, widen_single_object_file=False)
+    except CorrvosError as exc:
+        return [str(exc)]
+    problems = []
+    first = cfg.stages[0]
+    if first.single_object and not source.single_object:
+        later = ",".join(s.name for s in cfg.stages if not s.single_object)
+        problems.append(
+            f"{init}: holds a multi-object network, but the first stage {first.name!r} trains a single-object one; "
+            f"run the later stages only (--stages {later or 'NAME'})"
+        )
+    return problems
+
+
 def check_training_inputs(cfg: TrainConfig, *, resuming: bool, url_ok: Callable[[str], bool] | None = None) -> None:
     """Raise one ConfigError listing every problem of ``cfg`` found without building anything.
 
@@ -169,6 +189,8 @@ def check_training_inputs(cfg: TrainConfig, *, resuming: bool, url_ok: Callable[
                 problems.append(
                     f"{Path(init).expanduser()}: initial weights not found (--init-from / model.init_checkpoint)"
                 )
+            else:
+                problems += _init_weights_problems(cfg, str(init))
     if not resuming and not init:
         problem = imagenet_weights_problem(cfg.model.pretrained_backbones, url_ok=url_ok)
         if problem is not None:
