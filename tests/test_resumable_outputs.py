@@ -40,7 +40,7 @@ def _pngs(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.slow
 def test_killed_infer_resumes_with_skip_done_and_scores_the_same(tmp_path: Path, ckpt: Path) -> None:  # noqa: F811
-    root = _davis_root(tmp_path / "DAVIS", seqs=SEQS, frames=30)
+    root = _davis_root(tmp_path / "DAVIS", seqs=SEQS, frames=20)
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert main(_infer_argv(ckpt, root, full)) == 0
 
@@ -151,11 +151,13 @@ def test_segment_mask_in_frame_folder_void_and_no_upsampling(tmp_path: Path, ckp
     assert sorted(p.name for p in (tmp_path / "a" / "masks").iterdir()) == [f"{t:05d}.png" for t in range(4)]
     assert "smaller than --size 480: processed at its own size" in capsys.readouterr().out
 
-    # the default never enlarges the 48x80 video: the same masks as --size -1; --upsample gives --size 480's
+    # the default never enlarges the 48x80 video: the same masks as --size -1; --upsample enlarges it
     assert _segment(ckpt, frames, mask, tmp_path / "b", "--size", "-1") == 0
     assert _pngs(tmp_path / "a") == _pngs(tmp_path / "b")
-    assert _segment(ckpt, frames, mask, tmp_path / "c", "--size", "480", "--upsample") == 0
-    assert _segment(ckpt, frames, mask, tmp_path / "d", "--size", "96", "--upsample") == 0
+    assert _segment(ckpt, frames, mask, tmp_path / "c", "--size", "96", "--upsample") == 0
+    assert _segment(ckpt, frames, mask, tmp_path / "d", "--size", "64", "--upsample") == 0
+    assert _segment(ckpt, frames, mask, tmp_path / "f", "--size", "96") == 0  # asked, but not enlarged
+    assert _pngs(tmp_path / "f") == _pngs(tmp_path / "a")
     assert _pngs(tmp_path / "c") != _pngs(tmp_path / "a") and _pngs(tmp_path / "d") != _pngs(tmp_path / "c")
 
     # 255 is void, as in `infer`: a mask with a void region segments like the mask without it
