@@ -21,7 +21,7 @@ Run the main job of corrvos end to end on generated data, on CPU, with no downlo
   5. draw the supplement's figures (loss curves, correspondence maps, object matches, side-by-side results) and
      write OUT/report.html (opens offline in any browser)
 
-Takes about 8 minutes on 2 CPU cores with the defaults (STCN, 200 steps per run). What it can show: the whole
+Takes about 7 minutes on 2 CPU cores with the defaults (STCN, 150 steps per run). What it can show: the whole
 pipeline and what each figure looks like. What it cannot: the paper's gain - a few hundred steps from random
 weights leave both models far from converged, and their J&F difference is within run-to-run noise.
 
@@ -41,7 +41,7 @@ examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
     parser.add_argument("--arch", default="stcn", choices=["stcn", "xmem"], help="model to train (default: stcn)")
-    parser.add_argument("--steps", type=int, default=200, help="training steps per run (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=150, help="training steps per run (default: %(default)s)")
     parser.add_argument(
         "--sequences", type=int, default=None, help="training videos (default 24; --quick: videos in all, 6)"
     )

@@ -35,11 +35,11 @@ MODES = {"none": "L_SEG only", "paper": "L_SEG + L_PCL + L_OCL (paper)"}
 
 @dataclass
 class DemoSettings:
-    """What the demo runs. The defaults fit about 8 minutes on 2 CPU cores (measured; see docs/visualisation.md)."""
+    """What the demo runs. The defaults take about 7 minutes on 2 CPU cores (measured; see docs/visualisation.md)."""
 
     out: Path = Path("demo_out")
     arch: str = "stcn"
-    steps: int = 200
+    steps: int = 150
     train_sequences: int = 24
     train_frames: int = 12
     eval_sequences: int = 6
