@@ -22,19 +22,6 @@ from test_cli_infer import _davis_root, _scene, _write_mp4
 H, W = 48, 80
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    from corrvos.models.stcn import STCN
-
-    torch.manual_seed(0)
-    model = STCN().eval()
-    with torch.no_grad():
-        model.key_proj.key_proj.weight.mul_(0.05)
-    path = tmp_path_factory.mktemp("ckpt") / "stcn.pth"
-    torch.save(model.state_dict(), path)
-    return path
-
-
 def _video(d: Path) -> tuple[Path, Path]:
     video, mask = d / "clip.mp4", d / "first.png"
     _write_mp4(video, frames=3)

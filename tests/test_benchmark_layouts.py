@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from corrvos.cli import main
@@ -23,19 +22,6 @@ from test_cli_infer import _davis_root, _scene
 LVOS_FRAMES = [f"{5 * t:08d}" for t in range(6)]  # LVOS: 8-digit frame numbers, every 5th frame
 # object 3 is visible on frames 1..3 (meta end 20: frame 4 is past it), object 1 from frame 2 to the end
 LVOS_IDS = {0: (), 1: (3,), 2: (1, 3), 3: (1, 3), 4: (1,), 5: (1,)}
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    from corrvos.models.stcn import STCN
-
-    torch.manual_seed(0)
-    model = STCN().eval()
-    with torch.no_grad():
-        model.key_proj.key_proj.weight.mul_(0.05)
-    path = tmp_path_factory.mktemp("ckpt") / "stcn.pth"
-    torch.save(model.state_dict(), path)
-    return path
 
 
 def _mose_root(root: Path, frames: int = 4) -> Path:

@@ -24,7 +24,6 @@ import pytest
 from corrvos.cli import main
 from corrvos.data.io import read_label, write_image, write_label
 from corrvos.inference.outputs import MANIFEST_NAME, PARTIAL_PREFIX
-from test_bad_inputs import ckpt  # noqa: F401  (fixture)
 from test_cli_infer import _davis_root, _scene
 
 SEQS = ("s1", "s2", "s3", "s4")
@@ -39,7 +38,7 @@ def _pngs(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_killed_infer_resumes_with_skip_done_and_scores_the_same(tmp_path: Path, ckpt: Path) -> None:  # noqa: F811
+def test_killed_infer_resumes_with_skip_done_and_scores_the_same(tmp_path: Path, ckpt: Path) -> None:
     root = _davis_root(tmp_path / "DAVIS", seqs=SEQS, frames=20)
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert main(_infer_argv(ckpt, root, full)) == 0
@@ -82,7 +81,7 @@ def test_killed_infer_resumes_with_skip_done_and_scores_the_same(tmp_path: Path,
 
 def test_infer_refuses_stale_and_foreign_folders_and_overwrite_clears_only_its_own(
     tmp_path: Path,
-    ckpt: Path,  # noqa: F811
+    ckpt: Path,
     capsys,
 ) -> None:
     root = _davis_root(tmp_path / "DAVIS", seqs=("s1", "s2"), frames=3)
@@ -117,7 +116,7 @@ def test_infer_refuses_stale_and_foreign_folders_and_overwrite_clears_only_its_o
     assert sorted(p.name for p in foreign.iterdir()) == ["x.png"]
 
 
-def test_infer_reports_every_broken_sequence_before_running_any(tmp_path: Path, ckpt: Path, capsys) -> None:  # noqa: F811
+def test_infer_reports_every_broken_sequence_before_running_any(tmp_path: Path, ckpt: Path, capsys) -> None:
     root = _davis_root(tmp_path / "DAVIS", seqs=("s1", "s2", "s3"), frames=3)
     (root / "Annotations" / "480p" / "s1" / "00000.png").write_bytes(b"broken")
     write_label(root / "Annotations" / "480p" / "s3" / "00000.png", np.ones((10, 10), np.uint8))  # wrong size
@@ -142,7 +141,7 @@ def _segment(ck: Path, video: Path, mask: Path, out: Path, *extra: str) -> int:
                  "--device", "cpu", "--no-overlay", *extra])  # fmt: skip
 
 
-def test_segment_mask_in_frame_folder_void_and_no_upsampling(tmp_path: Path, ckpt: Path, capsys) -> None:  # noqa: F811
+def test_segment_mask_in_frame_folder_void_and_no_upsampling(tmp_path: Path, ckpt: Path, capsys) -> None:
     frames = _frames_folder(tmp_path / "frames")
     label = _scene(0)[1]
     mask = frames / "mask.png"  # saved beside the frames, same type: not a frame
@@ -173,7 +172,7 @@ def test_segment_mask_in_frame_folder_void_and_no_upsampling(tmp_path: Path, ckp
     assert "objects [1, 2]" in capsys.readouterr().out
 
 
-def test_segment_refuses_earlier_results_unless_overwrite(tmp_path: Path, ckpt: Path, capsys) -> None:  # noqa: F811
+def test_segment_refuses_earlier_results_unless_overwrite(tmp_path: Path, ckpt: Path, capsys) -> None:
     frames = _frames_folder(tmp_path / "frames", frames=3)
     mask = tmp_path / "m.png"
     write_label(mask, _scene(0)[1])

@@ -22,7 +22,6 @@ from corrvos.data.mask_formats import ColourMap, read_mask_any
 from corrvos.errors import DataError
 from corrvos.inference import InferenceCore
 from corrvos.inference.outputs import MANIFEST_NAME
-from test_bad_inputs import ckpt  # noqa: F401  (fixture)
 from test_cli_infer import _scene, _write_mp4
 
 TOP, LOW = (0, 200, 0), (200, 0, 0)  # colours of object 1 (upper box) and object 2 (lower box) in RGB masks
@@ -52,7 +51,7 @@ def _rgb_mask(label: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def test_mask_on_a_later_frame_adds_an_object_and_a_known_id_is_corrected(tmp_path: Path, ckpt: Path) -> None:  # noqa: F811
+def test_mask_on_a_later_frame_adds_an_object_and_a_known_id_is_corrected(tmp_path: Path, ckpt: Path) -> None:
     frames = _folder(tmp_path / "frames", 5)
     masks = tmp_path / "masks"
     first, later = _scene(0)[1], _scene(2)[1]
@@ -86,7 +85,7 @@ def test_mask_on_a_later_frame_adds_an_object_and_a_known_id_is_corrected(tmp_pa
         assert np.array_equal(got[f"{t:05d}"], core.prob_to_mask(prob).numpy()), t
 
 
-def test_backward_propagation_equals_forward_on_the_reversed_video(tmp_path: Path, ckpt: Path) -> None:  # noqa: F811
+def test_backward_propagation_equals_forward_on_the_reversed_video(tmp_path: Path, ckpt: Path) -> None:
     frames = _folder(tmp_path / "frames", 5)
     reversed_frames = tmp_path / "reversed"
     reversed_frames.mkdir()
@@ -120,7 +119,7 @@ def test_backward_propagation_equals_forward_on_the_reversed_video(tmp_path: Pat
     assert not list(a.glob(".*"))
 
 
-def test_frame_range_and_stride_output_exactly_those_frames(tmp_path: Path, ckpt: Path, capsys) -> None:  # noqa: F811
+def test_frame_range_and_stride_output_exactly_those_frames(tmp_path: Path, ckpt: Path, capsys) -> None:
     frames = _folder(tmp_path / "frames", 7)
     mask = tmp_path / "m.png"
     write_label(mask, _scene(1)[1])
@@ -154,7 +153,7 @@ def test_frame_range_and_stride_output_exactly_those_frames(tmp_path: Path, ckpt
     assert count == 3
 
 
-def test_colour_masks_round_trip(tmp_path: Path, ckpt: Path, capsys) -> None:  # noqa: F811
+def test_colour_masks_round_trip(tmp_path: Path, ckpt: Path, capsys) -> None:
     frames = _folder(tmp_path / "frames", 4)
     label = _scene(0)[1]
     rgb_mask, pal_mask = tmp_path / "rgb.png", tmp_path / "pal.png"
@@ -191,7 +190,7 @@ def test_colour_masks_round_trip(tmp_path: Path, ckpt: Path, capsys) -> None:  #
     assert "#c80000" in err and str(rgb_mask) in err and not (tmp_path / "x").exists()
 
 
-def test_per_object_binary_masks_equal_the_label_map(tmp_path: Path, ckpt: Path) -> None:  # noqa: F811
+def test_per_object_binary_masks_equal_the_label_map(tmp_path: Path, ckpt: Path) -> None:
     frames = _folder(tmp_path / "frames", 4)
     label = _scene(0)[1]
     per_object = tmp_path / "objects"
@@ -246,7 +245,7 @@ def _videos(root: Path) -> tuple[Path, Path]:
     return videos, masks
 
 
-def test_videos_folder_with_skip_done(tmp_path: Path, ckpt: Path, capsys) -> None:  # noqa: F811
+def test_videos_folder_with_skip_done(tmp_path: Path, ckpt: Path, capsys) -> None:
     videos, masks = _videos(tmp_path)
     out = tmp_path / "out"
     argv = ("--videos", str(videos), "--masks", str(masks))
@@ -277,7 +276,7 @@ def test_videos_folder_with_skip_done(tmp_path: Path, ckpt: Path, capsys) -> Non
     assert "another run" in capsys.readouterr().err
 
 
-def test_videos_folder_reports_every_problem_before_running(tmp_path: Path, ckpt: Path, capsys) -> None:  # noqa: F811
+def test_videos_folder_reports_every_problem_before_running(tmp_path: Path, ckpt: Path, capsys) -> None:
     videos, masks = _videos(tmp_path)
     (masks / "a.png").unlink()  # a.mp4 has no mask
     write_label(masks / "b" / "00000.png", np.ones((10, 10), np.uint8))  # wrong size

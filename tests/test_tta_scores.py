@@ -23,19 +23,6 @@ from test_cli_infer import _davis_root, _scene
 FRAMES = 4
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    from corrvos.models.stcn import STCN
-
-    torch.manual_seed(0)
-    model = STCN().eval()
-    with torch.no_grad():
-        model.key_proj.key_proj.weight.mul_(0.05)
-    path = tmp_path_factory.mktemp("ckpt") / "stcn.pth"
-    torch.save(model.state_dict(), path)
-    return path
-
-
 def _passes(ckpt: Path, root: Path, *, flip: bool, size: int | None = None) -> list[torch.Tensor]:
     """[N+1, H, W] probabilities of every frame of sequence aaa from one independent InferenceCore pass."""
     from corrvos.models import load_model
