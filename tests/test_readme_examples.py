@@ -26,6 +26,8 @@ import numpy as np
 import pytest
 import torch
 
+from test_models import _torchvision_state  # a torchvision-format ResNet state_dict
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
@@ -88,37 +90,6 @@ def test_every_python_block_is_collected() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ resources
-def _torchvision_resnet(depth: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """A torchvision-format ResNet state_dict written from the architecture spec (random values)."""
-    bottleneck = depth == 50
-    blocks_per_layer = [3, 4, 6, 3] if bottleneck else [2, 2, 2, 2]
-    expansion = 4 if bottleneck else 1
-    shapes: dict[str, tuple[int, ...]] = {"conv1.weight": (64, 3, 7, 7)}
-
-    def bn(name: str, c: int) -> None:
-        for s in ("weight", "bias", "running_mean", "running_var"):
-            shapes[f"{name}.{s}"] = (c,)
-
-    bn("bn1", 64)
-    inp = 64
-    for li, (n, planes) in enumerate(zip(blocks_per_layer, [64, 128, 256, 512], strict=True), start=1):
-        for bi in range(n):
-            p = f"layer{li}.{bi}"
-            if bottleneck:
-                convs = [(inp, planes, 1), (planes, planes, 3), (planes, planes * 4, 1)]
-            else:
-                convs = [(inp, planes, 3), (planes, planes, 3)]
-            for ci, (cin, cout, k) in enumerate(convs, start=1):
-                shapes[f"{p}.conv{ci}.weight"] = (cout, cin, k, k)
-                bn(f"{p}.bn{ci}", cout)
-            if bi == 0 and (li > 1 or inp != planes * expansion):
-                shapes[f"{p}.downsample.0.weight"] = (planes * expansion, inp, 1, 1)
-                bn(f"{p}.downsample.1", planes * expansion)
-            inp = planes * expansion
-    shapes["fc.weight"], shapes["fc.bias"] = (1000, 512 * expansion), (1000,)
-    return {k: torch.rand(s, generator=generator) + 0.5 for k, s in shapes.items()}
-
-
 class Resources:
     """What the examples may need, each built once per test session on first use (in a shared folder)."""
 
@@ -158,8 +129,8 @@ class Resources:
         def make(path: Path) -> None:
             path.mkdir()
             g = torch.Generator().manual_seed(8)
-            torch.save(_torchvision_resnet(50, g), path / "resnet50-0676ba61.pth")
-            torch.save(_torchvision_resnet(18, g), path / "resnet18-f37072fd.pth")
+            torch.save(_torchvision_state(50, g), path / "resnet50-0676ba61.pth")
+            torch.save(_torchvision_state(18, g), path / "resnet18-f37072fd.pth")
 
         return self._once("imagenet", make)
 
