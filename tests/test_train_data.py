@@ -329,9 +329,34 @@ def test_retry_until_the_first_frame_shows_an_object(tmp_path: Path):
         item = ds[0]
         assert item.labels[0].max() == 1 and int(item.frame_ids[0]) >= 7
     write_video(images, masks, "void", 5, objects=1, empty_until=10)
-    with pytest.raises(DataError, match="no object visible") as err:
+    with pytest.raises(DataError, match=r"no object visible.*empty annotations") as err:
         VOSClipDataset(images, masks, augment=_no_aug(), subset=["void"], max_attempts=3)[0]
     assert err.value.path == images / "void"
+
+
+def test_crops_that_miss_every_object_are_redrawn_and_named_in_the_error(tmp_path: Path):
+    # A 3x3 object in the corner of 48x64 frames: a 16 px RandomResizedCrop misses it in most draws.
+    images, masks = tmp_path / "img", tmp_path / "ann"
+    rng = np.random.default_rng(0)
+    label = np.zeros((48, 64), np.uint8)
+    label[44:47, 60:63] = 1
+    for t in range(6):
+        write_image(images / "corner" / f"{t:05d}.png", rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+        write_label(masks / "corner" / f"{t:05d}.png", label)
+    aug = ClipAugmentConfig.stcn_video(16)
+    redrawn = VOSClipDataset(images, masks, augment=aug, max_attempts=200)
+    single = VOSClipDataset(images, masks, augment=aug, max_attempts=1)
+    failures = 0
+    for epoch in range(6):
+        redrawn.set_epoch(epoch)
+        single.set_epoch(epoch)
+        assert redrawn[0].labels[0].max() == 1  # the object is in the first frame of every returned clip
+        try:
+            single[0]
+        except DataError as err:
+            failures += 1
+            assert "cropped out" in str(err) and "empty annotations" not in str(err)
+    assert failures >= 1  # the redraws above were needed
 
 
 def test_bad_inputs_raise_data_errors(tmp_path: Path):

@@ -181,7 +181,9 @@ class VOSClipDataset(Dataset):
         augment: the augmentation recipe (default: STCN's video recipe at 384 x 384).
         sampling: frame sampler, "auto" / "stcn" / "xmem" (see :func:`corrvos.data.sampling.sample_frames`).
         reverse_prob: probability of reversing time.
-        max_attempts: clips drawn before giving up on a video whose first frame shows no object.
+        max_attempts: clips drawn before giving up on a video whose first frame shows no object (20: at small
+            frame sizes a crop misses every object of a clip's first frame a few percent of the time, so 5 draws
+            was not enough to never fail in a long run; a failed draw costs one PNG read or one augmentation).
         object_filter: optional rule that drops candidate objects (BL30K's size filter).
         short_videos: "error" (default) raises DataError for a video with fewer than T annotated frames,
             "skip" leaves it out with a warning.
@@ -206,7 +208,7 @@ class VOSClipDataset(Dataset):
         augment: ClipAugmentConfig | None = None,
         sampling: str = "auto",
         reverse_prob: float = 0.5,
-        max_attempts: int = 5,
+        max_attempts: int = 20,
         object_filter: ObjectFilter | None = None,
         short_videos: str = "error",
         seed: int = 0,
@@ -317,6 +319,7 @@ class VOSClipDataset(Dataset):
     def __getitem__(self, index: int) -> ClipItem:
         video = self.videos[index]
         max_skip = effective_max_skip(self.max_skip, self.skip_divisor)
+        cropped_out = 0  # draws whose first frame had an object before augmentation, none after
         for attempt in range(self.max_attempts):
             rng = item_rng(self.seed, self.epoch, index, attempt)
             order = sample_frames(
@@ -338,6 +341,7 @@ class VOSClipDataset(Dataset):
             if self.object_filter is not None and candidates:
                 candidates = self.object_filter(out_labels, candidates)
             if not candidates:
+                cropped_out += 1
                 continue
             chosen = select_objects(candidates, self.max_objects, rng)
             slots = np.zeros(out_labels.shape, dtype=np.int64)  # [T, H, W]
@@ -352,10 +356,17 @@ class VOSClipDataset(Dataset):
                 frame_ids=tuple(video.images[i].stem for i in order),
                 object_ids=tuple(chosen),
             )
+        if cropped_out:
+            why = (
+                f"{cropped_out} of them had objects that the augmentation cropped out or the object filter dropped "
+                "(objects too small or at the border for the crop size?)"
+            )
+        else:
+            why = "their first-frame annotations were empty (empty annotations?)"
         raise DataError(
             video.image_dir,
-            f"no object visible in the first frame of {self.max_attempts} sampled "
-            f"clips of video {video.name!r} (empty annotations?)",
+            f"no object visible in the first frame of {self.max_attempts} sampled clips of video {video.name!r}: "
+            + why,
         )
 
 

@@ -113,7 +113,7 @@ class StaticPseudoVideoDataset(Dataset):
         num_frames: int = 3,
         max_objects: int = 1,
         augment: ClipAugmentConfig | None = None,
-        max_attempts: int = 5,
+        max_attempts: int = 20,
         seed: int = 0,
     ) -> None:
         roots = [Path(roots)] if isinstance(roots, (str, PathLike)) else [Path(r) for r in roots]
