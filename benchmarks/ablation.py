@@ -21,14 +21,15 @@ labeled clips per step are the same in every row.
 
 A copy-the-first-frame row (no network) is scored on the same set as the trivial lower bound.
 
-Profiles (``--steps``, ``--seeds``, ``--parallel``, ``--threads`` override them); the run times are estimates from
-steps measured on the 2-core development machine when quiet (two 1-thread workers: STCN 2.3 s/step, XMem 7.5 s/step,
-25-30 s to segment the held-out set, ~10 s to start):
+Profiles (``--steps``, ``--seeds``, ``--parallel``, ``--threads`` override them); times measured from a fresh clone
+on the 2-core development machine when quiet (two 1-thread workers: STCN 1.3-1.5 s/step at batch 4, 2.3 s/step at
+batch 8; XMem 3.9 s/step at batch 2; 15-20 s to segment the held-out set):
 
 - ``smoke``: seconds (about 16 s); 2 steps, 1 seed, ``none`` and ``paper`` (the test);
 - ``cpu``: two workers of 1 thread (faster than 2 threads each on a shared 2-core machine); 24 training videos,
-  8 held-out stress videos of 20 frames; STCN 3 seeds x 5 variants x 100 steps (batch 4): about 36 minutes; XMem
-  (``--arch xmem``) 3 x 5 x 30 steps (batch 2): about 35 minutes; both archs together exceed 45 minutes;
+  8 held-out stress videos of 20 frames; STCN 3 seeds x 5 variants x 100 steps (batch 4): 21 minutes; the semi
+  study (3 x 3 x 100 steps): 15 minutes; XMem (``--arch xmem``) 3 x 5 x 30 steps (batch 2): XMEM_MIN minutes. Each
+  arch runs on its own within 45 minutes; both in one call would not;
 - ``gpu``: one H200, five workers of 1 thread, 1 loader worker each; 48 training videos, 16 stress videos of 30
   frames; STCN 5 seeds x 5 variants x 500 steps at batch 8, XMem 250 steps at batch 4. Unmeasured: about 6 minutes
   per arch if a step takes <= 100 ms with five workers sharing the GPU (the H200 takes 118 ms for an fp32 STCN step
@@ -62,7 +63,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ablation_data import make_eval_set, make_train_set, make_unlabeled_set
+from ablation_data import (
+    empty_after_first_frame,
+    foreground_ratio,
+    make_eval_set,
+    make_train_set,
+    make_unlabeled_set,
+)
 from ablation_report import format_table, plot_summary
 from ablation_runs import SEMI_VARIANTS, VARIANTS, run_jobs
 from ablation_stats import paired_differences, subset_scores, summarize
@@ -173,9 +180,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--parallel", type=int, default=None, help="worker processes at a time")
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker")
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
-    p.add_argument("--work", type=Path, default=None, help="run folder (default runs/ablation_<study>_<profile>)")
+    p.add_argument(
+        "--work", type=Path, default=None, help="run folder (default runs/ablation_<study>_<profile>[_<archs>])"
+    )
     p.add_argument("--json", type=Path, default=None, help="output JSON (the PNG is written next to it)")
-    p.add_argument("--keep-checkpoints", action="store_true")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's final checkpoint")
+    p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="do not train: score the results of an earlier run of the same command in --work again (its run.json "
+        "timings are kept); for scores added after the runs were made",
+    )
     return p.parse_args(argv)
 
 
@@ -236,7 +251,22 @@ def _score_run(results: Path, eval_set: Any) -> dict[str, Any]:
         "per_sequence_jf": per_seq,
         "crossing": crossing,
         "non_crossing": other,
+        "visible": subset_scores(report.sequences, eval_set.visible),
+        "foreground_ratio": foreground_ratio(eval_set.root, eval_set.names, results),
     }
+
+
+def _earlier_record(job: dict[str, Any]) -> dict[str, Any]:
+    """The ``run.json`` of an earlier run of ``job`` (``--rescore``), checked to be the same run."""
+    run_dir = Path(job["run_dir"])
+    run_json, job_json = run_dir / "run.json", run_dir / "job.json"
+    if not run_json.is_file() or not job_json.is_file():
+        raise SystemExit(f"--rescore: {run_dir} holds no finished run (run.json and job.json)")
+    earlier = json.loads(job_json.read_text())
+    changed = [k for k, v in job.items() if earlier.get(k) != v]
+    if changed:
+        raise SystemExit(f"--rescore: {job_json} was another run (differs in {changed}); run without --rescore")
+    return json.loads(run_json.read_text())
 
 
 def _summarize(runs: list[dict[str, Any]], variants: list[str], baseline: str, resamples: int) -> dict[str, Any]:
@@ -251,15 +281,20 @@ def _summarize(runs: list[dict[str, Any]], variants: list[str], baseline: str, r
             base_jf = {s: r["scores"]["jf"] for s, r in by[baseline].items()}
             base_cross = {s: r["scores"]["crossing"]["JF"] for s, r in by[baseline].items()}
             base_cross = {s: v for s, v in base_cross.items() if v is not None}
+            visible = {s: r["scores"]["visible"]["JF"] for s, r in by[v].items()}
+            base_visible = {s: r["scores"]["visible"]["JF"] for s, r in by[baseline].items()}
             rows[v] = {
                 "label": (VARIANTS | SEMI_VARIANTS)[v].label,
                 "jf": summarize([jf[s] for s in sorted(jf)]),
                 "crossing_jf": summarize([cross[s] for s in sorted(cross)]),
+                "visible_jf": summarize([visible[s] for s in sorted(visible)]),
+                "foreground_ratio": summarize([by[v][s]["scores"]["foreground_ratio"] for s in sorted(by[v])]),
                 "seconds_per_step": float(np.mean([r["seconds"]["seconds_per_step"] for r in by[v].values()])),
             }
             if v != baseline:
                 rows[v]["diff_jf"] = paired_differences(jf, base_jf, resamples=resamples)
                 rows[v]["diff_crossing_jf"] = paired_differences(cross, base_cross, resamples=resamples)
+                rows[v]["diff_visible_jf"] = paired_differences(visible, base_visible, resamples=resamples)
         summary[arch] = rows
     return summary
 
@@ -287,14 +322,17 @@ def main(argv: list[str] | None = None) -> int:
     steps = {a: args.steps if args.steps is not None else prof.steps[a] for a in args.arch}
     parallel = args.parallel or prof.parallel
     threads = args.threads or prof.threads
-    work = args.work or REPO / "runs" / f"ablation_{args.study}_{args.profile}"
+    archs = "" if args.arch == ["stcn"] else "_" + "_".join(args.arch)
+    work = args.work or REPO / "runs" / f"ablation_{args.study}_{args.profile}{archs}"
     out_json = args.json or _default_json(args)
     marker = work / "ablation_work.txt"
     if work.is_dir() and any(work.iterdir()) and not marker.is_file():
         raise SystemExit(f"{work}: not empty and not an earlier ablation folder; choose a new or empty --work")
     work.mkdir(parents=True, exist_ok=True)
+    if args.rescore and not (work / "runs").is_dir():
+        raise SystemExit(f"--rescore: {work / 'runs'} does not exist; run the same command without --rescore first")
     marker.write_text("written by benchmarks/ablation.py; its data/ and runs/ are replaced by the next run\n")
-    if (work / "runs").is_dir():
+    if (work / "runs").is_dir() and not args.rescore:
         shutil.rmtree(work / "runs")
     seconds: dict[str, float] = {}
     t_start = time.perf_counter()
@@ -325,9 +363,13 @@ def main(argv: list[str] | None = None) -> int:
                         "keep_checkpoint": args.keep_checkpoints,
                     }
                 )
-    print(f"[2/4] {len(jobs)} runs ({parallel} at a time, {threads} thread(s) each), steps {steps}")
     t0 = time.perf_counter()
-    records = run_jobs(jobs, parallel=parallel, threads=threads)
+    if args.rescore:
+        print(f"[2/4] {len(jobs)} earlier runs in {work / 'runs'} (--rescore: not trained again)")
+        records = [_earlier_record(job) for job in jobs]
+    else:
+        print(f"[2/4] {len(jobs)} runs ({parallel} at a time, {threads} thread(s) each), steps {steps}")
+        records = run_jobs(jobs, parallel=parallel, threads=threads)
     seconds["runs"] = time.perf_counter() - t0
 
     print("[3/4] scoring (DAVIS 2017 semi-supervised protocol, and the crossing frames)")
@@ -342,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     from corrvos.inference.baseline import copy_first_frame
 
     copied = copy_first_frame(eval_set.root, work / "runs" / "copy_first_frame", progress=False)
-    reference = _score_run(copied, eval_set)  # the trivial lower bound: every frame is the first-frame mask
+    empty = empty_after_first_frame(eval_set.root, eval_set.names, work / "runs" / "empty")
+    # the trivial floors: every frame is the first-frame mask; no object on any later frame
+    references = {"copy_first_frame": _score_run(copied, eval_set), "empty": _score_run(empty, eval_set)}
     seconds["scoring"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
 
@@ -374,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         "data": data_info,
         "eval": data_info["eval"],
         "runs": runs,
-        "reference": {"copy_first_frame": reference},
+        "rescored": args.rescore,
+        "reference": references,
         "summary": _summarize(runs, variants, baseline, args.resamples),
         "seconds": seconds,
         "environment": {

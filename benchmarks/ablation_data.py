@@ -32,7 +32,17 @@ from corrvos.data.synthetic import SyntheticVideo, generate_dataset, synthesize_
 from corrvos.data.synthetic_render import render_scene
 from corrvos.utils import atomic_write_text
 
-__all__ = ["EvalSet", "make_eval_set", "regenerate_video", "sprite_silhouettes", "verify_labels", "video_crossings"]
+__all__ = [
+    "EvalSet",
+    "empty_after_first_frame",
+    "foreground_ratio",
+    "make_eval_set",
+    "regenerate_video",
+    "sprite_silhouettes",
+    "verify_labels",
+    "video_crossings",
+    "visible_cells",
+]
 
 
 @dataclass
@@ -43,6 +53,8 @@ class EvalSet:
         root: DAVIS-layout folder.
         names: evaluated videos (the ``val`` list).
         crossing: name -> bool [K, T-2], crossing cells of objects 1..K on the evaluated frames 1..T-2.
+        visible: name -> bool [K, T-2], cells where object k is visible in the ground truth (area > 0); an empty
+            prediction scores J = F = 1 on the other cells, so scores over these cells are not inflated by them.
         stats: name -> per-video counts (crossing cells, occlusions, re-appearances, ...).
         candidates: videos synthesised to find them.
     """
@@ -50,6 +62,7 @@ class EvalSet:
     root: Path
     names: list[str]
     crossing: dict[str, np.ndarray]
+    visible: dict[str, np.ndarray] = field(default_factory=dict)
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     candidates: int = 0
 
@@ -77,6 +90,12 @@ def video_crossings(video: SyntheticVideo, *, radius: int = 2) -> np.ndarray:
     objects = np.stack([silhouettes[int(np.flatnonzero(lut == k)[0])] for k in ids])  # [K, T, H, W]
     distractors = [i for i, obj in enumerate(video.scene.objects) if obj.role == "distractor"]
     return crossing_frames(objects, silhouettes[distractors], radius=radius)
+
+
+def visible_cells(video: SyntheticVideo) -> np.ndarray:
+    """bool [K, T]: where annotated object k + 1 has at least one pixel in the ground truth."""
+    labels = video.labels  # [T, H, W]
+    return np.stack([(labels == k).reshape(labels.shape[0], -1).any(axis=1) for k in sorted(video.first_frame)])
 
 
 def _video_stats(video: SyntheticVideo, crossing: np.ndarray) -> dict[str, Any]:
@@ -128,6 +147,7 @@ def make_eval_set(
     limit = max_candidates if max_candidates is not None else 10 * sequences
     names: list[str] = []
     crossing: dict[str, np.ndarray] = {}
+    visible: dict[str, np.ndarray] = {}
     stats: dict[str, dict[str, Any]] = {}
     index = -1
     for index in range(limit):
@@ -137,6 +157,7 @@ def make_eval_set(
             name = f"synth{index:03d}"
             names.append(name)
             crossing[name] = cross[:, 1:-1]
+            visible[name] = visible_cells(video)[:, 1:-1]
             stats[name] = _video_stats(video, cross)
             if len(names) == sequences:
                 break
@@ -150,7 +171,7 @@ def make_eval_set(
         atomic_write_text(root / "ImageSets" / year / "val.txt", "".join(f"{n}\n" for n in names))
     for name in names:
         verify_labels(root, name, regenerate_video(seed, int(name[5:]), frames, size))
-    return EvalSet(root=root, names=names, crossing=crossing, stats=stats, candidates=candidates)
+    return EvalSet(root=root, names=names, crossing=crossing, visible=visible, stats=stats, candidates=candidates)
 
 
 def make_train_set(root: Path, *, sequences: int, frames: int, size: tuple[int, int], seed: int) -> Path:
@@ -163,3 +184,29 @@ def make_train_set(root: Path, *, sequences: int, frames: int, size: tuple[int, 
 def make_unlabeled_set(root: Path, *, sequences: int, frames: int, size: tuple[int, int], seed: int) -> Path:
     """A folder of unlabeled synthetic videos (frame folders, no masks) for the semi-supervised study."""
     return generate_dataset(root, sequences=sequences, frames=frames, size=size, seed=seed, layout="unlabeled")
+
+
+def empty_after_first_frame(root: Path, names: list[str], out_dir: Path) -> Path:
+    """The "predict nothing" floor: the first-frame annotation on frame 0 and empty masks on every later frame."""
+    from corrvos.data.io import read_label, write_label
+
+    for name in names:
+        paths = sorted((root / "Annotations" / "480p" / name).glob("*.png"))
+        first = read_label(paths[0])
+        for t, path in enumerate(paths):
+            write_label(out_dir / name / path.name, first if t == 0 else np.zeros_like(first))
+    return out_dir
+
+
+def foreground_ratio(root: Path, names: list[str], results: Path) -> float:
+    """Predicted over ground-truth object pixels on the evaluated frames 1..T-2 (1 = as much as annotated)."""
+    from corrvos.data.io import read_label
+
+    predicted = annotated = 0
+    for name in names:
+        paths = sorted((root / "Annotations" / "480p" / name).glob("*.png"))[1:-1]
+        for path in paths:
+            gt = read_label(path)
+            predicted += int((read_label(results / name / path.name) > 0).sum())
+            annotated += int(((gt > 0) & (gt != 255)).sum())
+    return predicted / max(annotated, 1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -30,3 +31,23 @@ def ckpt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "stcn.pth"
     torch.save(model.state_dict(), path)
     return path
+
+
+def paper_run_config(davis_root: Path, **overrides: Any) -> dict[str, Any]:
+    """A two-step STCN run in paper mode (L_SEG + L_PCL + L_OCL on from step 0) on a DAVIS-layout folder, for
+    tests that need a real training run (its log, checkpoints and projection head); ``overrides`` are top-level."""
+    data = {"crop_size": 64, "datasets": [{"kind": "davis", "root": str(davis_root)}]}
+    data |= {"max_skip_values": [2], "max_skip_fractions": []}
+    stage = {"name": "main", "iterations": 2, "batch_size": 2, "lr": 1e-4, "lr_milestones": [1], "data": data}
+    ramps = {f"{k}_ramp_{e}": (0 if e == "start" else 1) for k in ("pcl", "ocl") for e in ("start", "end")}
+    cfg = {
+        "model": {"arch": "stcn"},
+        "loss": {"mode": "paper", **ramps},
+        "stages": [stage],
+        "num_workers": 0,
+        "log_interval": 1,
+        "image_interval": 0,
+        "device": "cpu",
+        "amp": "off",
+    }
+    return cfg | overrides

@@ -77,6 +77,54 @@ def _moving_distractor() -> np.ndarray:
     return inst
 
 
+def test_markdown_table_reports_means_intervals_and_seeds_from_the_record() -> None:
+    from ablation_report import format_markdown
+
+    none = {0: 0.10, 1: 0.12, 2: 0.14}
+    paper = {0: 0.11, 1: 0.14, 2: 0.17}  # paired differences +1, +2, +3 points
+    visible_none, visible_paper = {0: 0.3, 1: 0.3, 2: 0.3}, {0: 0.25, 1: 0.25, 2: 0.25}
+    rows = {
+        "none": {
+            "jf": summarize(list(none.values())),
+            "crossing_jf": summarize([0.2]),
+            "visible_jf": summarize(list(visible_none.values())),
+            "foreground_ratio": summarize([0.5, 0.7, 0.6]),
+            "seconds_per_step": 1.5,
+        },
+        "paper": {
+            "jf": summarize(list(paper.values())),
+            "crossing_jf": summarize([0.1]),
+            "visible_jf": summarize(list(visible_paper.values())),
+            "foreground_ratio": summarize([0.25, 0.25, 0.25]),
+            "seconds_per_step": 2.25,
+            "diff_jf": paired_differences(paper, none, resamples=2000),
+            "diff_crossing_jf": None,
+            "diff_visible_jf": paired_differences(visible_paper, visible_none, resamples=2000),
+        },
+    }
+    record = {
+        "summary": {"stcn": rows},
+        "baseline": "none",
+        "settings": {"steps": {"stcn": 100}, "seeds": 3},
+        "reference": {
+            "copy_first_frame": {"jf": 0.117, "crossing": {"JF": 0.155}, "visible": {"JF": 0.2}},
+            "empty": {"jf": 0.162, "crossing": {"JF": 0.3}, "visible": {"JF": 0.0}},
+        },
+    }
+    lines = format_markdown(record).splitlines()
+    assert lines[0].startswith("STCN, 100 steps, 3 seeds")
+    assert "copy first frame: J&F 11.7, crossing 15.5, visible 20.0; empty after frame 0: J&F 16.2" in lines[0]
+    none_row = next(line for line in lines if line.startswith("| `none`"))
+    paper_row = next(line for line in lines if line.startswith("| `paper`"))
+    assert none_row == "| `none` | 12.0 ± 2.0 | - | 20.0 | - | 30.0 ± 0.0 | - | 0.60 | 1.50 |"
+    # three seeds: the bootstrap interval is their range; the t interval is mean ± 4.303 * 1.0 / sqrt(3)
+    assert "| **+2.0** [+1.0, +3.0] (t: -0.5, +4.5); seeds +1.0, +2.0, +3.0 |" in paper_row
+    assert paper_row.startswith("| `paper` | 14.0 ± 3.0 |")
+    assert paper_row.endswith(
+        "| 10.0 | - | 25.0 ± 0.0 | **-5.0** [-5.0, -5.0] (t: -5.0, -5.0); seeds -5.0, -5.0, -5.0 | 0.25 | 2.25 |"
+    )
+
+
 def test_crossing_frames_of_a_distractor_touching_an_object() -> None:
     inst = _moving_distractor()
     objects, distractors = (inst == 1)[None], (inst == 2)[None]  # [1, T, H, W] visible masks
@@ -194,6 +242,34 @@ def test_smoke_profile_writes_the_record(tmp_path: Path) -> None:
     ]
     assert out.with_suffix(".png").is_file()
     assert not list((tmp_path / "work").rglob("*.pth"))  # checkpoints deleted after inference
+
+    # visible cells, counted independently from the annotation files: (object, evaluated frame) with object pixels
+    root = Path(record["eval"]["root"]) / "Annotations" / "480p"
+    visible = 0
+    for name in record["eval"]["names"]:
+        labels = [read_label(p) for p in sorted((root / name).glob("*.png"))]
+        visible += sum(int((lab == k).any()) for lab in labels[1:-1] for k in np.unique(labels[0]) if k != 0)
+    assert record["runs"][0]["scores"]["visible"]["cells"] == visible
+    # the "predict nothing" floor scores 0 where an object is visible and predicts no pixel
+    empty = record["reference"]["empty"]
+    assert empty["visible"]["JF"] == 0.0 and empty["foreground_ratio"] == 0.0
+    assert record["reference"]["copy_first_frame"]["foreground_ratio"] > 0
+    assert row["diff_visible_jf"]["per_seed"] == [
+        pytest.approx(row["visible_jf"]["mean"] - record["summary"]["stcn"]["none"]["visible_jf"]["mean"])
+    ]
+
+    # --rescore scores the same runs again without training them: the same scores, the same timings
+    import ablation
+
+    again = tmp_path / "again.json"
+    assert (
+        ablation.main(["--profile", "smoke", "--work", str(tmp_path / "work"), "--json", str(again), "--rescore"]) == 0
+    )
+    rescored = json.loads(again.read_text())
+    assert rescored["rescored"] is True
+    for a, b in zip(record["runs"], rescored["runs"], strict=True):
+        assert a["scores"] == b["scores"]
+        assert a["seconds"]["train_seconds"] == b["seconds"]["train_seconds"]
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import paper_run_config
 from test_models import _torchvision_state  # a torchvision-format ResNet state_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,21 +163,7 @@ class Resources:
         davis = self.davis()
 
         def make(path: Path) -> None:
-            data = {"crop_size": 64, "datasets": [{"kind": "davis", "root": str(davis)}]}
-            data |= {"max_skip_values": [2], "max_skip_fractions": []}
-            stage = {"name": "main", "iterations": 2, "batch_size": 2, "lr": 1e-4, "lr_milestones": [1], "data": data}
-            ramps = {f"{k}_ramp_{e}": (0 if e == "start" else 1) for k in ("pcl", "ocl") for e in ("start", "end")}
-            cfg = {
-                "model": {"arch": "stcn"},
-                "loss": {"mode": "paper", **ramps},
-                "stages": [stage],
-                "num_workers": 0,
-                "log_interval": 1,
-                "image_interval": 0,
-                "keep_checkpoints": 0,
-                "device": "cpu",
-                "amp": "off",
-            }
+            cfg = paper_run_config(davis, keep_checkpoints=0)
             assert Trainer(config_from_dict(cfg), out_dir=path, progress=False).run().finished
 
         return self._once("run", make)

@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import paper_run_config
 from corrvos.cli import build_parser, main
 from corrvos.config import config_from_dict
 from corrvos.data.io import read_label, write_image, write_label
@@ -74,21 +75,7 @@ def xmem_file(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def trained_run(synth: Path, tmp_path_factory: pytest.TempPathFactory):
     """Two steps of "paper" training (L_SEG + L_PCL + L_OCL): TensorBoard log, step and final checkpoints."""
-    data = {"crop_size": 64, "datasets": [{"kind": "davis", "root": str(synth)}]}
-    data |= {"max_skip_values": [2], "max_skip_fractions": []}
-    stage = {"name": "main", "iterations": 2, "batch_size": 2, "lr": 1e-4, "lr_milestones": [1], "data": data}
-    ramps = {f"{k}_ramp_{e}": (0 if e == "start" else 1) for k in ("pcl", "ocl") for e in ("start", "end")}
-    cfg = {
-        "model": {"arch": "stcn"},
-        "loss": {"mode": "paper", **ramps},
-        "stages": [stage],
-        "num_workers": 0,
-        "log_interval": 1,
-        "image_interval": 0,
-        "save_interval": 100,
-        "device": "cpu",
-        "amp": "off",
-    }
+    cfg = paper_run_config(synth, save_interval=100)
     run = tmp_path_factory.mktemp("run")
     assert Trainer(config_from_dict(cfg), out_dir=run, progress=False).run().finished
     yield run

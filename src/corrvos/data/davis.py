@@ -25,7 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from corrvos.data.io import VOID_LABEL, read_label
-from corrvos.data.sequence import SequenceCollection, VideoSequence, image_size, list_sequence_frames
+from corrvos.data.sequence import (
+    SequenceCollection,
+    VideoSequence,
+    check_annotation_size,
+    image_size,
+    list_sequence_frames,
+)
 from corrvos.errors import DataError
 
 __all__ = ["DAVIS_SPLITS", "DavisDataset", "read_sequence_list"]
@@ -125,12 +131,7 @@ class DavisDataset(SequenceCollection):
             i: ann_dir / f"{fid}.png" for i, fid in enumerate(frame_ids) if (ann_dir / f"{fid}.png").is_file()
         }
         label = read_label(first)
-        if label.shape != size:
-            raise DataError(
-                first,
-                f"annotation is {label.shape[0]}x{label.shape[1]} (HxW) but the frames of sequence "
-                f"{name!r} are {size[0]}x{size[1]}",
-            )
+        check_annotation_size(first, label.shape, size, name)
         binarize = self.year == "2016"
         ids = [1] if binarize and (label > 0).any() else [int(k) for k in np.unique(label) if k not in (0, VOID_LABEL)]
         if not ids:

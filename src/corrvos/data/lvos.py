@@ -33,7 +33,13 @@ import numpy as np
 
 from corrvos.data.io import VOID_LABEL, read_label
 from corrvos.data.mose import split_videos
-from corrvos.data.sequence import SequenceCollection, VideoSequence, image_size, list_sequence_frames
+from corrvos.data.sequence import (
+    SequenceCollection,
+    VideoSequence,
+    check_annotation_size,
+    image_size,
+    list_sequence_frames,
+)
 from corrvos.errors import DataError
 
 __all__ = ["LVOS_SPLITS", "LvosDataset", "LvosSequence", "read_lvos_meta"]
@@ -153,13 +159,7 @@ class LvosDataset(SequenceCollection):
                     f"annotation of frame {frame_ids[index]}, where object {obj_id} of video {name!r} first "
                     "appears, not found",
                 )
-            mask_size = image_size(path)
-            if mask_size != size:
-                raise DataError(
-                    path,
-                    f"annotation is {mask_size[0]}x{mask_size[1]} (HxW) but the frames of video {name!r} are "
-                    f"{size[0]}x{size[1]}",
-                )
+            check_annotation_size(path, image_size(path), size, name)
             mask_paths[index] = path
         return LvosSequence(
             name=name,

@@ -22,7 +22,15 @@ from PIL import Image, UnidentifiedImageError
 from corrvos.data.io import list_frames, read_image, read_label
 from corrvos.errors import DataError
 
-__all__ = ["SequenceCollection", "VideoSequence", "image_size", "list_sequence_frames", "sequence_problems"]
+__all__ = [
+    "SequenceCollection",
+    "VideoSequence",
+    "annotation_size_problem",
+    "check_annotation_size",
+    "image_size",
+    "list_sequence_frames",
+    "sequence_problems",
+]
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -40,6 +48,23 @@ def image_size(path: str | Path) -> tuple[int, int]:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(path, f"cannot read image header ({exc})") from exc
     return height, width
+
+
+def annotation_size_problem(mask_size: tuple[int, ...], frame_size: tuple[int, ...], name: str) -> str | None:
+    """The message for an annotation of (H, W) ``mask_size`` in a sequence of ``frame_size`` frames; None if equal."""
+    if tuple(mask_size) == tuple(frame_size):
+        return None
+    return (
+        f"annotation is {mask_size[0]}x{mask_size[1]} (HxW) but the frames of sequence {name!r} are "
+        f"{frame_size[0]}x{frame_size[1]}"
+    )
+
+
+def check_annotation_size(path: Path, mask_size: tuple[int, ...], frame_size: tuple[int, ...], name: str) -> None:
+    """Raise DataError naming ``path`` when its (H, W) ``mask_size`` is not the sequence's ``frame_size``."""
+    problem = annotation_size_problem(mask_size, frame_size, name)
+    if problem is not None:
+        raise DataError(path, problem)
 
 
 @dataclass
@@ -130,12 +155,7 @@ class VideoSequence:
                 self.frame_paths[index], f"frame {self.frame_ids[index]} of sequence {self.name!r} has no annotation"
             )
         label = read_label(path)
-        if label.shape != tuple(self.size):
-            raise DataError(
-                path,
-                f"annotation is {label.shape[0]}x{label.shape[1]} (HxW) but the frames of sequence "
-                f"{self.name!r} are {self.size[0]}x{self.size[1]}",
-            )
+        check_annotation_size(path, label.shape, self.size, self.name)
         if self.binarize:
             label = (label > 0).astype(np.uint8)
         return label
@@ -155,11 +175,8 @@ def sequence_problems(seq: VideoSequence, *, frames: bool = True) -> list[str]:
         except DataError as exc:
             problems.append(str(exc))
             continue
-        if label.shape != tuple(seq.size):
-            problems.append(
-                f"{path}: annotation is {label.shape[0]}x{label.shape[1]} (HxW) but the frames of {seq.name!r} are "
-                f"{seq.size[0]}x{seq.size[1]}"
-            )
+        if problem := annotation_size_problem(label.shape, seq.size, seq.name):
+            problems.append(f"{path}: {problem}")
             continue
         wanted = seq.objects_at(index)
         present = set(np.unique(label).tolist()) if not seq.binarize else ({1} if label.any() else set())

@@ -28,7 +28,13 @@ import logging
 from pathlib import Path
 
 from corrvos.data.io import list_frames
-from corrvos.data.sequence import SequenceCollection, VideoSequence, image_size, list_sequence_frames
+from corrvos.data.sequence import (
+    SequenceCollection,
+    VideoSequence,
+    check_annotation_size,
+    image_size,
+    list_sequence_frames,
+)
 from corrvos.errors import DataError
 
 __all__ = ["YOUTUBE_SPLITS", "YOUTUBE_YEARS", "YouTubeVOSDataset", "read_meta"]
@@ -168,13 +174,7 @@ class YouTubeVOSDataset(SequenceCollection):
             mask_paths[index] = path
         size = image_size(frame_paths[0])
         for path in mask_paths.values():
-            mask_size = image_size(path)
-            if mask_size != size:
-                raise DataError(
-                    path,
-                    f"annotation is {mask_size[0]}x{mask_size[1]} (HxW) but the frames of video {name!r} "
-                    f"are {size[0]}x{size[1]}",
-                )
+            check_annotation_size(path, image_size(path), size, name)
         annotation_paths = dict(mask_paths)
         if ann_dir.is_dir():
             for path in ann_dir.glob("*.png"):

@@ -18,7 +18,7 @@ from corrvos.losses.config import LossConfig
 from corrvos.training.unroll import ClipUnroller
 from corrvos.types import ClipBatch
 
-__all__ = ["CorrespondenceTask", "clip_iou"]
+__all__ = ["CorrespondenceTask", "clip_iou", "step_scalars"]
 
 
 class CorrespondenceTask:
@@ -123,3 +123,22 @@ def clip_iou(logits: Tensor, labels: Tensor) -> Tensor:
     if union == 0:
         return torch.ones((), device=logits.device)
     return inter.float() / union.float()
+
+
+def step_scalars(result: dict[str, Any], batch: ClipBatch, finite: bool) -> dict[str, float]:
+    """The scalars one :meth:`CorrespondenceTask.step` result logs: loss, terms, weights, stats and training IoU.
+
+    The IoU is over labeled clips only (unlabeled clips have no ground truth); a non-finite step logs only
+    ``nonfinite`` and the IoU, so that its loss does not poison the interval means.
+    """
+    logits, labels = result["outputs"].logits, batch.labels
+    if batch.labeled is not None:
+        logits, labels = logits[batch.labeled], labels[batch.labeled]
+    scalars = {"nonfinite": 0.0 if finite else 1.0, "iou": float(clip_iou(logits, labels))}
+    if finite:
+        scalars["loss"] = float(result["loss"].detach())
+        for name, value in result["terms"].items():
+            scalars[f"terms/{name}"] = float(value.detach() if isinstance(value, torch.Tensor) else value)
+        scalars.update({f"weights/{k}": float(v) for k, v in result.get("weights", {}).items()})
+        scalars.update({f"stats/{k}": float(v) for k, v in result.get("stats", {}).items()})
+    return scalars

@@ -46,9 +46,17 @@ from corrvos.training.distributed import (
     init_distributed,
 )
 from corrvos.training.hooks import StepRecord, TrainHooks
+from corrvos.training.model_setup import (
+    build_network,
+    build_projection_head,
+    freeze_batchnorm,
+    load_init_weights,
+    resolve_amp,
+    widen_to_multi_object,
+)
 from corrvos.training.run_control import StopSignals, check_run_folder
 from corrvos.training.schedules import derive_seed
-from corrvos.training.task import CorrespondenceTask, clip_iou
+from corrvos.training.task import CorrespondenceTask, step_scalars
 from corrvos.training.unroll import UnrollPolicy, build_unroller
 from corrvos.utils import make_output_dir
 
@@ -78,22 +86,6 @@ class TrainResult:
     last_scalars: dict[str, float] = field(default_factory=dict)
     stopped_by: str | None = None
     checkpoint: Path | None = None
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for the ``amp`` setting: "auto" = bf16 (or fp16) on CUDA and off elsewhere."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-
-
-def freeze_batchnorm(module: nn.Module) -> None:
-    """Put every BatchNorm layer in eval mode (running statistics frozen; affine parameters still trained)."""
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
 
 
 class Trainer:
@@ -150,55 +142,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ model set-up
     def _build_model(self, single_object: bool, *, pretrained: bool = False) -> nn.Module:
-        """A fresh network (seeded init); ImageNet backbones only when ``pretrained`` (not when weights follow)."""
-        from corrvos.models import build_model
-
-        extra = {} if self.cfg.model.aux_key_head is None else {"aux_key_head": self.cfg.model.aux_key_head}
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.cfg.seed, "model-init") & 0x7FFFFFFF)
-            return build_model(
-                self.cfg.model.arch,
-                single_object=single_object,
-                pretrained_backbones=self.cfg.model.pretrained_backbones if pretrained else False,
-                **extra,
-            )
-
-    def _load_init_weights(self, model: nn.Module, path: str | Path) -> None:
-        """Fine-tuning start: strict load of an official or corrvos file; ``key_proj2`` may be absent."""
-        from corrvos.models import arch_of, load_model
-        from corrvos.models.convert import check_and_load
-
-        source = load_model(path, widen_single_object_file=not model.single_object)
-        if arch_of(source) != arch_of(model):
-            raise ConfigError(f"{path}: holds a {arch_of(source)!r} network but model.arch is {arch_of(model)!r}")
-        if model.single_object and not source.single_object:
-            stage = self.cfg.stages[0].name
-            later = ",".join(s.name for s in self.cfg.stages if not s.single_object)
-            raise ConfigError(
-                f"{path}: holds a multi-object network, but the first stage {stage!r} trains a single-object one; "
-                f"run the later stages only (--stages {later or 'NAME'})"
-            )
-        check_and_load(model, source.state_dict(), path=path, optional_prefixes=("key_proj2.",))
-        logger.info("initial weights from %s", path)
-
-    def _widen_to_multi_object(self) -> None:
-        from corrvos.models.convert import widen_single_object
-
-        gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "widen") & 0x7FFFFFFF)
-        state = widen_single_object(self.model.state_dict(), init="orthogonal", generator=gen)
-        model = self._build_model(single_object=False)
-        model.load_state_dict(state, strict=True)
-        self.model = model
-        logger.info("single-object weights widened to a multi-object model (orthogonal 'others' channel)")
+        return build_network(self.cfg, single_object, pretrained=pretrained)
 
     def _ensure_proj_head(self, loss_cfg) -> None:
-        if not loss_cfg.uses_projection_head or self.proj_head is not None:
-            return
-        from corrvos.models.heads import ProjectionHead
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.cfg.seed, "proj-head") & 0x7FFFFFFF)
-            self.proj_head = ProjectionHead(1024, loss_cfg.ocl_hidden_dim, loss_cfg.ocl_embed_dim)
+        if loss_cfg.uses_projection_head and self.proj_head is None:
+            self.proj_head = build_projection_head(self.cfg, loss_cfg)
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def _payload(self) -> dict[str, Any]:
@@ -276,7 +224,7 @@ class Trainer:
         if self.model is None:
             self.model = self._build_model(single_object=cfg.stages[0].single_object, pretrained=not self.init_from)
             if self.init_from:
-                self._load_init_weights(self.model, self.init_from)
+                load_init_weights(cfg, self.model, self.init_from)
         done, last = 0, {}
         self.stopped_by = None
         try:
@@ -312,7 +260,7 @@ class Trainer:
     def _setup_stage(self, stage: StageConfig, resume_state: dict[str, Any] | None):
         cfg = self.cfg
         if self.model.single_object and not stage.single_object:
-            self._widen_to_multi_object()
+            self.model = widen_to_multi_object(cfg, self.model)
         elif stage.single_object and not self.model.single_object:
             raise ConfigError(f"stage {stage.name!r} is single-object but the model is already multi-object")
         loss_cfg = stage_loss_config(cfg, stage)
@@ -420,7 +368,7 @@ class Trainer:
             self.step += 1
             self.global_step += 1
             done += 1
-            scalars.update(self._step_scalars(result, batch, finite))
+            scalars.update(step_scalars(result, batch, finite))
             self.hooks.accumulate(scalars)
             record = StepRecord(stage.name, self.step, self.global_step, stage_done=self.step == stage.iterations)
             if self.hooks.is_log_step(self.global_step) or record.stage_done:
@@ -449,16 +397,3 @@ class Trainer:
         """The checkpoint of the step just done (unless the periodic save of this step already wrote it)."""
         if not (self.out_dir / "checkpoints" / f"step_{self.global_step:07d}.pth").is_file():
             self.hooks.save(self.global_step, final=False)
-
-    def _step_scalars(self, result: dict[str, Any], batch, finite: bool) -> dict[str, float]:
-        logits, labels = result["outputs"].logits, batch.labels
-        if batch.labeled is not None:  # unlabeled clips have no ground truth to score
-            logits, labels = logits[batch.labeled], labels[batch.labeled]
-        scalars = {"nonfinite": 0.0 if finite else 1.0, "iou": float(clip_iou(logits, labels))}
-        if finite:  # a skipped step's loss would poison the interval means
-            scalars["loss"] = float(result["loss"].detach())
-            for name, value in result["terms"].items():
-                scalars[f"terms/{name}"] = float(value.detach() if isinstance(value, torch.Tensor) else value)
-            scalars.update({f"weights/{k}": float(v) for k, v in result.get("weights", {}).items()})
-            scalars.update({f"stats/{k}": float(v) for k, v in result.get("stats", {}).items()})
-        return scalars
