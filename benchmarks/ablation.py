@@ -28,7 +28,7 @@ batch 8; XMem 3.9 s/step at batch 2; 15-20 s to segment the held-out set):
 - ``smoke``: seconds (about 16 s); 2 steps, 1 seed, ``none`` and ``paper`` (the test);
 - ``cpu``: two workers of 1 thread (faster than 2 threads each on a shared 2-core machine); 24 training videos,
   8 held-out stress videos of 20 frames; STCN 3 seeds x 5 variants x 100 steps (batch 4): 21 minutes; the semi
-  study (3 x 3 x 100 steps): 15 minutes; XMem (``--arch xmem``) 3 x 5 x 30 steps (batch 2): XMEM_MIN minutes. Each
+  study (3 x 3 x 100 steps): 15 minutes; XMem (``--arch xmem``) 3 x 5 x 30 steps (batch 2): 18 minutes. Each
   arch runs on its own within 45 minutes; both in one call would not;
 - ``gpu``: one H200, five workers of 1 thread, 1 loader worker each; 48 training videos, 16 stress videos of 30
   frames; STCN 5 seeds x 5 variants x 500 steps at batch 8, XMem 250 steps at batch 4. Unmeasured: about 6 minutes
@@ -42,8 +42,13 @@ Usage::
     python benchmarks/ablation.py --profile smoke --study semi
 
 Writes ``benchmarks/results/ablation[_semi]_<profile>[_<archs>].json`` (every run's scores, the summary, timings)
-and a PNG next to it, and prints the table. Runs live in ``runs/ablation_<study>_<profile>/`` (checkpoints deleted
-after inference unless ``--keep-checkpoints``).
+and a PNG next to it, and prints the table. Runs live in ``runs/ablation_<study>_<profile>[_<archs>]/`` (checkpoints
+deleted after inference unless ``--keep-checkpoints``); ``--rescore`` scores them again without training.
+
+Besides J&F on all evaluated cells and on the crossing cells, every run is scored on the cells where the object is
+visible in the ground truth, and its predicted / annotated object-pixel ratio is recorded: on this set an empty
+prediction after the first frame (the ``empty`` floor) earns J = F = 1 wherever an object is hidden, so J&F on all
+cells can rank a model that predicts less above one that tracks better.
 """
 
 from __future__ import annotations
@@ -323,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parallel = args.parallel or prof.parallel
     threads = args.threads or prof.threads
     archs = "" if args.arch == ["stcn"] else "_" + "_".join(args.arch)
-    work = args.work or REPO / "runs" / f"ablation_{args.study}_{args.profile}{archs}"
+    work = (args.work or REPO / "runs" / f"ablation_{args.study}_{args.profile}{archs}").resolve()
     out_json = args.json or _default_json(args)
     marker = work / "ablation_work.txt"
     if work.is_dir() and any(work.iterdir()) and not marker.is_file():

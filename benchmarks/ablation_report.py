@@ -109,10 +109,10 @@ def plot_summary(record: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     archs = list(record["summary"])
-    fig, axes = plt.subplots(len(archs), 2, figsize=(12, 4.2 * len(archs)), squeeze=False)
+    fig, axes = plt.subplots(len(archs), 2, figsize=(13, 5.4 * len(archs)), squeeze=False)
     metrics = (("jf", "all evaluated cells", "C0"), ("crossing_jf", "crossing cells", "C3"))
     if all("visible_jf" in rows for arch_rows in record["summary"].values() for rows in arch_rows.values()):
-        metrics += (("visible_jf", "cells where the object is visible", "C2"),)
+        metrics += (("visible_jf", "visible cells (object in the ground truth)", "C2"),)
     width = 0.5 / len(metrics)
     for row, arch in enumerate(archs):
         rows = record["summary"][arch]
@@ -136,10 +136,10 @@ def plot_summary(record: dict[str, Any], path: Path) -> Path:
             for key, label, colour in metrics:
                 value = ref["jf"] if key == "jf" else ref[key.removesuffix("_jf")]["JF"]
                 if value is not None:
-                    ax.axhline(100 * value, color=colour, ls=style, lw=0.8, label=f"{ref_label} ({label.split()[0]})")
+                    ax.axhline(100 * value, color=colour, ls=style, lw=0.9, label=f"{ref_label}, {label.split()[0]}")
         ax.set_ylabel("J&F (points)")
         ax.set_title(f"{arch.upper()}: J&F per variant (mean ± std over seeds; dots: seeds)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3)
         ax.grid(axis="y", alpha=0.3)
         ax = axes[row, 1]
         others = [n for n in names if rows[n].get("diff_jf")]
@@ -169,7 +169,7 @@ def plot_summary(record: dict[str, Any], path: Path) -> Path:
         ax.set_ylabel(f"Δ J&F vs {record['baseline']} (points)")
         ax.set_title("paired difference per seed: mean and 95 % bootstrap interval")
         if others:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3)
         ax.grid(axis="y", alpha=0.3)
     settings = record["settings"]
     fig.suptitle(
