@@ -199,10 +199,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _arch_suffix(args: argparse.Namespace) -> str:
+    """ "" for the STCN rows alone, else "_<arch>_<arch>..." (file and folder names)."""
+    return "" if args.arch == ["stcn"] else "_" + "_".join(args.arch)
+
+
 def _default_json(args: argparse.Namespace) -> Path:
     study = "_semi" if args.study == "semi" else ""
-    archs = "" if args.arch == ["stcn"] else "_" + "_".join(args.arch)
-    return RESULTS / f"ablation{study}_{args.profile}{archs}.json"
+    return RESULTS / f"ablation{study}_{args.profile}{_arch_suffix(args)}.json"
 
 
 def _prepare_data(args: argparse.Namespace, prof: Profile, work: Path) -> tuple[dict[str, Any], Any, Path | None]:
@@ -274,32 +278,37 @@ def _earlier_record(job: dict[str, Any]) -> dict[str, Any]:
     return json.loads(run_json.read_text())
 
 
+# summary key -> the run score it summarises (None where nothing was selected, e.g. no crossing cell)
+_METRICS = {
+    "jf": lambda scores: scores["jf"],
+    "crossing_jf": lambda scores: scores["crossing"]["JF"],
+    "visible_jf": lambda scores: scores["visible"]["JF"],
+}
+
+
+def _per_seed(runs_by_seed: dict[int, dict[str, Any]], score) -> dict[int, float]:
+    """seed -> ``score`` of that seed's run, leaving out the seeds where it is None."""
+    values = {seed: score(run["scores"]) for seed, run in runs_by_seed.items()}
+    return {seed: x for seed, x in values.items() if x is not None}
+
+
 def _summarize(runs: list[dict[str, Any]], variants: list[str], baseline: str, resamples: int) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for arch in dict.fromkeys(r["arch"] for r in runs):
         rows: dict[str, Any] = {}
         by = {v: {r["seed"]: r for r in runs if r["arch"] == arch and r["variant"] == v} for v in variants}
         for v in variants:
-            jf = {s: r["scores"]["jf"] for s, r in by[v].items()}
-            cross = {s: r["scores"]["crossing"]["JF"] for s, r in by[v].items()}
-            cross = {s: v for s, v in cross.items() if v is not None}
-            base_jf = {s: r["scores"]["jf"] for s, r in by[baseline].items()}
-            base_cross = {s: r["scores"]["crossing"]["JF"] for s, r in by[baseline].items()}
-            base_cross = {s: v for s, v in base_cross.items() if v is not None}
-            visible = {s: r["scores"]["visible"]["JF"] for s, r in by[v].items()}
-            base_visible = {s: r["scores"]["visible"]["JF"] for s, r in by[baseline].items()}
-            rows[v] = {
-                "label": (VARIANTS | SEMI_VARIANTS)[v].label,
-                "jf": summarize([jf[s] for s in sorted(jf)]),
-                "crossing_jf": summarize([cross[s] for s in sorted(cross)]),
-                "visible_jf": summarize([visible[s] for s in sorted(visible)]),
-                "foreground_ratio": summarize([by[v][s]["scores"]["foreground_ratio"] for s in sorted(by[v])]),
-                "seconds_per_step": float(np.mean([r["seconds"]["seconds_per_step"] for r in by[v].values()])),
-            }
+            rows[v] = {"label": (VARIANTS | SEMI_VARIANTS)[v].label}
+            for key, score in _METRICS.items():
+                values = _per_seed(by[v], score)
+                rows[v][key] = summarize([values[s] for s in sorted(values)])
+            rows[v]["foreground_ratio"] = summarize([by[v][s]["scores"]["foreground_ratio"] for s in sorted(by[v])])
+            rows[v]["seconds_per_step"] = float(np.mean([r["seconds"]["seconds_per_step"] for r in by[v].values()]))
             if v != baseline:
-                rows[v]["diff_jf"] = paired_differences(jf, base_jf, resamples=resamples)
-                rows[v]["diff_crossing_jf"] = paired_differences(cross, base_cross, resamples=resamples)
-                rows[v]["diff_visible_jf"] = paired_differences(visible, base_visible, resamples=resamples)
+                for key, score in _METRICS.items():
+                    rows[v][f"diff_{key}"] = paired_differences(
+                        _per_seed(by[v], score), _per_seed(by[baseline], score), resamples=resamples
+                    )
         summary[arch] = rows
     return summary
 
@@ -327,8 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = {a: args.steps if args.steps is not None else prof.steps[a] for a in args.arch}
     parallel = args.parallel or prof.parallel
     threads = args.threads or prof.threads
-    archs = "" if args.arch == ["stcn"] else "_" + "_".join(args.arch)
-    work = (args.work or REPO / "runs" / f"ablation_{args.study}_{args.profile}{archs}").resolve()
+    work = (args.work or REPO / "runs" / f"ablation_{args.study}_{args.profile}{_arch_suffix(args)}").resolve()
     out_json = args.json or _default_json(args)
     marker = work / "ablation_work.txt"
     if work.is_dir() and any(work.iterdir()) and not marker.is_file():

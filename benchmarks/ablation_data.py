@@ -98,12 +98,11 @@ def visible_cells(video: SyntheticVideo) -> np.ndarray:
     return np.stack([(labels == k).reshape(labels.shape[0], -1).any(axis=1) for k in sorted(video.first_frame)])
 
 
-def _video_stats(video: SyntheticVideo, crossing: np.ndarray) -> dict[str, Any]:
-    """Counts on the evaluated frames 1..T-2: crossing cells, hidden and re-appearing objects, occlusions."""
-    labels = video.labels  # [T, H, W]
+def _video_stats(video: SyntheticVideo, crossing: np.ndarray, visible: np.ndarray) -> dict[str, Any]:
+    """Counts on the evaluated frames 1..T-2 (``crossing``, ``visible``: bool [K, T]): crossing cells, hidden and
+    re-appearing objects, occlusions."""
     ids = sorted(video.first_frame)
-    area = np.stack([(labels == k).reshape(labels.shape[0], -1).sum(axis=1) for k in ids])  # [K, T]
-    hidden = area == 0
+    hidden = ~visible  # [K, T]
     reappear = hidden[:, :-1] & ~hidden[:, 1:]  # [K, T-1]: hidden at t, visible at t + 1
     roles = [obj.role for obj in video.scene.objects]
     return {
@@ -156,9 +155,10 @@ def make_eval_set(
         if cross[:, 1:-1].any(axis=0).sum() >= min_crossing:
             name = f"synth{index:03d}"
             names.append(name)
+            seen = visible_cells(video)  # [K, T]
             crossing[name] = cross[:, 1:-1]
-            visible[name] = visible_cells(video)[:, 1:-1]
-            stats[name] = _video_stats(video, cross)
+            visible[name] = seen[:, 1:-1]
+            stats[name] = _video_stats(video, cross, seen)
             if len(names) == sequences:
                 break
     if not names:

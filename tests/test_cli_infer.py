@@ -22,19 +22,6 @@ from corrvos.visualize.overlay import VideoWriter, colorize, overlay
 H, W = 48, 80
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    from corrvos.models.stcn import STCN
-
-    torch.manual_seed(0)
-    model = STCN().eval()
-    with torch.no_grad():
-        model.key_proj.key_proj.weight.mul_(0.05)
-    path = tmp_path_factory.mktemp("ckpt") / "stcn_random.pth"
-    torch.save(model.state_dict(), path)
-    return path
-
-
 def _scene(t: int, ids: tuple[int, ...] = (1, 2)) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     rgb = (rng.random((H, W, 3)) * 120).astype(np.uint8)
@@ -69,14 +56,14 @@ def test_colorize_and_overlay() -> None:
     assert out[0, 0].tolist() == [100, 100, 100] and out[0, 1].tolist() == [114, 50, 50]
 
 
-def test_infer_davis_then_eval(tmp_path: Path, checkpoint: Path, capsys) -> None:
+def test_infer_davis_then_eval(tmp_path: Path, ckpt: Path, capsys) -> None:
     root = _davis_root(tmp_path / "DAVIS")
     out = tmp_path / "results"
     rc = main(
         [
             "infer",
             "--model",
-            str(checkpoint),
+            str(ckpt),
             "--davis-root",
             str(root),
             "--set",
@@ -98,7 +85,7 @@ def test_infer_davis_then_eval(tmp_path: Path, checkpoint: Path, capsys) -> None
     # the PNGs equal a direct InferenceCore run on the same frames
     from corrvos.models import load_model
 
-    model = load_model(checkpoint)
+    model = load_model(ckpt)
     core = InferenceCore(model, InferenceConfig(mem_every=2))
     for t in range(4):
         rgb = cv2.cvtColor(cv2.imread(str(root / "JPEGImages/480p/aaa" / f"{t:05d}.jpg")), cv2.COLOR_BGR2RGB)
@@ -116,7 +103,7 @@ def test_infer_davis_then_eval(tmp_path: Path, checkpoint: Path, capsys) -> None
     assert (out / "global_results-val.csv").is_file()
 
 
-def test_infer_youtube_object_appearing_later(tmp_path: Path, checkpoint: Path) -> None:
+def test_infer_youtube_object_appearing_later(tmp_path: Path, ckpt: Path) -> None:
     root = tmp_path / "YouTube"
     vid = "v1"
     names = [f"{5 * t:05d}" for t in range(5)]
@@ -138,7 +125,7 @@ def test_infer_youtube_object_appearing_later(tmp_path: Path, checkpoint: Path) 
         [
             "infer",
             "--model",
-            str(checkpoint),
+            str(ckpt),
             "--youtube-root",
             str(root),
             "--out",
@@ -164,8 +151,8 @@ def _write_mp4(path: Path, frames: int = 5) -> None:
             video.write(_scene(t)[0])
 
 
-def test_segment_mp4(tmp_path: Path, checkpoint: Path, capsys) -> None:
-    rc, out = _segment_test_mp4(tmp_path, checkpoint)
+def test_segment_mp4(tmp_path: Path, ckpt: Path, capsys) -> None:
+    rc, out = _segment_test_mp4(tmp_path, ckpt)
     assert rc == 0
     assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{t:05d}.png" for t in range(5)]
     assert np.array_equal(read_label(out / "masks" / "00000.png"), _scene(0)[1])
@@ -178,7 +165,7 @@ def test_segment_mp4(tmp_path: Path, checkpoint: Path, capsys) -> None:
     assert "objects [1, 2]" in capsys.readouterr().out
 
 
-def test_segment_frame_folder_and_mask_errors(tmp_path: Path, checkpoint: Path, capsys) -> None:
+def test_segment_frame_folder_and_mask_errors(tmp_path: Path, ckpt: Path, capsys) -> None:
     folder = tmp_path / "frames"
     for t in range(3):
         write_image(folder / f"f{t:03d}.png", _scene(t)[0])
@@ -187,7 +174,7 @@ def test_segment_frame_folder_and_mask_errors(tmp_path: Path, checkpoint: Path, 
     args = [
         "segment",
         "--model",
-        str(checkpoint),
+        str(ckpt),
         "--video",
         str(folder),
         "--out",
@@ -210,15 +197,12 @@ def test_segment_frame_folder_and_mask_errors(tmp_path: Path, checkpoint: Path, 
     assert not (tmp_path / "o" / "overlay.mp4").exists()
 
 
-def test_infer_and_eval_on_synthetic_davis(tmp_path: Path, checkpoint: Path, capsys) -> None:
+def test_infer_and_eval_on_synthetic_davis(tmp_path: Path, ckpt: Path, capsys) -> None:
     synthetic = pytest.importorskip("corrvos.data.synthetic")
     pytest.importorskip("corrvos.evaluation")
     root = synthetic.generate_dataset(tmp_path / "synth", sequences=2, frames=4, size=(48, 80), seed=0)
     out = tmp_path / "res"
-    assert (
-        main(["infer", "--model", str(checkpoint), "--davis-root", str(root), "--out", str(out), "--device", "cpu"])
-        == 0
-    )
+    assert main(["infer", "--model", str(ckpt), "--davis-root", str(root), "--out", str(out), "--device", "cpu"]) == 0
     names = (root / "ImageSets" / "2017" / "val.txt").read_text().split()
     for name in names:
         gt0 = read_label(root / "Annotations" / "480p" / name / "00000.png")
@@ -243,24 +227,21 @@ def test_video_writer_is_atomic(tmp_path: Path) -> None:
     assert path.is_file() and path.stat().st_size > 0
 
 
-def test_infer_davis_void_in_first_mask_is_not_an_object(tmp_path: Path, checkpoint: Path, capsys) -> None:
+def test_infer_davis_void_in_first_mask_is_not_an_object(tmp_path: Path, ckpt: Path, capsys) -> None:
     """DAVIS 255 (void) in the frame-0 annotation is ignored, as documented: it must not become object 255."""
     root = _davis_root(tmp_path / "DAVIS", seqs=("aaa",), frames=3)
     first = _scene(0)[1].copy()
     first[:3] = 255  # a void band
     write_label(root / "Annotations" / "480p" / "aaa" / "00000.png", first)
     out = tmp_path / "results"
-    assert (
-        main(["infer", "--model", str(checkpoint), "--davis-root", str(root), "--out", str(out), "--device", "cpu"])
-        == 0
-    )
+    assert main(["infer", "--model", str(ckpt), "--davis-root", str(root), "--out", str(out), "--device", "cpu"]) == 0
     for t in range(3):
         assert set(np.unique(read_label(out / "aaa" / f"{t:05d}.png")).tolist()) <= {0, 1, 2}
     assert np.array_equal(read_label(out / "aaa" / "00000.png"), np.where(first == 255, 0, first))
     assert main(["eval", "--davis-root", str(root), "--results", str(out), "--workers", "1", "--quiet"]) == 0
 
 
-def test_infer_youtube_train_split_gives_only_new_objects(tmp_path: Path, checkpoint: Path) -> None:
+def test_infer_youtube_train_split_gives_only_new_objects(tmp_path: Path, ckpt: Path) -> None:
     """On a fully annotated split (YouTube-VOS train), the mask of a frame where a new object appears also shows
     the known objects; only the new object may be taken from it, the others stay predictions (no GT leak)."""
     root = tmp_path / "YouTube"
@@ -282,7 +263,7 @@ def test_infer_youtube_train_split_gives_only_new_objects(tmp_path: Path, checkp
             [
                 "infer",
                 "--model",
-                str(checkpoint),
+                str(ckpt),
                 "--youtube-root",
                 str(root),
                 "--set",
@@ -300,7 +281,7 @@ def test_infer_youtube_train_split_gives_only_new_objects(tmp_path: Path, checkp
     # independent run: frame 0 gives object 3, frame 2 gives only object 1's mask
     from corrvos.models import load_model
 
-    core = InferenceCore(load_model(checkpoint))
+    core = InferenceCore(load_model(ckpt))
     for t, name in enumerate(names):
         rgb = cv2.cvtColor(cv2.imread(str(root / "train" / "JPEGImages" / vid / f"{name}.jpg")), cv2.COLOR_BGR2RGB)
         label = scenes[t][1]
@@ -316,13 +297,12 @@ def test_infer_youtube_train_split_gives_only_new_objects(tmp_path: Path, checkp
     assert not np.array_equal(read_label(out / "Annotations" / vid / f"{names[2]}.png"), scenes[2][1])
 
 
-def test_output_path_that_is_a_file_is_a_clear_error(tmp_path: Path, checkpoint: Path, capsys) -> None:
+def test_output_path_that_is_a_file_is_a_clear_error(tmp_path: Path, ckpt: Path, capsys) -> None:
     root = _davis_root(tmp_path / "DAVIS", seqs=("aaa",), frames=3)
     blocker = tmp_path / "out"
     blocker.write_text("")
     assert (
-        main(["infer", "--model", str(checkpoint), "--davis-root", str(root), "--out", str(blocker), "--device", "cpu"])
-        == 2
+        main(["infer", "--model", str(ckpt), "--davis-root", str(root), "--out", str(blocker), "--device", "cpu"]) == 2
     )
     err = capsys.readouterr().err
     assert err.startswith("corrvos infer: error: ") and str(blocker) in err
@@ -335,7 +315,7 @@ def test_output_path_that_is_a_file_is_a_clear_error(tmp_path: Path, checkpoint:
             [
                 "segment",
                 "--model",
-                str(checkpoint),
+                str(ckpt),
                 "--video",
                 str(video),
                 "--mask",
@@ -354,7 +334,7 @@ def test_output_path_that_is_a_file_is_a_clear_error(tmp_path: Path, checkpoint:
     assert err.startswith("corrvos segment: error: ") and str(blocker) in err
 
 
-def test_segment_rejects_bad_fps_before_work(tmp_path: Path, checkpoint: Path, capsys) -> None:
+def test_segment_rejects_bad_fps_before_work(tmp_path: Path, ckpt: Path, capsys) -> None:
     video = tmp_path / "clip.mp4"
     _write_mp4(video, frames=2)
     mask = tmp_path / "first.png"
@@ -365,7 +345,7 @@ def test_segment_rejects_bad_fps_before_work(tmp_path: Path, checkpoint: Path, c
             [
                 "segment",
                 "--model",
-                str(checkpoint),
+                str(ckpt),
                 "--video",
                 str(video),
                 "--mask",
@@ -386,14 +366,14 @@ def test_segment_rejects_bad_fps_before_work(tmp_path: Path, checkpoint: Path, c
     assert not out.exists()  # nothing written
 
 
-def test_segment_fold_bn_runs_and_echoes_the_first_mask(tmp_path: Path, checkpoint: Path) -> None:
-    rc, out = _segment_test_mp4(tmp_path, checkpoint, "--no-overlay", "--fold-bn")
+def test_segment_fold_bn_runs_and_echoes_the_first_mask(tmp_path: Path, ckpt: Path) -> None:
+    rc, out = _segment_test_mp4(tmp_path, ckpt, "--no-overlay", "--fold-bn")
     assert rc == 0
     assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{t:05d}.png" for t in range(5)]
     assert np.array_equal(read_label(out / "masks" / "00000.png"), _scene(0)[1])
 
 
-def _segment_test_mp4(tmp_path: Path, checkpoint: Path, *extra: str) -> tuple[int, Path]:
+def _segment_test_mp4(tmp_path: Path, ckpt: Path, *extra: str) -> tuple[int, Path]:
     """Run ``corrvos segment`` on the 5-frame test mp4 with its frame-0 mask; returns (exit status, out folder)."""
     video = tmp_path / "clip.mp4"
     _write_mp4(video)
@@ -404,7 +384,7 @@ def _segment_test_mp4(tmp_path: Path, checkpoint: Path, *extra: str) -> tuple[in
         [
             "segment",
             "--model",
-            str(checkpoint),
+            str(ckpt),
             "--video",
             str(video),
             "--mask",
