@@ -153,11 +153,30 @@ def _worker(job_path: Path) -> None:
     (run_dir / "run.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
-def run_jobs(jobs: list[dict[str, Any]], *, parallel: int, threads: int, log=print) -> list[dict[str, Any]]:
+def _describe(job: dict[str, Any], record: dict[str, Any]) -> str:
+    tag = f"{job['arch']}/{job['variant_name']}/seed {job['seed']}"
+    return (
+        f"{tag}: {record['train_seconds']:.0f} s train ({record['seconds_per_step']:.2f} s/step), "
+        f"{record['infer_seconds']:.0f} s infer"
+    )
+
+
+def run_jobs(
+    jobs: list[dict[str, Any]],
+    *,
+    parallel: int,
+    threads: int,
+    log=print,
+    worker: str | Path | None = None,
+    describe=_describe,
+) -> list[dict[str, Any]]:
     """Run every job in a worker subprocess, ``parallel`` at a time; returns each job's ``run.json`` record.
 
+    ``worker``: the script run as ``python WORKER JOB.json`` (default: this module's ``_worker``); it writes
+    ``run.json`` next to ``job.json``. ``describe(job, record)`` is the progress line of a finished job.
     Raises ``RuntimeError`` naming the failed runs (their ``worker.log`` holds the details).
     """
+    script = str(Path(worker).resolve()) if worker is not None else str(Path(__file__).resolve())
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     pending = list(enumerate(jobs))
     active: dict[int, tuple[subprocess.Popen, Any, float]] = {}
@@ -174,7 +193,7 @@ def run_jobs(jobs: list[dict[str, Any]], *, parallel: int, threads: int, log=pri
             job_path.write_text(json.dumps({**job, "threads": threads}, indent=1) + "\n")
             logf = open(run_dir / "worker.log", "w")  # closed when the worker ends
             proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), str(job_path)],
+                [sys.executable, script, str(job_path)],
                 stdout=logf,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -195,11 +214,7 @@ def run_jobs(jobs: list[dict[str, Any]], *, parallel: int, threads: int, log=pri
                 continue
             records[i] = {**json.loads(run_json.read_text()), "wall_seconds": time.perf_counter() - t0}
             done = len(records) + len(failed)
-            log(
-                f"  [{done}/{len(jobs)}] {tag}: {records[i]['train_seconds']:.0f} s train "
-                f"({records[i]['seconds_per_step']:.2f} s/step), {records[i]['infer_seconds']:.0f} s infer; "
-                f"{time.perf_counter() - start:.0f} s elapsed"
-            )
+            log(f"  [{done}/{len(jobs)}] {describe(job, records[i])}; {time.perf_counter() - start:.0f} s elapsed")
     if failed:
         raise RuntimeError("ablation runs failed: " + "; ".join(failed))
     return [records[i] for i in range(len(jobs))]

@@ -196,6 +196,11 @@ def test_cli_print_config_and_bad_config_exit_status(tmp_path: Path, capsys: pyt
         ("stages:\n  - {name: main, iterations: 10, data: {finetune_iterations: 10}}\n", "finetune_iterations"),
         ("stages:\n  - {name: main, data: {num_frames: 8, sampling: stcn}}\n", "draws 3 frames"),
         ("model: {deep_update_prob: 1.5}\n", "deep_update_prob must lie in [0, 1]"),
+        # corrvos's small variants: a width the ResNets cannot take, or ImageNet weights that cannot fit it
+        ("model: {width: 20}\n", "model.width must be a positive multiple of 8"),
+        ("model: {width: 0}\n", "model.width must be a positive multiple of 8"),
+        ("model: {width: 32, pretrained_backbones: true}\n", "pretrained_backbones needs model.width 64"),
+        ("model: {key_encoder: resnet34}\n", "key_encoder"),
         # a max skip below 1 later in the curriculum failed only when the curriculum reached it
         (
             "stages:\n  - {name: main, data: {max_skip_values: [5, 0], max_skip_fractions: [0.5]}}\n",

@@ -250,6 +250,32 @@ def test_regenerate_in_place_and_refuse_foreign_folders(tmp_path: Path):
         generate_dataset(foreign / "keep.txt", sequences=1, frames=1, size=(32, 32), seed=0)
 
 
+@pytest.mark.parametrize("layout", ["davis", "unlabeled"])
+def test_name_prefix_renames_only(tmp_path: Path, layout: str):
+    args = dict(sequences=3, frames=3, size=(32, 48), seed=5, layout=layout)
+    default = generate_dataset(tmp_path / "default", **args)
+    same = generate_dataset(tmp_path / "same", **args, prefix="synth")
+    held = generate_dataset(tmp_path / "held", **args, prefix="heldout")
+    # the default is unchanged: synthNNN names and no prefix in the marker; giving it explicitly is identical
+    assert _tree(default) == _tree(same)
+    record = json.loads((default / MARKER).read_text())
+    assert "prefix" not in record and record["train"] == ["synth000"] and record["val"] == ["synth001", "synth002"]
+    # another prefix: the same files under the new names, and the prefix recorded
+    renamed = {
+        k.replace("heldout", "synth"): v.replace(b"heldout", b"synth") if k.endswith(".txt") else v
+        for k, v in _tree(held).items()
+        if k != MARKER
+    }
+    assert renamed == {k: v for k, v in _tree(default).items() if k != MARKER}
+    held_record = json.loads((held / MARKER).read_text())
+    assert held_record["prefix"] == "heldout" and held_record["val"] == ["heldout001", "heldout002"]
+    # regenerating in place removes the earlier videos, whatever their prefix
+    generate_dataset(held, **(args | {"sequences": 1}))
+    assert not any("heldout" in k for k in _tree(held))
+    with pytest.raises(ConfigError, match="--prefix"):
+        generate_dataset(tmp_path / "bad", **args, prefix="../x")
+
+
 def test_single_sequence_is_in_both_splits(tmp_path: Path):
     root = generate_dataset(tmp_path / "one", sequences=1, frames=2, size=(32, 32), seed=0)
     for split in ("train", "val"):
@@ -305,6 +331,8 @@ def test_cli_synth(tmp_path: Path, capsys):
                 "3",
                 "--layout",
                 "youtube",
+                "--prefix",
+                "clip",
                 "--no-progress",
             ]
         )
@@ -312,6 +340,7 @@ def test_cli_synth(tmp_path: Path, capsys):
     )
     assert "wrote a synthetic youtube dataset" in capsys.readouterr().out
     assert (out / "valid" / "meta.json").is_file() and (out / "valid_all_frames" / "JPEGImages").is_dir()
+    assert sorted(p.name for p in (out / "train" / "JPEGImages").iterdir()) == ["clip000"]
     assert main(["synth", "--out", str(tmp_path / "bad"), "--size", "12x40"]) == 2
     assert "--size" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -325,6 +354,7 @@ def test_cli_synth(tmp_path: Path, capsys):
         "--seed",
         "--layout",
         "--val-fraction",
+        "--prefix",
         "--no-progress",
     ]:
         assert option in help_text

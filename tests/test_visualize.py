@@ -26,8 +26,16 @@ from corrvos.data.io import read_label, write_image, write_label
 from corrvos.data.synthetic import generate_dataset
 from corrvos.training.trainer import Trainer
 from corrvos.types import QueryFeatures
-from corrvos.visualize.compare import list_compare_sequences, plan_sequence, sequence_object_scores
+from corrvos.visualize.compare import (
+    TITLE_LINE_HEIGHT,
+    compare_scale,
+    list_compare_sequences,
+    plan_sequence,
+    sequence_object_scores,
+)
 from corrvos.visualize.correspondence import (
+    COLORBAR_HEIGHT,
+    TITLE_LINES,
     auto_points,
     correspondence_responses,
     response_from_keys,
@@ -181,12 +189,13 @@ def test_cli_correspondence_two_models(tmp_path: Path, stcn_file: Path, xmem_fil
     (png,) = out.glob("correspondence_*.png")
     num_points = len(auto_points(read_label(masks / "00000.png"))[0])
     s = panel_scale(W)
-    assert _image_shape(png) == (num_points * (2 * LINE_HEIGHT + s * H), 3 * s * W, 3)
+    tile = TITLE_LINES * LINE_HEIGHT + s * H
+    assert _image_shape(png) == (num_points * tile + COLORBAR_HEIGHT, 3 * s * W, 3)
     assert "stcn_random: query -> peak" in capsys.readouterr().out
     # explicit points, one model, top-k
     argv = ["visualize", "correspondence", "--model", str(stcn_file), "--video", str(frames), "--frame", "1"]
     assert main([*argv, "--target", "3", "--points", "10,20", "60,95", "--top-k", "4", "--out", str(out)]) == 0
-    assert _image_shape(out / "correspondence_00001_00003.png") == (2 * (2 * LINE_HEIGHT + s * H), 2 * s * W, 3)
+    assert _image_shape(out / "correspondence_00001_00003.png") == (2 * tile + COLORBAR_HEIGHT, 2 * s * W, 3)
 
 
 # -- matches ---------------------------------------------------------------------------------------------------
@@ -239,6 +248,7 @@ def test_cli_matches_trained_head_and_fallbacks(tmp_path: Path, trained_run: Pat
         assert note in capsys.readouterr().out
         assert _image_shape(out / "matches_00000_00001.png") == (2 * LINE_HEIGHT + s * H, 2 * s * W, 3)
         record = json.loads((out / "matches_00000_00001.json").read_text())
+        assert ("trained PROJ" in record["embeddings"]) == (i < 2)  # what the title says the embeddings are
         # the same picture with permuted ids: each box is matched to itself, i.e. id a of t to id mapping[a] of tau
         assert {(p["id_t"], p["id_tau"]) for p in record["pairs"]} == set(mapping.items())
         assert all(p["cosine"] == pytest.approx(1.0, abs=1e-4) for p in record["pairs"])
@@ -295,17 +305,21 @@ def test_cli_compare_on_synthetic_results(tmp_path: Path, synth: Path, capsys) -
     perfect, erased = sequence_object_scores(plan)
     np.testing.assert_allclose(perfect, 1.0)
     assert erased.tolist() == [1.0, 0.0]  # object 1 is out of view on frames 1-3 (both empty: 1), object 2 erased
+    _, erased_visible = sequence_object_scores(plan, visible_only=True)
+    assert np.isnan(erased_visible[0]) and erased_visible[1] == 0.0  # object 1 has no visible evaluated frame
     argv = ["visualize", "compare", "--gt", str(gt), "--images", str(images), "--results", str(good), str(bad)]
     assert main([*argv, "--labels", "good", "bad", "--sequences", names[0], "--out", str(out)]) == 0
-    s = panel_scale(W)
+    s = compare_scale((H, W))
+    assert s * H >= 240 and s * W >= 320  # small frames are enlarged for display
+    shape = (3 * TITLE_LINE_HEIGHT + s * H, 3 * s * W, 3)
     pngs = sorted((out / names[0]).glob("*.png"))
     assert len(pngs) == 5 and not (out / names[1]).exists()
-    assert all(_image_shape(p) == (3 * LINE_HEIGHT + s * H, 3 * s * W, 3) for p in pngs)
+    assert all(_image_shape(p) == shape for p in pngs)
     video = cv2.VideoCapture(str(out / f"{names[0]}.mp4"))
     ok, frame = video.read()
     count = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
     video.release()
-    assert ok and frame.shape == (3 * LINE_HEIGHT + s * H, 3 * s * W, 3) and count == 5
+    assert ok and frame.shape == shape and count == 5
     assert main([*argv[:-2], str(good), "--no-video", "--out", str(tmp_path / "all")]) == 0  # one result, all seqs
     assert len(list((tmp_path / "all").rglob("*.png"))) == 10 and not list((tmp_path / "all").glob("*.mp4"))
 

@@ -65,9 +65,11 @@ def test_contract_attributes_and_forward_refused(xmem: XMem) -> None:
         "value_dim": 512,
         "hidden_dim": 64,
         "aux_key_head": False,
+        "key_encoder": "resnet50",
+        "width": 64,
     }
     args = {"single_object": True, "key_dim": 32, "value_dim": 256, "hidden_dim": 0, "aux_key_head": True}
-    assert XMem(**args).init_args() == args
+    assert XMem(**args).init_args() == {**args, "key_encoder": "resnet50", "width": 64}
     with pytest.raises(NotImplementedError, match="encode_key"):
         xmem(torch.zeros(1, 3, 32, 32))
 

@@ -65,8 +65,15 @@ class ModelConfig:
     deep_update_prob: float = 0.2
     """XMem: probability that encoding a predicted frame's value also deep-updates the hidden state (XMem's
     ``deep_update_prob``); models without a hidden state (STCN) ignore it."""
+    key_encoder: Literal["resnet50", "resnet18"] = "resnet50"
+    """Key encoder: "resnet50" (official) or "resnet18" (BasicBlocks [2, 2, 2], stride-16 features of 4 * width
+    channels instead of 16 * width; corrvos's small variant, not an official architecture)."""
+    width: int = 64
+    """Base channel width of the ResNets (official 64; a positive multiple of 8). Every ResNet stage of both
+    encoders, the value channels, the decoder (and XMem's hidden state) scale by width / 64; keys stay 64-d.
+    A width other than 64 trains from random init only (no ImageNet weights fit it)."""
     pretrained_backbones: bool | str = False
-    """ImageNet initialisation of the ResNet encoders (passed to ``corrvos.models.build_model``)."""
+    """ImageNet initialisation of the ResNet encoders (passed to ``corrvos.models.build_model``; width 64 only)."""
     init_checkpoint: str | None = None
     """Fine-tune from this official or corrvos checkpoint (weights only; ``corrvos train --init-from``)."""
 
@@ -307,6 +314,14 @@ def _validate(cfg: TrainConfig, source: str) -> None:
                 raise ConfigError(
                     f"{source}: {where}: {named} must name different frames of a clip of {data.num_frames} frames"
                 )
+    model = cfg.model
+    if isinstance(model.width, bool) or model.width <= 0 or model.width % 8:
+        raise ConfigError(f"{source}: model.width must be a positive multiple of 8 (official: 64), got {model.width}")
+    if model.width != 64 and model.pretrained_backbones is not False:
+        raise ConfigError(
+            f"{source}: model.pretrained_backbones needs model.width 64 (torchvision's ImageNet files do not fit "
+            f"width {model.width}); set pretrained_backbones: false to train the small variant from random init"
+        )
     if not 0.0 <= cfg.model.deep_update_prob <= 1.0:
         raise ConfigError(f"{source}: model.deep_update_prob must lie in [0, 1], got {cfg.model.deep_update_prob}")
     optim = cfg.optim

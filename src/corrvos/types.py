@@ -1,8 +1,11 @@
 """Typed containers passed between the data pipeline, the models, the clip unroller and the losses.
 
 Shape legend (used in every docstring and reshape comment of the package):
-B batch, T time (frames of a clip or memory), N objects, C channels (CK key = 64, CV value = 512),
-H x W image size, h x w feature size at stride 16 (h = H / 16), HW / hw flattened.
+B batch, T time (frames of a clip or memory), N objects, C channels (CK key = 64, CV value = 512; C16 / C8 / C4
+the key encoder's channels at strides 16 / 8 / 4), H x W image size, h x w feature size at stride 16 (h = H / 16),
+HW / hw flattened. Channel numbers are those of the official networks; corrvos's small variants
+(``key_encoder="resnet18"``, ``width`` < 64; see :mod:`corrvos.models.backbones`) have fewer, and expose them as
+the model attributes ``key_dim``, ``value_dim``, ``hidden_dim`` and ``f16_dim``.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ class QueryFeatures:
 
     Attributes:
         key: [B, CK, h, w] matching key (``key_proj``), the features the memory read compares.
-        f16: [B, 1024, h, w] ResNet-50 layer3 ("res4") features at stride 16.
-        f8: [B, 512, 2h, 2w] layer2 features at stride 8 (decoder skip).
-        f4: [B, 256, 4h, 4w] layer1 ("res2") features at stride 4 (decoder skip).
+        f16: [B, C16, h, w] ResNet-50 layer3 ("res4") features at stride 16 (C16 = 1024; ``model.f16_dim``).
+        f8: [B, C8, 2h, 2w] layer2 features at stride 8 (decoder skip; C8 = 512).
+        f4: [B, C4, 4h, 4w] layer1 ("res2") features at stride 4 (decoder skip; C4 = 256).
         f16_thin: [B, 512, h, w] ``key_comp`` output concatenated with the readout (public STCN); ``None``
             for the VOS_Correspondence fused-decoder variant, whose decoder takes f16 directly.
         key2: [B, CK, h, w] the auxiliary ``key_proj2`` head of the VOS_Correspondence variant (used only by
@@ -116,7 +119,7 @@ class ClipOutputs:
     Attributes:
         logits: [B, T-1, N+1, H, W] aggregated logits (background first) of frames 1..T-1.
         keys: [B, T, CK, h, w] matching keys of all T frames (the features L_PCL trains).
-        res4: [B, T, 1024, h, w] key-encoder stride-16 features of all frames (RoIAlign input of L_OCL).
+        res4: [B, T, C16, h, w] key-encoder stride-16 features of all frames (RoIAlign input of L_OCL).
         shrinkage: [B, T, 1, h, w] XMem shrinkage of every frame (the memory side of the model's similarity), or
             ``None`` for models without it (STCN).
         selection: [B, T, CK, h, w] XMem selection of every frame (the query side), or ``None``.

@@ -163,33 +163,6 @@ def _open_dataset(args: argparse.Namespace, family: str) -> tuple[Any, str]:
     return ds, "youtube"
 
 
-def infer_sequence(core: Any, seq: Any, out_dir: Any, *, progress: bool = True) -> tuple[int, float]:
-    """Run ``core`` over one :class:`~corrvos.data.sequence.VideoSequence` and write its result PNGs (streamed).
-
-    Frames before the first reference mask are not written (as the official YouTube-VOS script); frames that are
-    neither saved nor needed for memory are skipped without reading (:func:`corrvos.inference.tta.iter_probabilities`).
-
-    Returns:
-        (frames processed by the network, seconds spent in ``step`` and the argmax).
-    """
-    import time
-
-    import torch
-
-    from corrvos.data.io import write_label
-    from corrvos.inference.tta import PassStats, iter_probabilities
-
-    sync = torch.cuda.synchronize if core.device.type == "cuda" else (lambda: None)
-    stats = PassStats()
-    for t, prob in iter_probabilities(core, seq, stats=stats, progress=progress):
-        start = time.perf_counter()
-        label = core.prob_to_mask(prob).to("cpu", torch.uint8).numpy()
-        sync()
-        stats.seconds += time.perf_counter() - start
-        write_label(out_dir / f"{seq.frame_ids[t]}.png", label)
-    return stats.frames, stats.seconds
-
-
 def _run_sequence(
     model: Any, config: Any, seq: Any, out_dir: Any, passes: list[Any], scores_dir: Any | None, progress: bool = True
 ) -> tuple[int, float]:
@@ -201,10 +174,11 @@ def _run_sequence(
     from corrvos.data.io import write_label
     from corrvos.inference import InferenceCore
     from corrvos.inference.scores import SCORES_NAME, ScoreFile, quantize_scores
+    from corrvos.inference.split import segment_sequence
     from corrvos.inference.tta import TTAPass, run_passes
 
     if scores_dir is None and passes == [TTAPass(False, config.internal_size)]:
-        return infer_sequence(InferenceCore(model, config, video_length=len(seq)), seq, out_dir, progress=progress)
+        return segment_sequence(InferenceCore(model, config, video_length=len(seq)), seq, out_dir, progress=progress)
     merged = run_passes(model, config, seq, passes, progress=progress)
     start = time.perf_counter()
     labels = [merged.labels(i) for i in range(len(merged.frames))]  # argmax of the mean [H, W] each

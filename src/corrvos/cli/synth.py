@@ -28,6 +28,7 @@ Layouts:
            label-free losses (a `{kind: unlabeled, root: OUT}` training source)
 
 The last round(N * val-fraction) videos (at least one) form the val split, the others the train split.
+Videos are named synth000, synth001, ... (--prefix changes "synth", e.g. to keep held-out videos apart).
 The same arguments always give byte-identical files. OUT must be empty, new, or an earlier output of this
 command (it is then regenerated).
 
@@ -76,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.5,
         help="fraction of the videos in the val split, in (0, 1) (default: %(default)s)",
     )
+    parser.add_argument(
+        "--prefix",
+        default="synth",
+        help="video names are PREFIX000, PREFIX001, ...: a letter, then letters, digits, '_' or '-' (default: "
+        "%(default)s)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         layout=args.layout,
         val_fraction=args.val_fraction,
         progress=not args.no_progress,
+        prefix=args.prefix,
     )
     print(
         f"wrote a synthetic {args.layout} dataset ({args.sequences} videos x {args.frames} frames, "

@@ -50,8 +50,10 @@ similarity (STCN: L2; XMem: anisotropic L2 with tau's shrinkage and t's selectio
 memory read would give that pixel with tau as the only memory frame. Each response sums to 1 over tau.
 
 The figure has one row per query point; the first column shows frame t with the point, then one column per
---model shows tau with the response (scaled to its maximum) as a heat map, the peak as a cross, and the object
-outlines of tau when --masks is given.
+--model shows tau with the response as a heat map, the peak as a cross, and the object outlines of tau when
+--masks is given. Every map shares one colour scale (0 to the largest weight of the figure), drawn as a colour
+bar under the grid, on which a line marks the uniform weight 1/N (N = positions of tau's key grid); titles give
+each peak as a multiple of 1/N.
 Output: OUT/correspondence_<t id>_<tau id>.png.
 """
     + FRAMES_NOTE
@@ -77,16 +79,21 @@ CURVES_DESCRIPTION = """\
 Loss curves of one or more training runs (Fig. S2), read from their TensorBoard logs (RUN/tb, as written by
 `corrvos train`, or a folder of event files). One panel per loss: total (train/loss), L_SEG, L_PCL, L_OCL
 (train/terms/seg, pcl, ocl) and, for runs of loss mode "official", temp and cross_key; panels no run logs are
-left out. Runs share the axes of each panel; raw values are drawn faint and the smoothed ones solid.
+left out. Runs share the axes of each panel; raw values are drawn faint and the smoothed ones solid. When a run
+folder holds the trainer's config.yaml, the L_SEG and total panels mark where the bootstrapped cross-entropy
+starts keeping only the hardest pixels (dashed line) and the span over which that fraction shrinks (grey), where
+L_SEG rises although training improves; --tags iou adds the training foreground IoU, which does not jump.
 Output: one PNG (500 x 360 pixels per panel, at most 3 panels per row, 4 panels as 2 x 2).
 """
 
 COMPARE_DESCRIPTION = """\
 Ground truth and two or more result folders side by side, frame by frame (Figs. S4-S9). All folders use the
 DAVIS layout <root>/<sequence>/<frame id>.png (frames: <images>/<sequence>/<frame id>.jpg). Each row shows the
-ground-truth overlay then one overlay per result; a result panel's title gives J&F of every object on this
-frame and over the sequence, from the evaluator of `corrvos eval` (objects 1..N, N the largest id of the first
-ground-truth frame; first and last frames not scored in the sequence value).
+ground-truth overlay then one overlay per result; a result panel's title names the result, then gives the J&F
+of every object by id (#1 0.52 ...) on this frame and over the video, from the evaluator of `corrvos eval`
+(objects 1..N, N the largest id of the first ground-truth frame; first and last frames not scored in the video
+value); * marks an object absent from this frame's ground truth (an empty prediction scores 1 there). Small
+frames are enlarged for display (at least 240 pixels tall and 320 wide; masks by nearest neighbour).
 Output: OUT/<sequence>/<frame id>.png per frame and OUT/<sequence>.mp4 per sequence.
 """
 

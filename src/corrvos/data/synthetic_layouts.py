@@ -3,8 +3,10 @@
 The videos come from :mod:`corrvos.data.synthetic_video`; :mod:`corrvos.data.synthetic` re-exports both.
 
 Conventions:
-- videos are named ``synth000``, ``synth001``, ...; video i is drawn from ``SeedSequence(seed).spawn(n)[i]`` (its
-  content does not depend on how many videos are generated); the same arguments give byte-identical files;
+- videos are named ``synth000``, ``synth001``, ... (``prefix`` + a 3-digit index; the default prefix is
+  ``synth``, and only another prefix is recorded in the marker file, so default datasets are unchanged); video i
+  is drawn from ``SeedSequence(seed).spawn(n)[i]`` (its content does not depend on how many videos are generated,
+  nor on the prefix); the same arguments give byte-identical files;
 - frames are JPEG (quality 95) named by their 5-digit frame number, label maps palette PNGs (DAVIS palette);
 - a ``corrvos_synthetic.json`` file at the root (written first) records the arguments and the splits; a folder
   holding it may be regenerated in place (its layout folders are deleted first), any other non-empty folder is
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -41,11 +44,15 @@ MARKER = "corrvos_synthetic.json"
 SAMPLE_STEP = 5  # YouTube-VOS annotates every 5th frame
 _LAYOUT_DIRS = ("JPEGImages", "Annotations", "ImageSets", "train", "valid", "valid_all_frames")
 JPEG_QUALITY = 95
+DEFAULT_PREFIX = "synth"
+_PREFIX_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
 def _check_args(
-    *, sequences: int, frames: int, size: tuple[int, ...], seed: int, layout: str, val_fraction: float
+    *, sequences: int, frames: int, size: tuple[int, ...], seed: int, layout: str, val_fraction: float, prefix: str
 ) -> None:
+    if not _PREFIX_RE.fullmatch(prefix):
+        raise ConfigError(f"--prefix must be a letter followed by letters, digits, '_' or '-', got {prefix!r}")
     if sequences < 1:
         raise ConfigError(f"--sequences must be >= 1, got {sequences}")
     if frames < 1:
@@ -74,7 +81,13 @@ def _prepare(out_dir: Path) -> None:
         for name in _LAYOUT_DIRS:
             if (out_dir / name).is_dir():
                 shutil.rmtree(out_dir / name)
-        for folder in out_dir.glob("synth[0-9][0-9][0-9]*"):  # the unlabeled layout's video folders
+        try:
+            old_prefix = str(json.loads((out_dir / MARKER).read_text()).get("prefix", DEFAULT_PREFIX))
+        except (OSError, ValueError, AttributeError):
+            old_prefix = DEFAULT_PREFIX
+        if not _PREFIX_RE.fullmatch(old_prefix):
+            old_prefix = DEFAULT_PREFIX
+        for folder in out_dir.glob(f"{old_prefix}[0-9][0-9][0-9]*"):  # the unlabeled layout's video folders
             if folder.is_dir():
                 shutil.rmtree(folder)
         (out_dir / MARKER).unlink()
@@ -138,6 +151,7 @@ def generate_dataset(
     layout: str = "davis",
     val_fraction: float = 0.5,
     progress: bool = False,
+    prefix: str = DEFAULT_PREFIX,
 ) -> Path:
     """Write a complete synthetic dataset in the DAVIS or the YouTube-VOS layout.
 
@@ -156,6 +170,8 @@ def generate_dataset(
         layout: "davis" or "youtube".
         val_fraction: fraction of the videos in the validation split, in (0, 1).
         progress: show a progress bar.
+        prefix: video names are ``<prefix>000``, ``<prefix>001``, ... (a letter, then letters, digits, ``_``,
+            ``-``); another prefix than the default ``synth`` is recorded in ``corrvos_synthetic.json``.
 
     Returns:
         ``out_dir`` as a Path.
@@ -165,11 +181,17 @@ def generate_dataset(
     """
     out_dir = Path(out_dir)
     _check_args(
-        sequences=sequences, frames=frames, size=tuple(size), seed=seed, layout=layout, val_fraction=val_fraction
+        sequences=sequences,
+        frames=frames,
+        size=tuple(size),
+        seed=seed,
+        layout=layout,
+        val_fraction=val_fraction,
+        prefix=prefix,
     )
     size = (int(size[0]), int(size[1]))
     _prepare(out_dir)
-    names = [f"synth{i:03d}" for i in range(sequences)]
+    names = [f"{prefix}{i:03d}" for i in range(sequences)]
     train, val = _splits(names, val_fraction)
     # the marker is written first, so that an interrupted generation can be regenerated in place
     record = {
@@ -184,6 +206,8 @@ def generate_dataset(
         "train": train,
         "val": val,
     }
+    if prefix != DEFAULT_PREFIX:  # the default is not recorded: default datasets stay byte-identical
+        record["prefix"] = prefix
     atomic_write_text(out_dir / MARKER, json.dumps(record, indent=1) + "\n")
     children = np.random.SeedSequence(seed).spawn(sequences)
     youtube_meta: dict[str, dict] = {"train": {}, "valid": {}}

@@ -3,13 +3,15 @@
 :func:`run_demo` generates a synthetic training set and a held-out evaluation set (textured objects, camera
 motion, occlusions, re-appearances and unannotated distractors that share an object's colour and texture),
 trains the same tiny model twice with the same seed, data and steps (loss mode ``none``: L_SEG only; ``paper``:
-L_SEG + L_PCL + L_OCL), segments the evaluation videos with both through ``corrvos infer``, scores both with the
-DAVIS protocol and draws the supplement's figures (loss curves, correspondence maps, object matches, side-by-side
-results) into ``<out>/figures``, then writes ``<out>/report.html``.
+L_SEG + L_PCL + L_OCL), segments the evaluation videos with both through ``corrvos infer``, writes two no-model
+floors (copy the first frame; empty after frame 0), scores all four with the DAVIS protocol, on all cells and on
+the cells where the object is visible (:mod:`corrvos.demo.scores`), and draws the supplement's figures (loss
+curves, per-frame J&F, correspondence maps, object matches, side-by-side results) into ``<out>/figures``, then
+writes ``<out>/report.html``. Held-out videos are named ``heldout000``, ... and training videos ``synth000``, ...
 
 Folder layout (``out``): ``data/{train,eval}``, ``runs/{none,paper}`` (TensorBoard log + ``main_final.pth``,
-no resumable checkpoints), ``results/{none,paper}`` (palette PNGs), ``figures/``, ``report.html``,
-``demo.json`` (settings, scores and timings).
+no resumable checkpoints), ``results/{none,paper,copy_first_frame,empty_after_first_frame}`` (palette PNGs),
+``figures/``, ``report.html``, ``demo.json`` (settings, scores, floors, figures and timings).
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from corrvos.demo.scores import FLOORS, ModelScores, score_results, write_floors
 from corrvos.errors import DataError
 from corrvos.utils import atomic_write_text, make_output_dir
 
-__all__ = ["DEMO_MARKER", "DemoResult", "DemoSettings", "ModelScores", "run_demo"]
+__all__ = ["DEMO_MARKER", "EVAL_PREFIX", "FLOORS", "DemoResult", "DemoSettings", "ModelScores", "run_demo"]
 
 DEMO_MARKER = "demo.json"
 _OWNED = ("data", "runs", "results", "figures", "baseline", "report.html", DEMO_MARKER)
 MODES = {"none": "L_SEG only", "paper": "L_SEG + L_PCL + L_OCL (paper)"}
+EVAL_PREFIX = "heldout"  # held-out video names, never those of training videos (synth000, ...)
 
 
 @dataclass
@@ -52,21 +54,15 @@ class DemoSettings:
 
 
 @dataclass
-class ModelScores:
-    """J&F of one model on the evaluation set (fractions)."""
-
-    mode: str
-    global_scores: dict[str, float]
-    per_sequence: dict[str, float]
-    checkpoint: str
-    results: str
-
-
-@dataclass
 class DemoResult:
+    """What the demo produced: ``scores`` of the models by loss mode, ``floors`` by name (:data:`FLOORS`),
+    figure files by kind (relative to the demo folder) and ``facts`` the figures were drawn with."""
+
     settings: DemoSettings
     scores: dict[str, ModelScores]
+    floors: dict[str, ModelScores] = field(default_factory=dict)
     figures: dict[str, list[str]] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
 
@@ -83,15 +79,6 @@ def _prepare_folder(out: Path) -> Path:
             elif path.exists():
                 path.unlink()
     return make_output_dir(out)
-
-
-def _sequence_jf(report: Any) -> dict[str, float]:
-    """Per-sequence J&F: the mean over its objects of (J-Mean + F-Mean) / 2, as the official per-object CSV."""
-    per_object = (report.j_stats[:, 0] + report.f_stats[:, 0]) / 2  # [O]
-    groups: dict[str, list[float]] = {}
-    for name, value in zip(report.object_names, per_object.tolist(), strict=True):
-        groups.setdefault(name.rsplit("_", 1)[0], []).append(value)
-    return {seq: float(np.mean(values)) for seq, values in groups.items()}
 
 
 def _train(settings: DemoSettings, mode: str, train_root: Path) -> Path:
@@ -121,7 +108,6 @@ def _infer(checkpoint: Path, eval_root: Path, out: Path, progress: bool) -> None
 def run_demo(settings: DemoSettings) -> DemoResult:
     """Run every step of the demo (see the module docstring) and return the scores and files written."""
     from corrvos.data.synthetic import generate_dataset
-    from corrvos.evaluation import evaluate_davis
 
     out = _prepare_folder(Path(settings.out))
     settings.out = out
@@ -146,6 +132,7 @@ def run_demo(settings: DemoSettings) -> DemoResult:
         seed=settings.seed + 1,  # other videos than the training ones
         val_fraction=(settings.eval_sequences + 0.25) / (settings.eval_sequences + 1),
         progress=settings.progress,
+        prefix=EVAL_PREFIX,
     )
     seconds["data"] = time.perf_counter() - start
 
@@ -156,38 +143,48 @@ def run_demo(settings: DemoSettings) -> DemoResult:
         checkpoints[mode] = _train(settings, mode, train_root)
         seconds[f"train_{mode}"] = time.perf_counter() - t0
 
-    print(f"[3/{total}] segmenting the {settings.eval_sequences} evaluation videos with both models")
-    scores: dict[str, ModelScores] = {}
+    print(
+        f"[3/{total}] segmenting the {settings.eval_sequences} evaluation videos with both models; writing the "
+        f"floors ({', '.join(FLOORS.values())})"
+    )
     t0 = time.perf_counter()
     for mode, ckpt in checkpoints.items():
         _infer(ckpt, eval_root, out / "results" / mode, settings.progress)
+    floor_results = write_floors(eval_root, out / "results", settings.progress)
     seconds["infer"] = time.perf_counter() - t0
 
-    print(f"[4/{total}] scoring both with the DAVIS 2017 semi-supervised protocol (corrvos eval)")
+    print(f"[4/{total}] scoring all four with the DAVIS 2017 semi-supervised protocol, all and visible cells")
     t0 = time.perf_counter()
-    for mode, ckpt in checkpoints.items():
-        report = evaluate_davis(
-            eval_root, out / "results" / mode, set_name="val", workers=settings.workers, progress=settings.progress
-        )
-        scores[mode] = ModelScores(
-            mode, dict(report.global_scores), _sequence_jf(report), str(ckpt), str(out / "results" / mode)
-        )
+    results = {**{m: out / "results" / m for m in checkpoints}, **floor_results}
+    rows = score_results(
+        eval_root,
+        results,
+        {m: str(c) for m, c in checkpoints.items()},
+        workers=settings.workers,
+        progress=settings.progress,
+    )
+    scores = {m: rows[m] for m in checkpoints}
+    floors = {f: rows[f] for f in floor_results}
     seconds["eval"] = time.perf_counter() - t0
 
     print(f"[5/{total}] drawing the figures and writing the report")
     t0 = time.perf_counter()
     from corrvos.demo.figures import draw_demo_figures
-    from corrvos.demo.report import write_report
+    from corrvos.demo.report import comparison_sentence, write_report
 
-    result = DemoResult(settings=settings, scores=scores, seconds=seconds)
-    result.figures = draw_demo_figures(out, eval_root, checkpoints, scores, settings)
+    result = DemoResult(settings=settings, scores=scores, floors=floors, seconds=seconds)
+    result.figures, result.facts = draw_demo_figures(out, eval_root, checkpoints, scores, floors, settings)
     seconds["figures"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - start
     result.report = write_report(out / "report.html", result)
     record = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+        "headline": "J&F on visible cells (scores[mode].visible.JF); all cells: global_scores['J&F-Mean']",
         "scores": {m: asdict(s) for m, s in scores.items()},
+        "floors": {f: asdict(s) for f, s in floors.items()},
+        "comparison": comparison_sentence(result),
         "figures": result.figures,
+        "facts": result.facts,
         "seconds": seconds,
     }
     atomic_write_text(out / DEMO_MARKER, json.dumps(record, indent=2) + "\n")

@@ -12,7 +12,7 @@ from typing import Any
 
 from corrvos.config import TrainConfig, config_from_dict
 
-__all__ = ["DEMO_ARCHS", "demo_train_config"]
+__all__ = ["CPU_INFER_SIZE", "DEMO_ARCHS", "cpu_train_config", "demo_train_config"]
 
 DEMO_ARCHS = ("stcn", "xmem")
 
@@ -24,6 +24,14 @@ def _scaled(steps: int, fraction: float) -> int:
 def demo_train_config(
     arch: str, mode: str, *, data_root: str | Path, out_dir: str | Path, steps: int, seed: int
 ) -> TrainConfig:
+    """The first demo recipe (before the CPU recipe; kept as the learning-speed study's baseline)."""
+    raw = _demo_raw(arch, mode, data_root=data_root, out_dir=out_dir, steps=steps, seed=seed)
+    return config_from_dict(raw, source=f"demo recipe ({arch}, loss {mode})")
+
+
+def _demo_raw(
+    arch: str, mode: str, *, data_root: str | Path, out_dir: str | Path, steps: int, seed: int
+) -> dict[str, Any]:
     """The demo recipe of ``arch`` ("stcn" or "xmem") with loss ``mode`` ("none", "paper", ...).
 
     Schedules scale with ``steps`` as in the shipped 240-step demo configs: bootstrapped CE from 5/12 to 5/6 of
@@ -89,4 +97,25 @@ def demo_train_config(
         "keep_checkpoints": 0,
         "stages": [stage],
     }
-    return config_from_dict(raw, source=f"demo recipe ({arch}, loss {mode})")
+    return raw
+
+
+#: shorter side (px) the CPU recipe's models segment at: the generator's scenes scale with the frame, so one size
+#: puts objects of any generated frame size at the magnification the 128 px training crops show them at.
+CPU_INFER_SIZE = 160
+
+
+def cpu_train_config(
+    arch: str, mode: str, *, data_root: str | Path, out_dir: str | Path, steps: int, seed: int
+) -> TrainConfig:
+    """The CPU recipe: the demo recipe with the changes the learning-speed study found to matter
+    (``benchmarks/learning_speed.py``, docs/benchmarks.md): corrvos's small ResNet-18 half-width variant, BatchNorm
+    on batch statistics, 128 px crops and a larger learning rate. Segment with ``internal_size = CPU_INFER_SIZE``.
+    """
+    raw = _demo_raw(arch, mode, data_root=data_root, out_dir=out_dir, steps=steps, seed=seed)
+    raw["model"].update(key_encoder="resnet18", width=32)
+    raw["optim"]["freeze_bn"] = False
+    stage = raw["stages"][0]
+    stage["lr"] = 1.0e-3
+    stage["data"]["crop_size"] = 128
+    return config_from_dict(raw, source=f"CPU recipe ({arch}, loss {mode})")

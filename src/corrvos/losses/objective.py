@@ -124,7 +124,7 @@ def _ocl_term(
     p = _frame(cfg.ocl_frame_p, t, "ocl_frame_p")
     q = _frame(cfg.ocl_frame_q, t, "ocl_frame_q")
     labeled = _labeled_index(batch)  # L_OCL needs the objects' boxes: labeled clips only
-    res4 = outputs.res4 if labeled is None else outputs.res4[labeled]  # [B_l, T, 1024, h, w]
+    res4 = outputs.res4 if labeled is None else outputs.res4[labeled]  # [B_l, T, C16, h, w]
     masks = batch.masks if labeled is None else batch.masks[labeled]  # [B_l, T, N, H, W]
     selector = batch.selector if labeled is None else batch.selector[labeled]  # [B_l, N]
     ocl = object_coherence_loss(

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from corrvos.errors import CheckpointError
+from corrvos.errors import CheckpointError, ConfigError
 from corrvos.models.archs import ARCHITECTURES, Architecture, arch_of, canonical_arch, detect_architecture
-from corrvos.models.backbones import load_imagenet_resnet18, load_imagenet_resnet50, read_torchvision_state
+from corrvos.models.backbones import load_imagenet_key_encoder, load_imagenet_resnet18, read_torchvision_state
 from corrvos.models.base import VOSModel
 from corrvos.models.convert import check_and_load, extract_state_dict, read_checkpoint, widen_single_object
 from corrvos.models.params import parameter_groups
@@ -62,26 +62,41 @@ def _find_local_file(folder: Path, arch: str) -> Path:
     return found[0]
 
 
+def _check_imagenet_width(width: int) -> None:
+    """ConfigError unless ``width`` is 64: torchvision's ImageNet files only fit full-width backbones."""
+    if width != 64:
+        raise ConfigError(
+            f"ImageNet backbones (pretrained_backbones) need width 64, got width {width}: torchvision's files do not "
+            "fit narrower ResNets; train a small variant from random init (pretrained_backbones: false)"
+        )
+
+
 def load_imagenet_backbones(
     model: nn.Module, source: bool | str | Path, *, generator: torch.Generator | None = None
 ) -> None:
-    """Initialise the key encoder (ResNet-50) and value-encoder trunk (ResNet-18) from ImageNet weights.
+    """Initialise the key encoder (ResNet-50 or -18) and value-encoder trunk (ResNet-18) from ImageNet weights.
 
     Args:
         model: the network to fill (other parts are untouched).
         source: ``True`` uses torchvision's IMAGENET1K_V1 files from the corrvos weight cache when
             ``corrvos download imagenet`` has put them there, else downloads them through ``torch.hub`` (needs
             internet; cached in ``$TORCH_HOME/hub/checkpoints``); a folder path reads ``resnet50*.pth`` and
-            ``resnet18*.pth`` from it (the weight cache folder itself qualifies).
+            ``resnet18*.pth`` from it (the weight cache folder itself qualifies; a model with a "resnet18" key
+            encoder needs only ``resnet18*.pth``).
         generator: RNG of the orthogonal init of the value encoder's extra mask channels.
+
+    Raises:
+        ConfigError: the model is a small variant of width other than 64.
     """
-    for arch in ("resnet50", "resnet18"):
+    key_arch = model.key_encoder.arch
+    _check_imagenet_width(model.key_encoder.width)
+    for arch in dict.fromkeys((key_arch, "resnet18")):  # the key encoder's file first, then the value encoder's
         file = True if source is True else _find_local_file(Path(source).expanduser(), arch)
         state = read_torchvision_state(file, arch)
         what = f"ImageNet {arch}" if file is True else str(file)
-        if arch == "resnet50":
-            load_imagenet_resnet50(model.key_encoder, state, what=what)
-        else:
+        if arch == key_arch:
+            load_imagenet_key_encoder(model.key_encoder, state, what=what)
+        if arch == "resnet18":
             load_imagenet_resnet18(model.value_encoder, state, what=what, generator=generator)
 
 
@@ -94,12 +109,16 @@ def build_model(arch: str = "stcn", *, pretrained_backbones: bool | str = False,
         pretrained_backbones: ``False`` (random init), ``True`` (download torchvision ImageNet weights) or a folder
             holding torchvision's ``resnet50-*.pth`` and ``resnet18-*.pth``.
         **kwargs: constructor arguments overriding the table's defaults (e.g. ``single_object=True`` for a stage-0
-            network, ``hidden_dim=0`` for XMem without sensory memory).
+            network, ``hidden_dim=0`` for XMem without sensory memory, ``key_encoder="resnet18", width=32`` for
+            corrvos's small variants).
 
     Raises:
-        ValueError: unknown ``arch``.
+        ValueError: unknown ``arch`` or bad constructor arguments.
+        ConfigError: ImageNet backbones asked for a width other than 64.
         CheckpointError: ImageNet files missing or not torchvision-format.
     """
+    if pretrained_backbones is not False:
+        _check_imagenet_width(kwargs.get("width", 64))  # before building: a full model costs seconds
     model = ARCHITECTURES[canonical_arch(arch)].build(**kwargs)
     if pretrained_backbones is not False:
         load_imagenet_backbones(model, pretrained_backbones)
@@ -144,7 +163,10 @@ def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_obje
         state = widen_single_object(state, init="zeros")
         kwargs["single_object"] = False
         logger.info("%s: stage-0 (single-object) weights widened to 5 input channels with zeros", path)
-    model = ARCHITECTURES[name].build(**kwargs)
+    try:
+        model = ARCHITECTURES[name].build(**kwargs)
+    except (TypeError, ValueError) as exc:  # e.g. a width that is not a multiple of 8, an unknown recorded argument
+        raise CheckpointError(f"{path}: cannot build {name!r} with {kwargs}: {exc}") from exc
     check_and_load(model, state, path=path)
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)

@@ -12,7 +12,9 @@ go through this table only; nothing else branches on the architecture.
 | ``xmem`` | :class:`~corrvos.models.xmem.XMem` (hkchengrex/XMem) | ``key_proj.d_proj.*`` / ``key_proj.e_proj.*`` |
 
 Every architecture marks a single-object (stage-0) file the same way: ``value_encoder.conv1.weight`` with 4 input
-channels instead of 5.
+channels instead of 5. Every ``detect`` also reads corrvos's small variants from the shapes
+(:func:`corrvos.models.backbones.key_encoder_args`): ``key_encoder.conv1.weight`` has ``width`` output channels
+and ``key_encoder.res2.0.conv3.weight`` (a Bottleneck) marks the "resnet50" key encoder, its absence "resnet18".
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from corrvos.errors import CheckpointError
+from corrvos.models.backbones import key_encoder_args
 from corrvos.models.stcn import STCN
 from corrvos.models.xmem import XMem, detect_xmem
 
@@ -71,6 +74,7 @@ def _detect_stcn(state: Mapping[str, Tensor]) -> dict[str, Any] | None:
         "variant": "stcn",
         "single_object": _single_object(state),
         "aux_key_head": "key_proj2.key_proj.weight" in state,
+        **key_encoder_args(state),
     }
 
 
@@ -81,6 +85,7 @@ def _detect_stcn_corr(state: Mapping[str, Tensor]) -> dict[str, Any] | None:
         "variant": "corr",
         "single_object": _single_object(state),
         "aux_key_head": "key_proj2.key_proj.weight" in state,
+        **key_encoder_args(state),
     }
 
 

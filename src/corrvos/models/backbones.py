@@ -11,9 +11,13 @@ Parameter names follow torchvision (``conv1``, ``bn1``, ``layerX.Y.convZ``, ``do
 
 The stride of a downsampling Bottleneck sits on its 3x3 ``conv2`` (ResNet v1.5, as torchvision).
 
+Small variants (corrvos's own, not official architectures): ``KeyEncoder(arch="resnet18")`` is a ResNet-18 to
+layer3 under the same names, and ``width`` (official 64) sets the stem channels of either backbone, every stage
+width scaling by ``width / 64``. The defaults build exactly the official modules.
+
 ImageNet weights: :func:`read_torchvision_state` reads a torchvision-format file (``weights_only=True``) or, when
 asked, downloads torchvision's IMAGENET1K_V1 file through ``torch.hub`` (the re-serialised copies of the
-``resnet50-19c8e357`` / ``resnet18-5c106cde`` files STCN used; same weights). :func:`load_imagenet_resnet50` and
+``resnet50-19c8e357`` / ``resnet18-5c106cde`` files STCN used; same weights). :func:`load_imagenet_key_encoder` and
 :func:`load_imagenet_resnet18` drop ``fc.*`` and ``layer4.*`` explicitly and load the rest strictly; as in
 STCN's ``load_weights_sequential``, the conv biases torchvision lacks stay zero and the extra input channels of
 ``conv1`` are appended with ``nn.init.orthogonal_``. Shapes: [B, C, H, W]; f4/f8/f16 are strides 4/8/16.
@@ -33,12 +37,17 @@ from corrvos.errors import CheckpointError
 from corrvos.weights import cached_file
 
 __all__ = [
+    "KEY_ENCODERS",
     "TORCHVISION_URLS",
     "BasicBlock",
     "Bottleneck",
     "KeyEncoder",
     "MaskResNet18",
+    "check_width",
     "init_resnet_",
+    "key_encoder_args",
+    "key_encoder_dims",
+    "load_imagenet_key_encoder",
     "load_imagenet_resnet18",
     "load_imagenet_resnet50",
     "make_layer",
@@ -121,6 +130,13 @@ class Bottleneck(nn.Module):
         return self.relu(out + skip)
 
 
+#: key-encoder architectures: block type and number of blocks of res2 / layer2 / layer3.
+KEY_ENCODERS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int]]] = {
+    "resnet50": (Bottleneck, (3, 4, 6)),
+    "resnet18": (BasicBlock, (2, 2, 2)),
+}
+
+
 def make_layer(
     block: type[BasicBlock] | type[Bottleneck],
     inplanes: int,
@@ -157,23 +173,52 @@ def init_resnet_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class KeyEncoder(nn.Module):
-    """ResNet-50 truncated after layer3, with STCN's ``res2`` name for layer1. No conv biases."""
+def check_width(width: int) -> int:
+    """``width`` if it is a valid base channel width (a positive multiple of 8), else ValueError."""
+    if isinstance(width, bool) or not isinstance(width, int) or width <= 0 or width % 8:
+        raise ValueError(f"width must be a positive multiple of 8 (official: 64), got {width!r}")
+    return width
 
-    def __init__(self) -> None:
+
+def key_encoder_dims(arch: str = "resnet50", width: int = 64) -> tuple[int, int, int]:
+    """(f16, f8, f4) channels of a key encoder: (1024, 512, 256) for ResNet-50, (256, 128, 64) for ResNet-18 at
+    width 64; both scale by width / 64."""
+    if arch not in KEY_ENCODERS:
+        raise ValueError(f"unknown key encoder {arch!r}; expected one of {tuple(KEY_ENCODERS)}")
+    out4 = width * KEY_ENCODERS[arch][0].expansion  # stride-4 channels
+    return 4 * out4, 2 * out4, out4
+
+
+class KeyEncoder(nn.Module):
+    """ResNet-50 (or ResNet-18) truncated after layer3, with STCN's ``res2`` name for layer1. No conv biases.
+
+    Args:
+        arch: "resnet50" (Bottleneck blocks [3, 4, 6], official) or "resnet18" (BasicBlock [2, 2, 2], corrvos's
+            small variant; a torchvision ResNet-18 file loads into it as a ResNet-50 file loads into the default).
+        width: stem channels (official 64); every stage width scales by ``width / 64``.
+
+    Attributes:
+        f16_dim, f8_dim, f4_dim: output channels at strides 16 / 8 / 4 (1024 / 512 / 256 for the default).
+    """
+
+    def __init__(self, arch: str = "resnet50", width: int = 64) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.f16_dim, self.f8_dim, self.f4_dim = key_encoder_dims(arch, check_width(width))
+        self.arch, self.width = arch, width
+        block, blocks = KEY_ENCODERS[arch]
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.res2 = make_layer(Bottleneck, 64, 64, 3)
-        self.layer2 = make_layer(Bottleneck, 256, 128, 4, stride=2)
-        self.layer3 = make_layer(Bottleneck, 512, 256, 6, stride=2)
+        self.res2 = make_layer(block, width, width, blocks[0])
+        self.layer2 = make_layer(block, self.f4_dim, 2 * width, blocks[1], stride=2)
+        self.layer3 = make_layer(block, self.f8_dim, 4 * width, blocks[2], stride=2)
         init_resnet_(self)
 
     def forward(self, frame: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """[B, 3, H, W] -> (f16 [B, 1024, H/16, W/16], f8 [B, 512, H/8, W/8], f4 [B, 256, H/4, W/4])."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(frame))))  # [B, 64, H/4, W/4]
+        """[B, 3, H, W] -> (f16 [B, C16, H/16, W/16], f8 [B, C8, H/8, W/8], f4 [B, C4, H/4, W/4]); C16/C8/C4 =
+        1024/512/256 for the default ResNet-50."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(frame))))  # [B, width, H/4, W/4]
         f4 = self.res2(x)
         f8 = self.layer2(f4)
         f16 = self.layer3(f8)
@@ -186,25 +231,44 @@ class MaskResNet18(nn.Module):
     Args:
         extra_channels: mask channels appended to RGB (2 = [target, others]; 1 for single-object models).
         bias: give every conv a bias (STCN's mod_resnet); XMem's trunk has torchvision's bias-free convs.
+        width: stem channels (official 64); layer1..3 have ``width``, ``2 * width``, ``4 * width`` channels.
+
+    Attributes:
+        out_dim: channels of the layer3 output (256 at width 64).
     """
 
-    def __init__(self, extra_channels: int = 2, *, bias: bool = True) -> None:
+    def __init__(self, extra_channels: int = 2, *, bias: bool = True, width: int = 64) -> None:
         super().__init__()
         self.extra_channels = extra_channels
-        self.conv1 = nn.Conv2d(3 + extra_channels, 64, kernel_size=7, stride=2, padding=3, bias=bias)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.out_dim = 4 * check_width(width)
+        self.conv1 = nn.Conv2d(3 + extra_channels, width, kernel_size=7, stride=2, padding=3, bias=bias)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = make_layer(BasicBlock, 64, 64, 2, bias=bias)
-        self.layer2 = make_layer(BasicBlock, 64, 128, 2, stride=2, bias=bias)
-        self.layer3 = make_layer(BasicBlock, 128, 256, 2, stride=2, bias=bias)
+        self.layer1 = make_layer(BasicBlock, width, width, 2, bias=bias)
+        self.layer2 = make_layer(BasicBlock, width, 2 * width, 2, stride=2, bias=bias)
+        self.layer3 = make_layer(BasicBlock, 2 * width, 4 * width, 2, stride=2, bias=bias)
         init_resnet_(self)
 
     def trunk(self, x: Tensor) -> Tensor:
-        """[B, 3 + extra, H, W] -> [B, 256, H/16, W/16] (layer3 output). XMem pools before the ReLU; ReLU and max
-        pooling commute exactly, so one order serves both."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # [B, 64, H/4, W/4]
+        """[B, 3 + extra, H, W] -> [B, 4*width, H/16, W/16] (layer3 output; 256 channels at width 64). XMem pools
+        before the ReLU; ReLU and max pooling commute exactly, so one order serves both."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # [B, width, H/4, W/4]
         return self.layer3(self.layer2(self.layer1(x)))
+
+
+def key_encoder_args(state: Mapping[str, Tensor], prefix: str = "key_encoder.") -> dict[str, str | int]:
+    """``{"key_encoder": ..., "width": ...}`` of a network state_dict, read from its key encoder's shapes.
+
+    ``{prefix}conv1.weight`` has ``width`` output channels; a ``{prefix}res2.0.conv3.weight`` (a Bottleneck's third
+    conv) marks "resnet50", its absence "resnet18". Without ``conv1`` the defaults ("resnet50", 64) are returned and
+    the strict load that follows reports the missing keys.
+    """
+    conv1 = state.get(prefix + "conv1.weight")
+    if conv1 is None or conv1.dim() != 4:
+        return {"key_encoder": "resnet50", "width": 64}
+    arch = "resnet50" if prefix + "res2.0.conv3.weight" in state else "resnet18"
+    return {"key_encoder": arch, "width": int(conv1.shape[0])}
 
 
 def read_torchvision_state(source: bool | str | Path, arch: str) -> dict[str, Tensor]:
@@ -256,13 +320,15 @@ def _check_keys(expected: set[str], given: set[str], optional: set[str], what: s
         )
 
 
-def load_imagenet_resnet50(encoder: KeyEncoder, state: Mapping[str, Tensor], *, what: str = "resnet50") -> None:
-    """Copy torchvision ResNet-50 weights into ``encoder`` (``layer1`` -> ``res2``; ``fc`` / ``layer4`` dropped).
+def load_imagenet_key_encoder(encoder: KeyEncoder, state: Mapping[str, Tensor], *, what: str = "resnet50") -> None:
+    """Copy torchvision ResNet-50 (or, into a "resnet18" key encoder, ResNet-18) weights into ``encoder``
+    (``layer1`` -> ``res2``; ``fc`` / ``layer4`` dropped).
 
     ``num_batches_tracked`` buffers are optional (old torchvision files lack them).
 
     Raises:
-        CheckpointError: keys or shapes differ from a torchvision ResNet-50.
+        CheckpointError: keys or shapes differ from the torchvision ResNet of ``encoder.arch`` (a width other than
+            64 never fits).
     """
     src = _drop_head(state)
     renamed = {("res2." + k[len("layer1.") :] if k.startswith("layer1.") else k): v for k, v in src.items()}
@@ -270,6 +336,10 @@ def load_imagenet_resnet50(encoder: KeyEncoder, state: Mapping[str, Tensor], *, 
     optional = {k for k in own if k.endswith("num_batches_tracked")}
     _check_keys(set(own), set(renamed), optional, what)
     _copy(encoder, renamed, what)
+
+
+#: the name of the ResNet-50-only loader, kept for callers.
+load_imagenet_resnet50 = load_imagenet_key_encoder
 
 
 def load_imagenet_resnet18(
@@ -296,8 +366,8 @@ def load_imagenet_resnet18(
     _check_keys(set(own), set(src), optional, what)
     w = src["conv1.weight"]
     extra = trunk.extra_channels
-    if w.shape == (64, 3, 7, 7) and extra > 0:
-        pads = torch.zeros(64, extra, 7, 7, dtype=w.dtype)
+    if w.dim() == 4 and w.shape[1] == 3 and extra > 0:
+        pads = torch.zeros(w.shape[0], extra, *w.shape[2:], dtype=w.dtype)  # [64, extra, 7, 7]
         nn.init.orthogonal_(pads, generator=generator)
         src["conv1.weight"] = torch.cat([w, pads], dim=1)  # [64, 3 + extra, 7, 7]
     _copy(trunk, src, what)

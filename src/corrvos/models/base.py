@@ -4,7 +4,8 @@ Shape legend (every docstring and reshape comment in :mod:`corrvos.models` uses 
 
 - B batch, T time (memory frames), N objects (slots; the aggregated output has N+1 channels, background first);
 - C channels: CK = key channels (64), CV = value channels (512); f16 / f8 / f4 are backbone features at
-  strides 16 / 8 / 4 with 1024 / 512 / 256 channels;
+  strides 16 / 8 / 4 with C16 / C8 / C4 = 1024 / 512 / 256 channels (the official networks; corrvos's small
+  variants, ``key_encoder="resnet18"`` or ``width`` < 64, have fewer: ``model.f16_dim``, ``model.value_dim``);
 - H x W image size (multiples of 16), h x w = H/16 x W/16 feature size; HW / hw flattened positions;
 - brackets give a tensor's shape, e.g. [B, N, CV, T, h, w].
 
@@ -33,6 +34,7 @@ class VOSModel(Protocol):
         key_dim: CK, channels of the matching keys.
         value_dim: CV, channels of the memory values.
         hidden_dim: CH, channels of the per-object hidden (sensory) state; 0 for models without one (STCN).
+        f16_dim: C16, channels of the key encoder's stride-16 features (1024 for ResNet-50 at width 64).
         single_object: the value encoder ignores the other objects' masks (stage-0 models).
     """
 
@@ -40,6 +42,7 @@ class VOSModel(Protocol):
     key_dim: int
     value_dim: int
     hidden_dim: int
+    f16_dim: int
     single_object: bool
 
     def init_args(self) -> dict:
@@ -54,7 +57,7 @@ class VOSModel(Protocol):
     def encode_value(
         self, frame: Tensor, f16: Tensor, masks: Tensor, hidden: Tensor | None = None, *, deep_update: bool = True
     ) -> tuple[Tensor, Tensor | None]:
-        """frame [B, 3, H, W], f16 [B, 1024, h, w], masks [B, N, H, W], hidden [B, N, CH, h, w] or None ->
+        """frame [B, 3, H, W], f16 [B, C16, h, w], masks [B, N, H, W], hidden [B, N, CH, h, w] or None ->
         (values [B, N, CV, h, w], hidden [B, N, CH, h, w] after the deep update, or the input ``hidden`` unchanged
         when ``deep_update`` is False or the model has no hidden state)."""
         ...

@@ -28,13 +28,19 @@ class ResBlock(nn.Module):
     Args:
         in_dim: input channels.
         out_dim: output channels (defaults to ``in_dim``); when different, the skip path is a 3x3 conv.
+        project: give the skip path its 3x3 conv (``downsample``) even when ``in_dim == out_dim``; ``None``: only
+            when they differ (the official rule). corrvos's small variants set it where the official network has
+            the conv, so that their state_dict has the same names whatever the channel counts.
     """
 
-    def __init__(self, in_dim: int, out_dim: int | None = None) -> None:
+    def __init__(self, in_dim: int, out_dim: int | None = None, *, project: bool | None = None) -> None:
         super().__init__()
         out_dim = in_dim if out_dim is None else out_dim
+        project = in_dim != out_dim if project is None else project
+        if not project and in_dim != out_dim:
+            raise ValueError(f"ResBlock({in_dim} -> {out_dim}) needs the projection skip (project=False given)")
         # Registered first, as in the official module, so the state_dict order matches.
-        self.downsample = None if in_dim == out_dim else nn.Conv2d(in_dim, out_dim, kernel_size=3, padding=1)
+        self.downsample = nn.Conv2d(in_dim, out_dim, kernel_size=3, padding=1) if project else None
         self.conv1 = nn.Conv2d(in_dim, out_dim, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(out_dim, out_dim, kernel_size=3, padding=1)
 
@@ -105,11 +111,12 @@ class FeatureFusionBlock(nn.Module):
     Args:
         in_dim: channels of ``cat([a, b])``.
         out_dim: output channels.
+        project: ``block1``'s projection skip (see :class:`ResBlock`; ``None``: when ``in_dim != out_dim``).
     """
 
-    def __init__(self, in_dim: int, out_dim: int) -> None:
+    def __init__(self, in_dim: int, out_dim: int, *, project: bool | None = None) -> None:
         super().__init__()
-        self.block1 = ResBlock(in_dim, out_dim)
+        self.block1 = ResBlock(in_dim, out_dim, project=project)
         self.attention = CBAM(out_dim)
         self.block2 = ResBlock(out_dim, out_dim)
 

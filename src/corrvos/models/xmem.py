@@ -1,9 +1,9 @@
 """The XMem network (Cheng & Schwing, ECCV 2022) with named stage methods, on the corrvos ``VOSModel`` contract.
 
 Re-expresses hkchengrex/XMem:model/network.py, model/modules.py (``ValueEncoder``, ``KeyProjection``,
-``Decoder``, ``HiddenReinforcer``, ``HiddenUpdater``), model/group_modules.py and model/memory_util.py, with the
-same arithmetic so that official weights give the same numbers. One class serves training and inference; there is
-no ``forward(mode, ...)``.
+``Decoder``, ``HiddenReinforcer``, ``HiddenUpdater``: :mod:`corrvos.models.xmem_modules`, re-exported here),
+model/group_modules.py and model/memory_util.py, with the same arithmetic so that official weights give the same
+numbers. One class serves training and inference; there is no ``forward(mode, ...)``.
 
 Differences from STCN (:mod:`corrvos.models.stcn`):
 
@@ -19,7 +19,11 @@ Differences from STCN (:mod:`corrvos.models.stcn`):
 
 The state_dict keys, shapes and order equal the official ones (registration order key_encoder, value_encoder,
 key_proj, decoder; 412 entries, 402 without the hidden state), so official files load with strict
-``load_state_dict``. Shapes follow :mod:`corrvos.models.base`: frames [B, 3, H, W] (H, W multiples of 16).
+``load_state_dict``. Small variants (corrvos's own, not official): ``key_encoder="resnet18"`` and ``width``
+(official 64) shrink the backbones, the decoder and, unless given, ``value_dim`` / ``hidden_dim`` (all by
+``width / 64``); their state_dict has the same names and order with smaller shapes. Channel counts written in this
+module are those of the default network. Shapes follow :mod:`corrvos.models.base`: frames [B, 3, H, W] (H, W
+multiples of 16).
 """
 
 from __future__ import annotations
@@ -27,14 +31,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from corrvos.errors import CheckpointError
-from corrvos.models.backbones import KeyEncoder, MaskResNet18
+from corrvos.models.backbones import KeyEncoder, key_encoder_args
 from corrvos.models.common import StagedModel, aggregate, object_mask_inputs, repeat_per_object
-from corrvos.models.layers import FeatureFusionBlock, KeyProjection, UpsampleBlock
+from corrvos.models.layers import KeyProjection
 from corrvos.models.memory import read_memory as memory_read
+from corrvos.models.xmem_modules import (
+    HiddenReinforcer,
+    HiddenUpdater,
+    XMemDecoder,
+    XMemKeyProjection,
+    XMemValueEncoder,
+    gru_update,
+)
 from corrvos.types import QueryFeatures, SegmentOutput
 
 __all__ = [
@@ -49,159 +60,23 @@ __all__ = [
 ]
 
 
-def gru_update(gates: Tensor, hidden: Tensor) -> Tensor:
-    """XMem's GRU step: gates [B, 3*CH, h, w] ordered [forget | update | new], hidden [B, CH, h, w] -> new hidden.
-
-    h' = sigmoid(g_f) * h * (1 - sigmoid(g_u)) + sigmoid(g_u) * tanh(g_n).
-    """
-    ch = hidden.shape[1]
-    forget = torch.sigmoid(gates[:, :ch])  # [B, CH, h, w]
-    update = torch.sigmoid(gates[:, ch : 2 * ch])
-    new = torch.tanh(gates[:, 2 * ch :])
-    return forget * hidden * (1 - update) + update * new
-
-
-class HiddenReinforcer(nn.Module):
-    """The value encoder's GRU ("deep update"): one 3x3 conv on ``cat([value, h])`` -> 3*CH gates."""
-
-    def __init__(self, value_dim: int, hidden_dim: int) -> None:
-        super().__init__()
-        self.transform = nn.Conv2d(value_dim + hidden_dim, 3 * hidden_dim, kernel_size=3, padding=1)
-        nn.init.xavier_normal_(self.transform.weight)
-
-    def forward(self, value: Tensor, hidden: Tensor) -> Tensor:
-        """``value`` [B*N, CV, h, w], ``hidden`` [B*N, CH, h, w] -> new hidden [B*N, CH, h, w]."""
-        return gru_update(self.transform(torch.cat([value, hidden], dim=1)), hidden)
-
-
-class HiddenUpdater(nn.Module):
-    """The decoder's GRU: multi-scale decoder features, each mapped to 256 channels at stride 16 and summed.
-
-    Inputs: g16 (fuser output, 512 ch), g8 (256 ch, area-downsampled x1/2) and ``cat([g4, logit])`` (257 ch,
-    area-downsampled x1/4); their sum is concatenated with h and a 3x3 conv gives the 3*CH gates.
-    """
-
-    def __init__(self, hidden_dim: int, mid_dim: int = 256) -> None:
-        super().__init__()
-        self.g16_conv = nn.Conv2d(512, mid_dim, kernel_size=1)
-        self.g8_conv = nn.Conv2d(256, mid_dim, kernel_size=1)
-        self.g4_conv = nn.Conv2d(256 + 1, mid_dim, kernel_size=1)
-        self.transform = nn.Conv2d(mid_dim + hidden_dim, 3 * hidden_dim, kernel_size=3, padding=1)
-        nn.init.xavier_normal_(self.transform.weight)
-
-    def forward(self, g16: Tensor, g8: Tensor, g4: Tensor, hidden: Tensor) -> Tensor:
-        """g16 [B*N, 512, h, w], g8 [B*N, 256, 2h, 2w], g4 [B*N, 257, 4h, 4w], hidden [B*N, CH, h, w] -> new hidden."""
-        g = (
-            self.g16_conv(g16)
-            + self.g8_conv(F.interpolate(g8, scale_factor=1 / 2, mode="area"))
-            + self.g4_conv(F.interpolate(g4, scale_factor=1 / 4, mode="area"))
-        )  # [B*N, 256, h, w]
-        return gru_update(self.transform(torch.cat([g, hidden], dim=1)), hidden)
-
-
-class XMemKeyProjection(KeyProjection):
-    """``key_proj`` (orthogonal init) plus XMem's ``d_proj`` (shrinkage) and ``e_proj`` (selection) 3x3 heads."""
-
-    def __init__(self, in_dim: int, key_dim: int) -> None:
-        super().__init__(in_dim, key_dim)
-        self.d_proj = nn.Conv2d(in_dim, 1, kernel_size=3, padding=1)
-        self.e_proj = nn.Conv2d(in_dim, key_dim, kernel_size=3, padding=1)
-
-    def shrinkage(self, x: Tensor) -> Tensor:
-        """[B, in_dim, h, w] -> s = d^2 + 1, [B, 1, h, w]."""
-        return self.d_proj(x) ** 2 + 1
-
-    def selection(self, x: Tensor) -> Tensor:
-        """[B, in_dim, h, w] -> e = sigmoid(e_proj(x)), [B, CK, h, w]."""
-        return torch.sigmoid(self.e_proj(x))
-
-
-class XMemValueEncoder(MaskResNet18):
-    """Bias-free ResNet-18 to layer3 on [RGB, masks], ``fuser`` on ``cat([f16, layer3])``, optional GRU.
-
-    The trunk has torchvision's names (``conv1``, ``bn1``, ``layer1..3``) and an ``extra_channels`` attribute, so
-    :func:`corrvos.models.backbones.load_imagenet_resnet18` fills it from ImageNet weights.
-
-    Args:
-        extra_channels: 2 for [target, others] masks; 1 for single-object (stage-0) models.
-        value_dim: CV, output channels.
-        hidden_dim: CH; 0 builds no ``hidden_reinforce``.
-    """
-
-    def __init__(self, extra_channels: int = 2, value_dim: int = 512, hidden_dim: int = 64) -> None:
-        super().__init__(extra_channels, bias=False)
-        self.fuser = FeatureFusionBlock(1024 + 256, value_dim)
-        self.hidden_reinforce = HiddenReinforcer(value_dim, hidden_dim) if hidden_dim > 0 else None
-
-    def forward(self, image: Tensor, key_f16: Tensor, masks: Tensor) -> Tensor:
-        """``image`` [B*N, 3, H, W], ``key_f16`` [B*N, 1024, h, w], ``masks`` [B*N, extra, H, W] -> [B*N, CV, h, w].
-
-        ``image`` and ``key_f16`` may be broadcast views of one frame's tensors (see ``repeat_per_object``).
-        """
-        g = self.trunk(torch.cat([image, masks], dim=1))  # [B*N, 256, h, w]
-        return self.fuser(key_f16, g)
-
-
-class XMemDecoder(nn.Module):
-    """``fuser`` on ``cat([f16, readout, hidden])`` -> 512, two upsampling steps to stride 4, ``pred`` (1 logit).
-
-    Args:
-        value_dim: CV, channels of the memory readout.
-        hidden_dim: CH; 0 builds no ``hidden_update`` and the fuser takes ``cat([f16, readout])``.
-    """
-
-    def __init__(self, value_dim: int = 512, hidden_dim: int = 64) -> None:
-        super().__init__()
-        self.fuser = FeatureFusionBlock(1024 + value_dim + hidden_dim, 512)
-        self.hidden_update = HiddenUpdater(hidden_dim) if hidden_dim > 0 else None
-        self.up_16_8 = UpsampleBlock(512, 512, 256)
-        self.up_8_4 = UpsampleBlock(256, 256, 256)
-        self.pred = nn.Conv2d(256, 1, kernel_size=3, padding=1)
-
-    def forward(
-        self,
-        readout16: Tensor,
-        hidden: Tensor | None,
-        f16: Tensor,
-        f8: Tensor,
-        f4: Tensor,
-        *,
-        update_hidden: bool = True,
-    ) -> tuple[Tensor, Tensor | None]:
-        """Per-object logits and, when asked for, the decoder's hidden update.
-
-        Args:
-            readout16: [B*N, CV, h, w] memory readout.
-            hidden: [B*N, CH, h, w] hidden state (``None`` when CH = 0).
-            f16: [B*N, 1024, h, w] query features (a broadcast view when B = 1).
-            f8, f4: [B, 512, 2h, 2w] and [B, 256, 4h, 4w] per-frame skips (broadcast over objects).
-            update_hidden: run ``hidden_update``.
-
-        Returns:
-            (logits [B*N, 1, H, W], new hidden [B*N, CH, h, w] or ``None``).
-        """
-        g = readout16 if self.hidden_update is None else torch.cat([readout16, hidden], dim=1)  # [B*N, CV+CH, h, w]
-        g16 = self.fuser(f16, g)  # [B*N, 512, h, w]
-        g8 = self.up_16_8(f8, g16)  # [B*N, 256, 2h, 2w]
-        g4 = self.up_8_4(f4, g8)  # [B*N, 256, 4h, 4w]
-        logits = self.pred(F.relu(g4))  # [B*N, 1, 4h, 4w]
-        new_hidden = None
-        if update_hidden and self.hidden_update is not None:
-            new_hidden = self.hidden_update(g16, g8, torch.cat([g4, logits], dim=1), hidden)  # [B*N, CH, h, w]
-        logits = F.interpolate(logits, scale_factor=4, mode="bilinear", align_corners=False)  # [B*N, 1, H, W]
-        return logits, new_hidden
-
-
 class XMem(StagedModel):
     """XMem with stage methods encode_key / encode_value / read_memory / segment (see :mod:`corrvos.models.base`).
 
     Args:
         single_object: stage-0 model whose value encoder takes [RGB, mask] (4 channels) and ignores other objects.
         key_dim: CK, channels of keys and selections.
-        value_dim: CV, channels of memory values.
-        hidden_dim: CH, channels of the per-object hidden state; 0 for the no-sensory variant.
-        aux_key_head: add a ``key_proj2`` head (3x3 conv 1024 -> CK on f16, as VOS_Correspondence adds to STCN) whose
+        value_dim: CV, channels of memory values; ``None``: 8 * width (512, official).
+        hidden_dim: CH, channels of the per-object hidden state; 0 for the no-sensory variant; ``None``: ``width``
+            (64, official).
+        aux_key_head: add a ``key_proj2`` head (3x3 conv C16 -> CK on f16, as VOS_Correspondence adds to STCN) whose
             keys only the "official" correspondence losses use; corrvos's extension, absent from official XMem files.
+        key_encoder: "resnet50" (official) or "resnet18" (corrvos's small variant, same state_dict names).
+        width: base channel width (official 64, a positive multiple of 8): the ResNet stages of both encoders and
+            the decoder's widths scale by ``width / 64``, and so do ``value_dim`` / ``hidden_dim`` when not given.
+
+    Attributes:
+        f16_dim: C16, channels of the key encoder's stride-16 features (1024 for the official network).
     """
 
     family = "xmem"
@@ -211,26 +86,40 @@ class XMem(StagedModel):
         *,
         single_object: bool = False,
         key_dim: int = 64,
-        value_dim: int = 512,
-        hidden_dim: int = 64,
+        value_dim: int | None = None,
+        hidden_dim: int | None = None,
         aux_key_head: bool = False,
+        key_encoder: str = "resnet50",
+        width: int = 64,
     ) -> None:
         super().__init__()
         self.single_object = single_object
+        self.width = width
         self.key_dim = key_dim
-        self.value_dim = value_dim
-        self.hidden_dim = max(hidden_dim, 0)
-        self.key_encoder = KeyEncoder()
-        self.value_encoder = XMemValueEncoder(1 if single_object else 2, value_dim, self.hidden_dim)
-        self.key_proj = XMemKeyProjection(1024, key_dim)
-        self.decoder = XMemDecoder(value_dim, self.hidden_dim)
-        self.key_proj2 = KeyProjection(1024, key_dim) if aux_key_head else None  # after the official modules
+        self.value_dim = 8 * width if value_dim is None else value_dim
+        self.hidden_dim = width if hidden_dim is None else max(hidden_dim, 0)
+        self.key_encoder = KeyEncoder(key_encoder, width)
+        enc = self.key_encoder
+        self.f16_dim = enc.f16_dim
+        self.value_encoder = XMemValueEncoder(
+            1 if single_object else 2, self.value_dim, self.hidden_dim, f16_dim=self.f16_dim, width=width
+        )
+        self.key_proj = XMemKeyProjection(self.f16_dim, key_dim)
+        self.decoder = XMemDecoder(
+            self.value_dim,
+            self.hidden_dim,
+            f16_dim=self.f16_dim,
+            f8_dim=enc.f8_dim,
+            f4_dim=enc.f4_dim,
+            mid_dim=8 * width,  # 512 at width 64
+        )
+        self.key_proj2 = KeyProjection(self.f16_dim, key_dim) if aux_key_head else None  # after the official modules
         self.aux_key_head = aux_key_head
 
     def init_args(self) -> dict:
         """Constructor keyword arguments (recorded in corrvos checkpoints)."""
-        names = ("single_object", "key_dim", "value_dim", "hidden_dim", "aux_key_head")
-        return {name: getattr(self, name) for name in names}
+        names = ("single_object", "key_dim", "value_dim", "hidden_dim", "aux_key_head", "width")
+        return {**{name: getattr(self, name) for name in names}, "key_encoder": self.key_encoder.arch}
 
     @property
     def has_aux_key_head(self) -> bool:
@@ -246,9 +135,9 @@ class XMem(StagedModel):
             need_selection: compute the selection (needed for query frames).
 
         Returns:
-            QueryFeatures with key [B, CK, h, w], f16 [B, 1024, h, w], f8 [B, 512, 2h, 2w], f4 [B, 256, 4h, 4w],
-            shrinkage [B, 1, h, w] and selection [B, CK, h, w] (``None`` when not asked for), key2 [B, CK, h, w]
-            (models with ``key_proj2`` only).
+            QueryFeatures with key [B, CK, h, w], f16 [B, C16, h, w], f8 [B, C8, 2h, 2w], f4 [B, C4, 4h, 4w]
+            (1024 / 512 / 256 channels for the official network), shrinkage [B, 1, h, w] and selection
+            [B, CK, h, w] (``None`` when not asked for), key2 [B, CK, h, w] (models with ``key_proj2`` only).
         """
         f16, f8, f4 = self.key_encoder(frame)
         return QueryFeatures(
@@ -271,7 +160,7 @@ class XMem(StagedModel):
 
         Args:
             frame: [B, 3, H, W] normalised images.
-            f16: [B, 1024, h, w] key-encoder features of the same frames.
+            f16: [B, C16, h, w] key-encoder features of the same frames.
             masks: [B, N, H, W] soft or hard object masks.
             hidden: [B, N, CH, h, w] hidden state; needed for a deep update (``zero_hidden`` for new objects).
             deep_update: run ``hidden_reinforce`` on the values (only when CH > 0).
@@ -290,7 +179,7 @@ class XMem(StagedModel):
             return f16.new_zeros(b, 0, self.value_dim, *f16.shape[-2:]), hidden  # [B, 0, CV, h, w]
         v = self.value_encoder(
             repeat_per_object(frame, n),  # [B*N, 3, H, W]
-            repeat_per_object(f16, n),  # [B*N, 1024, h, w]
+            repeat_per_object(f16, n),  # [B*N, C16, h, w]
             object_mask_inputs(masks, single_object=self.single_object),  # [B*N, extra, H, W]
         )  # [B*N, CV, h, w]
         if reinforce:
@@ -357,7 +246,7 @@ class XMem(StagedModel):
         logits, new_hidden = self.decoder(
             readout16.flatten(0, 1),  # [B*N, CV, h, w]
             None if self.hidden_dim == 0 else hidden.flatten(0, 1),  # [B*N, CH, h, w]
-            repeat_per_object(feats.f16, n),  # [B*N, 1024, h, w]
+            repeat_per_object(feats.f16, n),  # [B*N, C16, h, w]
             feats.f8,
             feats.f4,
             update_hidden=update_hidden,
@@ -377,7 +266,8 @@ def detect_xmem(state: Mapping[str, Tensor]) -> dict | None:
 
     Read as the official loader does: hidden_dim = ``decoder.hidden_update.transform.weight.shape[0] // 3`` (0 when
     that key is absent), key_dim and value_dim from the output channels of ``key_proj.key_proj`` and
-    ``value_encoder.fuser.block2.conv2``; a 4-channel ``value_encoder.conv1`` marks a single-object file.
+    ``value_encoder.fuser.block2.conv2``; a 4-channel ``value_encoder.conv1`` marks a single-object file. The key
+    encoder and width of corrvos's small variants come from the shapes too (:func:`key_encoder_args`).
 
     Raises:
         CheckpointError: the file has XMem's ``d_proj`` / ``e_proj`` heads but lacks a key the sizes are read from.
@@ -394,4 +284,5 @@ def detect_xmem(state: Mapping[str, Tensor]) -> dict | None:
         "value_dim": state["value_encoder.fuser.block2.conv2.weight"].shape[0],
         "hidden_dim": 0 if transform is None else transform.shape[0] // 3,
         "aux_key_head": "key_proj2.key_proj.weight" in state,
+        **key_encoder_args(state),
     }

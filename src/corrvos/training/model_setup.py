@@ -56,6 +56,8 @@ def build_network(cfg: TrainConfig, single_object: bool, *, pretrained: bool = F
             cfg.model.arch,
             single_object=single_object,
             pretrained_backbones=cfg.model.pretrained_backbones if pretrained else False,
+            key_encoder=cfg.model.key_encoder,
+            width=cfg.model.width,
             **extra,
         )
 
@@ -72,6 +74,10 @@ def load_init_weights(cfg: TrainConfig, model: nn.Module, path: str | Path) -> N
     source = load_model(path, widen_single_object_file=not model.single_object)
     if arch_of(source) != arch_of(model):
         raise ConfigError(f"{path}: holds a {arch_of(source)!r} network but model.arch is {arch_of(model)!r}")
+    for name in ("key_encoder", "width"):
+        theirs, ours = source.init_args()[name], model.init_args()[name]
+        if theirs != ours:
+            raise ConfigError(f"{path}: holds a network with {name} {theirs!r} but model.{name} is {ours!r}")
     if model.single_object and not source.single_object:
         stage = cfg.stages[0].name
         later = ",".join(s.name for s in cfg.stages if not s.single_object)
@@ -84,21 +90,35 @@ def load_init_weights(cfg: TrainConfig, model: nn.Module, path: str | Path) -> N
 
 
 def widen_to_multi_object(cfg: TrainConfig, model: nn.Module) -> nn.Module:
-    """A multi-object copy of single-object ``model``, with an orthogonally initialised "others" channel (STCN)."""
+    """A multi-object copy of single-object ``model``, with an orthogonally initialised "others" channel (STCN).
+
+    The copy is built from ``model.init_args()`` (architecture, key encoder, width, heads), not from ``cfg``.
+    """
     from corrvos.models.convert import widen_single_object
 
     gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "widen") & 0x7FFFFFFF)
     state = widen_single_object(model.state_dict(), init="orthogonal", generator=gen)
-    wide = build_network(cfg, single_object=False)
+    with torch.random.fork_rng(devices=[]):  # every entry is overwritten below; keep the global RNG where it is
+        wide = type(model)(**{**model.init_args(), "single_object": False})
     wide.load_state_dict(state, strict=True)
     logger.info("single-object weights widened to a multi-object model (orthogonal 'others' channel)")
     return wide
 
 
-def build_projection_head(cfg: TrainConfig, loss_cfg) -> nn.Module:
-    """L_OCL's projection head (seeded init) for a stage whose loss uses one."""
+def build_projection_head(cfg: TrainConfig, loss_cfg, *, in_dim: int | None = None) -> nn.Module:
+    """L_OCL's projection head (seeded init) for a stage whose loss uses one.
+
+    Args:
+        cfg: the run's configuration.
+        loss_cfg: the stage's loss configuration (hidden and embedding sizes).
+        in_dim: channels of the res4 features it projects (the model's ``f16_dim``); ``None``: the f16 channels
+            of ``cfg.model``'s key encoder and width (1024 for the official ResNet-50).
+    """
+    from corrvos.models.backbones import key_encoder_dims
     from corrvos.models.heads import ProjectionHead
 
+    if in_dim is None:
+        in_dim = key_encoder_dims(cfg.model.key_encoder, cfg.model.width)[0]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.seed, "proj-head") & 0x7FFFFFFF)
-        return ProjectionHead(1024, loss_cfg.ocl_hidden_dim, loss_cfg.ocl_embed_dim)
+        return ProjectionHead(in_dim, loss_cfg.ocl_hidden_dim, loss_cfg.ocl_embed_dim)

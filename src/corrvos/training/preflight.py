@@ -64,7 +64,11 @@ def _dataset_problem(spec: DatasetSpec, root: Path) -> str | None:
 
 
 def imagenet_weights_problem(
-    source: bool | str, *, url_ok: Callable[[str], bool] | None = None, hub_dir: Path | None = None
+    source: bool | str,
+    *,
+    url_ok: Callable[[str], bool] | None = None,
+    hub_dir: Path | None = None,
+    archs: tuple[str, ...] = ("resnet50", "resnet18"),
 ) -> str | None:
     """Why the ImageNet backbone weights named by ``model.pretrained_backbones`` cannot be had (None if they can).
 
@@ -72,6 +76,7 @@ def imagenet_weights_problem(
         source: ``True`` (torchvision's files: the torch hub cache or the download URL) or a folder.
         url_ok: reachability test of a URL (default: an HTTP HEAD request with a short timeout).
         hub_dir: the torch hub folder (default ``torch.hub.get_dir()``).
+        archs: the files the network needs (a "resnet18" key encoder needs only "resnet18").
     """
     from corrvos.models.backbones import TORCHVISION_URLS
 
@@ -84,7 +89,7 @@ def imagenet_weights_problem(
                 f"{folder}: ImageNet weight folder not found (model.pretrained_backbones); put torchvision's "
                 "resnet50-*.pth and resnet18-*.pth there, or use true to download them"
             )
-        for arch in ("resnet50", "resnet18"):
+        for arch in archs:
             found = sorted(folder.glob(f"{arch}*.pth"))
             if len(found) != 1:
                 return f"{folder}: expected exactly one {arch}*.pth file, found {[p.name for p in found]}"
@@ -97,6 +102,8 @@ def imagenet_weights_problem(
     from corrvos.weights import cached_file
 
     for arch, url in TORCHVISION_URLS.items():
+        if arch not in archs:
+            continue
         cached = hub_dir / "checkpoints" / url.rsplit("/", 1)[-1]
         if cached_file(f"{arch}-imagenet") is not None or cached.is_file() or url_ok(url):
             continue
@@ -134,6 +141,12 @@ def _init_weights_problems(cfg: TrainConfig, init: str) -> list[str]:
             f"{init}: holds a multi-object network, but the first stage {first.name!r} trains a single-object one; "
             f"run the later stages only (--stages {later or 'NAME'})"
         )
+    args = source.init_args()
+    for name in ("key_encoder", "width"):
+        if args[name] != getattr(cfg.model, name):
+            problems.append(
+                f"{init}: holds a network with {name} {args[name]!r} but model.{name} is {getattr(cfg.model, name)!r}"
+            )
     return problems
 
 
@@ -192,7 +205,8 @@ def check_training_inputs(cfg: TrainConfig, *, resuming: bool, url_ok: Callable[
             else:
                 problems += _init_weights_problems(cfg, str(init))
     if not resuming and not init:
-        problem = imagenet_weights_problem(cfg.model.pretrained_backbones, url_ok=url_ok)
+        archs = tuple(dict.fromkeys((cfg.model.key_encoder, "resnet18")))  # the key encoder's file, the trunk's
+        problem = imagenet_weights_problem(cfg.model.pretrained_backbones, url_ok=url_ok, archs=archs)
         if problem is not None:
             problems.append(problem)
     if len(problems) == 1:

@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,9 @@ class Trainer:
         progress: show a progress bar on rank 0.
         overwrite: delete an earlier run's files (``config.yaml``, ``tb/``, ``checkpoints/``) from ``out_dir`` instead
             of refusing to start there; other files (e.g. a generated ``synthetic_data/``) are kept.
+        callbacks: called as ``callback(trainer, record)`` after every step, after the hooks (e.g. scoring held-out
+            videos with ``trainer.model`` during the run; :func:`corrvos.inference.split.eval_mode` restores the
+            train/eval flags). A callback may call :meth:`request_stop`.
     """
 
     def __init__(
@@ -112,8 +116,11 @@ class Trainer:
         init_from: str | Path | None = None,
         progress: bool = True,
         overwrite: bool = False,
+        callbacks: Sequence[Callable[[Trainer, StepRecord], None]] = (),
     ) -> None:
         self.cfg = cfg
+        self.callbacks = list(callbacks)
+        self._stop_request: str | None = None
         self.overwrite = overwrite
         self._signals = StopSignals()
         self.out_dir = Path(out_dir if out_dir is not None else cfg.out_dir).expanduser()
@@ -378,6 +385,8 @@ class Trainer:
                 record.frames, record.labels = batch.frames[0], batch.labels[0]
                 record.logits = result["outputs"].logits[0]
             self.hooks.after_step(record)
+            for callback in self.callbacks:
+                callback(self, record)
             if self._should_stop(done, max_steps) and not record.stage_done:
                 self._save_stop_checkpoint()
                 return False, done, last
@@ -389,9 +398,15 @@ class Trainer:
         """Whether to stop after this step: ``max_steps`` reached, or a signal on any process (all agree)."""
         if any_process(self._signals.received is not None, self.dist):
             self.stopped_by = self._signals.received or "a signal on another process"
+        elif any_process(self._stop_request is not None, self.dist):
+            self.stopped_by = self._stop_request or "a callback on another process"
         elif max_steps is not None and done >= max_steps:
             self.stopped_by = "max_steps"
         return self.stopped_by is not None
+
+    def request_stop(self, reason: str = "callback") -> None:
+        """Stop after the current step, as ``--max-steps`` does (the step's checkpoint is written)."""
+        self._stop_request = reason
 
     def _save_stop_checkpoint(self) -> None:
         """The checkpoint of the step just done (unless the periodic save of this step already wrote it)."""

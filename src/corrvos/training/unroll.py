@@ -124,7 +124,7 @@ class ClipUnroller(nn.Module):
             batch: frames [B, T, 3, H, W], masks [B, T, N, H, W], selector [B, N].
 
         Returns:
-            ClipOutputs with logits [B, T-1, N+1, H, W], keys [B, T, CK, h, w], res4 [B, T, 1024, h, w], XMem's
+            ClipOutputs with logits [B, T-1, N+1, H, W], keys [B, T, CK, h, w], res4 [B, T, C16, h, w], XMem's
             shrinkage / selection and, when ``second_view``, keys2 [B, T, CK, h, w] plus the second view's keys2
             and affine.
         """

@@ -8,8 +8,11 @@ and t's selection). Each response therefore sums to 1 over tau's positions. ``to
 positions as the inference memory read does.
 
 The figure has one row per query point and, after the query frame, one column per checkpoint: tau with the
-response (normalised by its maximum) as a jet heat map, the ground-truth object outlines of tau when masks are
-given, and a cross at the peak.
+response as a jet heat map, the ground-truth object outlines of tau when masks are given, and a cross at the peak.
+All heat maps share one colour scale, from 0 to the largest weight of the figure, drawn as a colour bar under the
+grid. On that bar a line marks the uniform level 1/N (N = the positions of tau's key grid): a response that
+matched nothing in particular would be 1/N everywhere, so the peak's ratio to 1/N (in each tile's title) says how
+sharply the pixel is matched.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from corrvos.visualize.panels import grid, heat_colors, panel_scale, scale_image
 __all__ = [
     "CorrespondenceResult",
     "auto_points",
+    "colorbar_figure",
     "correspondence_responses",
     "draw_correspondence",
     "make_correspondence_figure",
@@ -42,7 +46,8 @@ __all__ = [
     "response_from_keys",
 ]
 
-TITLE_LINES = 2
+TITLE_LINES = 3
+COLORBAR_HEIGHT = 84
 _POINT_COLOUR = (255, 255, 0)
 
 
@@ -61,6 +66,16 @@ class CorrespondenceResult:
     response: Tensor
     pad: tuple[int, int, int, int]
     size: tuple[int, int]
+
+    @property
+    def positions(self) -> int:
+        """N: the positions of tau's key grid (padding included), over which each response sums to 1."""
+        return int(self.response.shape[-2] * self.response.shape[-1])
+
+    @property
+    def uniform(self) -> float:
+        """1/N, the weight of every position in a response that prefers none."""
+        return 1.0 / self.positions
 
     def upsampled(self) -> Tensor:
         """[P, H, W] the responses bilinearly enlarged to tau's pixels (for display; no longer sums to 1)."""
@@ -186,6 +201,46 @@ def _mark(image: np.ndarray, y: int, x: int, scale: int, *, cross: bool = False)
         cv2.circle(image, centre, radius - 1, _POINT_COLOUR, -1, cv2.LINE_AA)
 
 
+def colorbar_figure(width: int, vmax: float, positions: int, *, height: int = COLORBAR_HEIGHT):
+    """A horizontal colour bar ``width`` x ``height`` pixels for heat maps drawn with :func:`heat_colors` on the
+    scale [0, ``vmax``], with the uniform level 1/``positions`` marked.
+
+    Returns:
+        (the matplotlib ``Figure``, its ``Colorbar``).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, Normalize
+    from matplotlib.figure import Figure
+
+    dpi = 100
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="black")
+    FigureCanvasAgg(fig)
+    cax = fig.add_axes((0.04, 0.58, 0.92, 0.2))
+    lut = heat_colors(np.linspace(0.0, 1.0, 256)[None])[0] / 255.0  # [256, 3]: the colours of the tiles
+    mappable = ScalarMappable(norm=Normalize(0.0, vmax), cmap=ListedColormap(lut))
+    bar = fig.colorbar(mappable, cax=cax, orientation="horizontal")
+    uniform = 1.0 / positions
+    cax.axvline(uniform, color="white", linewidth=3)
+    cax.axvline(uniform, color="black", linewidth=1.5)
+    cax.text(uniform, 1.08, "1/N", transform=cax.get_xaxis_transform(), ha="center", va="bottom", color="white")
+    cax.tick_params(colors="white", labelsize=8)
+    bar.outline.set_edgecolor("white")
+    bar.set_label(
+        f"read weight w (softmax over the N = {positions} positions of frame tau; one scale for every map); "
+        f"uniform 1/N = {uniform:.4f}",
+        color="white",
+        fontsize=8,
+    )
+    return fig, bar
+
+
+def _render(fig) -> np.ndarray:
+    """uint8 RGB [H, W, 3] of a matplotlib figure drawn on its Agg canvas."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
 def draw_correspondence(
     frame_t: np.ndarray,
     frame_tau: np.ndarray,
@@ -196,7 +251,10 @@ def draw_correspondence(
     point_names: Sequence[str] | None = None,
     mask_tau: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The Fig. S3 grid: one row per query point; columns: frame t with the point, then tau per model.
+    """The Fig. S3 grid: one row per query point; columns: frame t with the point, then tau per model; a colour
+    bar under the grid.
+
+    Every heat map uses the scale [0, the largest weight of any result] (:func:`colorbar_figure`).
 
     Args:
         frame_t, frame_tau: uint8 RGB [H, W, 3].
@@ -207,10 +265,13 @@ def draw_correspondence(
         mask_tau: label map [H, W] of tau, whose object outlines are drawn on the heat maps, or None.
 
     Returns:
-        uint8 RGB [P * (2 * LINE_HEIGHT + s * H), (1 + models) * s * W, 3] with s = :func:`panel_scale` (W).
+        uint8 RGB [P * (TITLE_LINES * LINE_HEIGHT + s * H) + COLORBAR_HEIGHT, (1 + models) * s * W, 3] with
+        s = :func:`panel_scale` (W).
     """
     scale = panel_scale(frame_t.shape[1])
     points = results[0].points
+    vmax = max(float(r.response.max()) for r in results)
+    positions = results[0].positions
     rows = []
     for p, (y, x) in enumerate(points):
         query = scale_image(frame_t, scale).copy()
@@ -219,17 +280,26 @@ def draw_correspondence(
         row = [titled(query, [f"query frame {names[0]}", f"{what}(y={y}, x={x})"], TITLE_LINES)]
         for result, label in zip(results, labels, strict=True):
             heat = result.upsampled()[p].numpy()  # [H, W]
-            heat = heat / max(float(heat.max()), 1e-12)
-            tile = (0.45 * frame_tau + 0.55 * heat_colors(heat)).astype(np.uint8)
+            tile = (0.45 * frame_tau + 0.55 * heat_colors(heat / max(vmax, 1e-12))).astype(np.uint8)
             if mask_tau is not None:
                 tile = overlay(tile, mask_tau, alpha=0.0, contour=True)
             tile = scale_image(tile, scale).copy()
             py, px = result.peaks()[p]
             _mark(tile, py, px, scale, cross=True)
             peak = float(result.response[p].max())
-            row.append(titled(tile, [f"{label}: frame {names[1]}", f"peak (y={py}, x={px}) w={peak:.3f}"], TITLE_LINES))
+            lines = [
+                f"{label}: frame {names[1]}",
+                f"peak w={peak:.3f} at (y={py}, x={px})",
+                f"= {peak * positions:.1f} x uniform 1/N (1/{positions})",
+            ]
+            row.append(titled(tile, lines, TITLE_LINES))
         rows.append(row)
-    return grid(rows)
+    body = grid(rows)
+    fig, _ = colorbar_figure(body.shape[1], vmax, positions)
+    bar = _render(fig)
+    if bar.shape[:2] != (COLORBAR_HEIGHT, body.shape[1]):  # matplotlib rounds inches * dpi
+        bar = cv2.resize(bar, (body.shape[1], COLORBAR_HEIGHT), interpolation=cv2.INTER_AREA)
+    return np.concatenate([body, bar], axis=0)  # [P * tile_h + COLORBAR_HEIGHT, cols * tile_w, 3]
 
 
 def make_correspondence_figure(

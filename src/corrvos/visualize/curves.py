@@ -5,6 +5,12 @@ total of Eq. 12), ``train/terms/<name>`` for every unweighted term (``seg``, ``p
 ``temp``, ``cross_key`` in "official" mode), and learning rates, IoU, gradient norm, ... The figure has one panel
 per loss and the runs on shared axes in each panel: the raw values faint, the smoothed ones solid. Smoothing is
 TensorBoard's debiased exponential moving average with weight ``smoothing`` (0 = none).
+
+L_SEG is STCN's bootstrapped cross-entropy: from stage step ``loss.bootstrap_start`` it averages only the hardest
+fraction of the pixels, a fraction that shrinks linearly to ``bootstrap_top_p`` at ``bootstrap_end``, so L_SEG
+(and the total) *rise* there although the model keeps improving. When the run folder holds the trainer's
+``config.yaml``, the L_SEG and total panels mark that schedule (a dashed line where bootstrapping starts, a shaded
+span while the fraction shrinks); the training foreground IoU (``iou``, not bootstrapped) does not jump.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from corrvos.errors import ConfigError, DataError
 from corrvos.utils import atomic_path
@@ -25,10 +32,12 @@ __all__ = [
     "TAG_TITLES",
     "RunCurves",
     "check_smoothing",
+    "curves_figure",
     "curves_figure_size",
     "ema",
     "find_event_dir",
     "plot_curves",
+    "read_bootstrap_schedule",
     "read_run",
     "resolve_tag",
 ]
@@ -42,8 +51,13 @@ TAG_TITLES: dict[str, str] = {
     "terms/ocl": "L_OCL",
     "terms/temp": "temp (official)",
     "terms/cross_key": "cross_key (official)",
+    "iou": "IoU (training clips, foreground)",
 }
-DEFAULT_TAGS = tuple(TAG_TITLES)
+#: the loss panels drawn by default (``iou`` and other scalars on request).
+DEFAULT_TAGS = ("loss", "terms/seg", "terms/pcl", "terms/ocl", "terms/temp", "terms/cross_key")
+#: panels whose values the bootstrapped CE changes (the schedule is marked there).
+BOOTSTRAP_TAGS = ("loss", "terms/seg")
+BOOTSTRAP_NOTE = "bootstrapped CE: hardest pixels only from here"
 PANEL_INCHES = (5.0, 3.6)
 DPI = 100
 MAX_COLUMNS = 3
@@ -51,12 +65,17 @@ MAX_COLUMNS = 3
 
 @dataclass
 class RunCurves:
-    """The scalars of one run: tag (without ``train/``) -> (steps [n] int64, values [n] float64)."""
+    """The scalars of one run: tag (without ``train/``) -> (steps [n] int64, values [n] float64).
+
+    ``bootstrap``: per stage that bootstraps L_SEG, (global step where it starts, where the kept fraction reaches
+    its final value, that fraction), from the run's ``config.yaml`` (empty without one).
+    """
 
     name: str
     path: Path
     series: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     available: list[str] = field(default_factory=list)
+    bootstrap: list[tuple[int, int, float]] = field(default_factory=list)
 
 
 def resolve_tag(name: str) -> str:
@@ -86,6 +105,45 @@ def find_event_dir(run: str | Path) -> Path:
     raise DataError(run, "no TensorBoard event file (events.out.tfevents.*) in this folder or its tb/ sub-folder")
 
 
+def read_bootstrap_schedule(run: str | Path) -> list[tuple[int, int, float]]:
+    """The bootstrapping schedule of L_SEG in global steps, from ``<run>/config.yaml`` (the trainer's copy).
+
+    Stages run one after the other, so stage i's steps are offset by the iterations of the stages before it.
+
+    Returns:
+        per stage whose bootstrapping starts within it: (start, end, final kept fraction), ``end`` clipped to the
+        stage; empty when there is no readable ``config.yaml`` (a folder of event files only).
+    """
+    run = Path(run)
+    folders = [run, run.parent] if run.name == "tb" else [run]
+    path = next((f / "config.yaml" for f in folders if (f / "config.yaml").is_file()), None)
+    if path is None:
+        return []
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    loss = data.get("loss") if isinstance(data.get("loss"), dict) else {}
+    out: list[tuple[int, int, float]] = []
+    offset = 0
+    for stage in data.get("stages") or []:
+        if not isinstance(stage, dict):
+            return out
+        merged = {**loss, **(stage.get("loss") or {})}
+        iterations = int(stage.get("iterations", 0))
+        try:
+            start, end = int(merged["bootstrap_start"]), int(merged["bootstrap_end"])
+            top_p = float(merged.get("bootstrap_top_p", 1.0))
+        except (KeyError, TypeError, ValueError):
+            start, end, top_p = iterations, iterations, 1.0
+        if top_p < 1.0 and start < iterations:
+            out.append((offset + start, offset + min(end, iterations), top_p))
+        offset += iterations
+    return out
+
+
 def read_run(run: str | Path, tags: Sequence[str] = DEFAULT_TAGS, *, name: str | None = None) -> RunCurves:
     """Read the scalar series ``train/<tag>`` of a run with TensorBoard's ``EventAccumulator`` (every event kept)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -102,7 +160,7 @@ def read_run(run: str | Path, tags: Sequence[str] = DEFAULT_TAGS, *, name: str |
     finally:
         tb_logger.setLevel(level)
     available = sorted(acc.Tags().get("scalars", []))
-    curves = RunCurves(name or Path(run).name, Path(run), available=available)
+    curves = RunCurves(name or Path(run).name, Path(run), available=available, bootstrap=read_bootstrap_schedule(run))
     for tag in tags:
         full = PREFIX + tag
         if full in available:
@@ -147,18 +205,25 @@ def curves_figure_size(num_panels: int) -> tuple[int, int]:
     return round(rows * PANEL_INCHES[1] * DPI), round(cols * PANEL_INCHES[0] * DPI)
 
 
-def plot_curves(
+def _mark_bootstrap(ax, runs: Sequence[RunCurves]) -> None:
+    """Mark each distinct bootstrapping schedule of ``runs`` on ``ax`` (labelled once for the legend)."""
+    schedules = sorted({b for run in runs for b in run.bootstrap})
+    for i, (start, end, top_p) in enumerate(schedules):
+        ax.axvline(start, color="0.35", linestyle="--", linewidth=1, label=BOOTSTRAP_NOTE if i == 0 else None)
+        if end > start:
+            label = f"kept fraction 100% -> {top_p:.0%} of pixels" if i == 0 else None
+            ax.axvspan(start, end, color="0.6", alpha=0.18, linewidth=0, label=label)
+
+
+def curves_figure(
     runs: Sequence[RunCurves],
-    out: str | Path,
     *,
     tags: Sequence[str] | None = None,
     smoothing: float = 0.6,
     log_y: bool = False,
-) -> Path:
-    """One panel per tag (``tags``, or every default loss tag some run has), the runs on shared axes.
-
-    Returns:
-        ``out``, a PNG of :func:`curves_figure_size` pixels.
+    mark_bootstrap: bool = True,
+):
+    """The matplotlib ``Figure`` of :func:`plot_curves` (one axes per panel, in order).
 
     Raises:
         DataError: no run has any of the tags (the message lists the scalars the first run has).
@@ -185,15 +250,42 @@ def plot_curves(
             steps, values = run.series[tag]
             if smoothing > 0:
                 ax.plot(steps, values, color=colour, alpha=0.25, linewidth=1)
-            ax.plot(steps, ema(values, smoothing), color=colour, linewidth=1.6, label=run.name)
+            marker = "o" if len(steps) < 3 else None  # a line through fewer points is hard to see
+            ax.plot(steps, ema(values, smoothing), color=colour, linewidth=1.6, marker=marker, label=run.name)
+        if mark_bootstrap and tag in BOOTSTRAP_TAGS:
+            _mark_bootstrap(ax, runs)
         ax.set_title(TAG_TITLES.get(tag, tag))
         ax.set_xlabel("global step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if log_y:
             ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="x-small" if mark_bootstrap and tag in BOOTSTRAP_TAGS else "small")
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(
+    runs: Sequence[RunCurves],
+    out: str | Path,
+    *,
+    tags: Sequence[str] | None = None,
+    smoothing: float = 0.6,
+    log_y: bool = False,
+    mark_bootstrap: bool = True,
+) -> Path:
+    """One panel per tag (``tags``, or every default loss tag some run has), the runs on shared axes.
+
+    ``mark_bootstrap``: on the L_SEG and total panels, mark the runs' bootstrapping schedules (see the module
+    docstring).
+
+    Returns:
+        ``out``, a PNG of :func:`curves_figure_size` pixels.
+
+    Raises:
+        DataError: no run has any of the tags (the message lists the scalars the first run has).
+    """
+    fig = curves_figure(runs, tags=tags, smoothing=smoothing, log_y=log_y, mark_bootstrap=mark_bootstrap)
     out = Path(out)
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)

@@ -10,8 +10,9 @@ PROJ is the checkpoint's trained projection head. The trainer stores it in its c
 L_OCL (``checkpoints/step_*.pth`` and ``<stage>_final.pth``, under ``extra["proj_head"]``); official files do not
 hold it. A ``<stage>_final.pth`` of an older corrvos, written without it, takes it from the
 ``step_<global step>.pth`` written next to it when that file still exists. Without a head,
-the embeddings are the raw pooled res4 features (1024-d) and the caller is told so. The raw res4 (``features=
-"res4"``) or the 64-d matching keys (``features="key"``) can also be asked for explicitly.
+the embeddings are the raw pooled res4 features (C16-d: 1024 for ResNet-50, fewer for corrvos's small variants)
+and the caller is told so. The raw res4 (``features="res4"``) or the 64-d matching keys (``features="key"``) can
+also be asked for explicitly.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from corrvos.data.io import DAVIS_PALETTE, write_image
 from corrvos.errors import CheckpointError, ConfigError, DataError
 from corrvos.losses.config import LossConfig
 from corrvos.losses.object_coherence import boxes_from_masks, hungarian_match, object_embeddings
+from corrvos.models.backbones import key_encoder_args, key_encoder_dims
+from corrvos.models.convert import extract_state_dict
 from corrvos.models.heads import ProjectionHead
 from corrvos.utils import atomic_write_text
 from corrvos.visualize.inputs import FrameFolder, ModelInput, model_input, object_ids
@@ -66,6 +69,7 @@ class HeadSource:
         features: what RoIAlign pools: "res4" (key-encoder stride-16 features, L_OCL's input) or "key".
         roi_size, sampling_ratio: RoIAlign settings of L_OCL (the checkpoint's training config, else defaults).
         note: one line for the user.
+        res4_dim: channels of res4 (1024 for ResNet-50; fewer for corrvos's small variants).
     """
 
     head: nn.Module | None
@@ -74,11 +78,15 @@ class HeadSource:
     sampling_ratio: int
     note: str
     features: str = "res4"
+    res4_dim: int = 1024
 
     @property
     def label(self) -> str:
         """A few words for the figure's title."""
-        return "trained PROJ on res4" if self.head is not None else f"raw pooled {self.features} (no PROJ)"
+        if self.head is not None:
+            return "embeddings: trained PROJ on pooled res4"
+        what = f"res4 ({self.res4_dim}-d)" if self.features == "res4" else "matching keys (64-d)"
+        return f"embeddings: raw pooled {what}, no PROJ"
 
 
 @dataclass
@@ -144,7 +152,7 @@ def frame_objects(
     head = source.head if source.head is not None else nn.Identity()
     with torch.inference_mode():
         encoded = model.encode_key(frame.image, need_shrinkage=False, need_selection=False)
-        feats = encoded.key if source.features == "key" else encoded.f16  # [1, CK or 1024, h, w]
+        feats = encoded.key if source.features == "key" else encoded.f16  # [1, CK or C16, h, w]
         padded = (boxes + shift).to(feats.device)[None]  # [1, K, 4] in padded-input pixels
         emb = object_embeddings(
             feats.float(), padded, head, roi_size=source.roi_size, sampling_ratio=source.sampling_ratio
@@ -175,6 +183,16 @@ def _roi_settings(ckpt: dict[str, Any]) -> tuple[int, int]:
         return int(defaults.ocl_roi_size), int(defaults.ocl_sampling_ratio)
 
 
+def _res4_dim(ckpt: Any) -> int:
+    """C16 of the checkpoint's key encoder, read from its shapes (1024 for ResNet-50 and unreadable files)."""
+    try:
+        state, _ = extract_state_dict(ckpt)
+        args = key_encoder_args(state)
+        return key_encoder_dims(str(args["key_encoder"]), int(args["width"]))[0]
+    except (CheckpointError, ValueError):
+        return 1024
+
+
 def _stored_head(ckpt: Any) -> dict[str, Tensor] | None:
     extra = ckpt.get("extra") if isinstance(ckpt, dict) else None
     return extra.get("proj_head") if isinstance(extra, dict) else None
@@ -199,10 +217,12 @@ def find_projection_head(path: str | Path, *, features: str = "proj") -> HeadSou
     path = Path(resolve_model_path(path))  # a weight name of `corrvos download` -> its cached file
     ckpt = read_checkpoint(path)
     roi_size, ratio = _roi_settings(ckpt) if isinstance(ckpt, dict) else _roi_settings({})
-    raw = "using the raw pooled res4 features (1024-d) instead"
+    dim = _res4_dim(ckpt)
+    res4 = f"res4 features ({dim}-d)"
+    raw = f"using the raw pooled {res4} instead"
     if features != "proj":
-        what = "res4 features (1024-d)" if features == "res4" else "matching keys"
-        return HeadSource(None, None, roi_size, ratio, f"--features {features}: raw pooled {what}", features)
+        what = res4 if features == "res4" else "matching keys"
+        return HeadSource(None, None, roi_size, ratio, f"--features {features}: raw pooled {what}", features, dim)
     candidates = [path]
     if isinstance(ckpt, dict) and "global_step" in ckpt and _stored_head(ckpt) is None:
         candidates.append(path.parent / f"step_{int(ckpt['global_step']):07d}.pth")
@@ -217,7 +237,7 @@ def find_projection_head(path: str | Path, *, features: str = "proj") -> HeadSou
         f"note: {path} holds no trained projection head (corrvos checkpoints of runs with L_OCL store one, under "
         f"extra.proj_head); {raw}"
     )
-    return HeadSource(None, None, roi_size, ratio, note)
+    return HeadSource(None, None, roi_size, ratio, note, res4_dim=dim)
 
 
 def _colour(obj_id: int) -> tuple[int, int, int]:
@@ -242,10 +262,12 @@ def draw_matches(
     *,
     names: tuple[str, str] = ("t", "tau"),
     features: str = "",
+    label: str = "",
 ) -> np.ndarray:
     """Frames t and tau side by side, boxes in the palette colour of their id, a link per Hungarian pair.
 
-    Links are green for correct pairs and red for wrong ones, labelled with their cosine similarity.
+    Links are green for correct pairs and red for wrong ones, labelled with their cosine similarity. ``label``
+    (e.g. the model's name) starts the title; ``features`` says what the embeddings are.
 
     Returns:
         uint8 RGB [2 * LINE_HEIGHT + s * H, 2 * s * W, 3] with s = :func:`panel_scale` (W).
@@ -266,7 +288,7 @@ def draw_matches(
         draw_text(body, f"{float(matches.similarity[i, j]):.2f}", mid, colour)
     n_ok = sum(matches.correct)
     title = [
-        f"frame {names[0]}  ->  frame {names[1]}",
+        f"{label + ': ' if label else ''}frame {names[0]}  ->  frame {names[1]}",
         f"Hungarian on cosine: {n_ok}/{len(matches.pairs)} correct; {features}",
     ]
     return titled(body, title, TITLE_LINES)
@@ -281,8 +303,12 @@ def make_matches_figure(
     out_dir: str | Path,
     *,
     device: torch.device | str = "cpu",
+    label: str = "",
 ) -> tuple[Path, ObjectMatches]:
     """Match the ground-truth objects of frames t and tau; write ``matches_<t id>_<tau id>.png`` and ``.json``.
+
+    ``label`` (e.g. the model's name) starts the figure's title; the title also says which embeddings were used
+    (:attr:`HeadSource.label`), and the JSON records it under ``embeddings``.
 
     Returns:
         (the PNG written, the matches).
@@ -296,18 +322,23 @@ def make_matches_figure(
     folder.check_same_size(rgb_t, rgb_tau, t, tau)
     found = []
     for index, rgb in ((t, rgb_t), (tau, rgb_tau)):
-        label = folder.read_mask(index, rgb.shape[:2])
-        if not object_ids(label):
+        mask = folder.read_mask(index, rgb.shape[:2])
+        if not object_ids(mask):
             raise DataError(folder.mask_dir / f"{folder.frame_id(index)}.png", "the mask holds no object")
-        found.append(frame_objects(model, model_input(rgb, device), label, source))
+        found.append(frame_objects(model, model_input(rgb, device), mask, source))
     (ids_t, boxes_t, emb_t), (ids_tau, boxes_tau, emb_tau) = found
     sim, pairs = match_embeddings(emb_t, emb_tau)
     matches = ObjectMatches(ids_t, ids_tau, boxes_t, boxes_tau, sim, pairs)
     names = (f"t={t} ({folder.frame_id(t)})", f"tau={tau} ({folder.frame_id(tau)})")
-    figure = draw_matches(rgb_t, rgb_tau, matches, names=names, features=source.label)
+    figure = draw_matches(rgb_t, rgb_tau, matches, names=names, features=source.label, label=label)
     stem = f"matches_{folder.frame_id(t)}_{folder.frame_id(tau)}"
     path = Path(out_dir) / f"{stem}.png"
     write_image(path, figure)
-    record = {"frame_t": folder.paths[t].name, "frame_tau": folder.paths[tau].name, "features": source.note}
+    record = {
+        "frame_t": folder.paths[t].name,
+        "frame_tau": folder.paths[tau].name,
+        "features": source.note,
+        "embeddings": source.label,
+    }
     atomic_write_text(Path(out_dir) / f"{stem}.json", json.dumps({**record, **matches.to_dict()}, indent=1) + "\n")
     return path, matches

@@ -15,6 +15,7 @@ __all__ = [
     "LINE_HEIGHT",
     "MIN_PANEL_WIDTH",
     "draw_text",
+    "fit_font_scale",
     "grid",
     "heat_colors",
     "panel_scale",
@@ -55,11 +56,29 @@ def draw_text(
     cv2.putText(image, text, org, _FONT, scale, colour, 1, cv2.LINE_AA)
 
 
-def titled(image: np.ndarray, lines: list[str], num_lines: int) -> np.ndarray:
-    """``image`` [H, W, 3] under a black title bar of ``num_lines`` lines -> [num_lines * LINE_HEIGHT + H, W, 3]."""
-    bar = np.zeros((num_lines * LINE_HEIGHT, image.shape[1], 3), np.uint8)
+def fit_font_scale(lines: list[str], width: int, *, largest: float, smallest: float = _FONT_SCALE) -> float:
+    """The largest font scale in [``smallest``, ``largest``] (steps of 0.05) at which every line fits ``width``
+    pixels with a 4-pixel margin on each side (``smallest`` when none does)."""
+    scale = largest
+    while scale > smallest:
+        if all(cv2.getTextSize(line, _FONT, scale, 1)[0][0] <= width - 8 for line in lines):
+            return scale
+        scale = round(scale - 0.05, 2)
+    return smallest
+
+
+def titled(
+    image: np.ndarray,
+    lines: list[str],
+    num_lines: int,
+    *,
+    font_scale: float = _FONT_SCALE,
+    line_height: int = LINE_HEIGHT,
+) -> np.ndarray:
+    """``image`` [H, W, 3] under a black title bar of ``num_lines`` lines -> [num_lines * line_height + H, W, 3]."""
+    bar = np.zeros((num_lines * line_height, image.shape[1], 3), np.uint8)
     for i, line in enumerate(lines[:num_lines]):
-        draw_text(bar, line, (4, (i + 1) * LINE_HEIGHT - 5), outline=False)
+        draw_text(bar, line, (4, (i + 1) * line_height - max(5, line_height // 4)), outline=False, scale=font_scale)
     return np.concatenate([bar, image], axis=0)
 
 

@@ -1,0 +1,120 @@
+"""Table and plot of the learning-speed study (``benchmarks/learning_speed.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["at_minutes", "format_table", "plot_curves", "recipe_summary"]
+
+
+def at_minutes(curve: list[dict[str, Any]], minutes: float, set_name: str, metric: str = "visible") -> float | None:
+    """The score of the last scoring point at or before ``minutes`` of training (None before the first point)."""
+    seen = [p[set_name][metric] for p in curve if p["train_seconds"] <= minutes * 60 + 1e-6]
+    return seen[-1] if seen else None
+
+
+def recipe_summary(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """recipe -> per-set means over seeds of the last point's visible / all-cell J&F, and seconds per step."""
+    out: dict[str, dict[str, Any]] = {}
+    for recipe in result["settings"]["recipes"]:
+        runs = [r for r in result["runs"] if r["recipe"] == recipe]
+        row: dict[str, Any] = {
+            "seeds": len(runs),
+            "steps": float(np.mean([r.get("steps_done", r["steps"]) for r in runs])),
+        }
+        row["seconds_per_step"] = float(np.mean([r["calibrated_seconds_per_step"] for r in runs]))
+        for name in result["data"]["eval"]:
+            for metric in ("visible", "all"):
+                values = [r["curve"][-1][name][metric] for r in runs]
+                row[f"{name}_{metric}"] = float(np.mean(values))
+                row[f"{name}_{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+            half = result["settings"]["minutes"] / 2
+            mids = [at_minutes(r["curve"], half, name) for r in runs]
+            row[f"{name}_visible_half"] = float(np.mean(mids)) if all(m is not None for m in mids) else None
+        out[recipe] = row
+    return out
+
+
+def _cell(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "-"
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std is not None else "")
+
+
+def format_table(result: dict[str, Any], *, markdown: bool = False) -> str:
+    """One row per recipe: s/step, steps, visible J&F at half the budget and at the end, all-cell J&F (x100)."""
+    sets = list(result["data"]["eval"])
+    minutes = result["settings"]["minutes"]
+    head = ["recipe", "s/step", "steps"]
+    for name in sets:
+        head += [f"{name} vis@{minutes / 2:g}m", f"{name} vis@{minutes:g}m", f"{name} all"]
+    rows = [head]
+    for name in ("copy_first_frame", "empty"):
+        row = [name, "-", "-"]
+        for s in sets:
+            floor = result["data"]["eval"][s]["floors"][name]
+            row += [_cell(floor["visible"], None), _cell(floor["visible"], None), _cell(floor["all"], None)]
+        rows.append(row)
+    for recipe, summary in recipe_summary(result).items():
+        row = [recipe, f"{summary['seconds_per_step']:.2f}", f"{summary['steps']:.0f}"]
+        for s in sets:
+            row += [
+                _cell(summary[f"{s}_visible_half"], None),
+                _cell(summary[f"{s}_visible"], summary[f"{s}_visible_std"]),
+                _cell(summary[f"{s}_all"], summary[f"{s}_all_std"]),
+            ]
+        rows.append(row)
+    if markdown:
+        lines = ["| " + " | ".join(r) + " |" for r in rows]
+        lines.insert(1, "|" + "---|" * len(head))
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def plot_curves(result: dict[str, Any], path: Path) -> Path:
+    """Visible-cell J&F against training minutes, one panel per held-out set: each recipe's seeds (thin) and
+    their mean (thick), the copy-first-frame floor, twice that floor (the CPU recipe's goal) and the empty floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(result["data"]["eval"])
+    fig, axes = plt.subplots(1, len(sets), figsize=(6.5 * len(sets), 4.5), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, name in zip(axes[0], sets, strict=True):
+        info = result["data"]["eval"][name]
+        floors = info["floors"]
+        copy = 100 * floors["copy_first_frame"]["visible"]
+        ax.axhline(copy, color="k", ls="--", lw=1, label=f"copy first frame ({copy:.1f})")
+        ax.axhline(2 * copy, color="k", ls=":", lw=1, label=f"2x copy first frame ({2 * copy:.1f})")
+        ax.axhline(100 * floors["empty"]["visible"], color="grey", ls="-.", lw=1, label="empty after frame 0")
+        for i, recipe in enumerate(result["settings"]["recipes"]):
+            colour = colours[i % len(colours)]
+            runs = [r for r in result["runs"] if r["recipe"] == recipe]
+            for r in runs:
+                xs = [p["train_seconds"] / 60 for p in r["curve"]]
+                ys = [100 * p[name]["visible"] for p in r["curve"]]
+                ax.plot(xs, ys, color=colour, lw=0.8, alpha=0.45 if len(runs) > 1 else 1.0, marker=".")
+            if len(runs) > 1 and len({len(r["curve"]) for r in runs}) == 1:
+                xs = np.mean([[p["train_seconds"] / 60 for p in r["curve"]] for r in runs], axis=0)
+                ys = np.mean([[100 * p[name]["visible"] for p in r["curve"]] for r in runs], axis=0)
+                ax.plot(xs, ys, color=colour, lw=2.2)
+            ax.plot([], [], color=colour, lw=2, label=recipe)
+        h, w = info["size"]
+        ax.set_title(f"held-out '{name}': {info['videos']} stress videos at {h}x{w}")
+        ax.set_xlabel(f"training minutes ({result['settings']['threads']} thread(s) per run)")
+        ax.set_ylabel("J&F on visible cells (x100)")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{result['arch'].upper()}: held-out J&F against CPU training time")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
