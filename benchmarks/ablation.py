@@ -60,7 +60,6 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +74,7 @@ from ablation_data import (
     make_train_set,
     make_unlabeled_set,
 )
+from ablation_profiles import PROFILES, Profile
 from ablation_report import format_table, plot_summary
 from ablation_runs import SEMI_VARIANTS, VARIANTS, run_jobs
 from ablation_stats import paired_differences, subset_scores, summarize
@@ -83,76 +83,6 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 CROSSING_RADIUS = 2  # pixels: a distractor within this distance of an object crosses it
 DATA_SEEDS = {"train": 0, "eval": 1, "unlabeled": 2}  # the data are the same for every run and every seed
-
-
-@dataclass(frozen=True)
-class Profile:
-    """Sizes of one profile. Videos are (count, frames, (H, W))."""
-
-    seeds: int
-    steps: dict[str, int]
-    batch: dict[str, int | None]
-    parallel: int
-    threads: int
-    device: str
-    num_workers: int
-    train: tuple[int, int, tuple[int, int]]
-    eval: tuple[int, int, tuple[int, int]]
-    variants: tuple[str, ...]
-    semi_variants: tuple[str, ...]
-    semi_labeled: int  # labeled training videos of the semi study
-    semi_unlabeled: tuple[int, int, tuple[int, int]]
-
-
-_ALL = tuple(VARIANTS)
-_SEMI = ("labeled:none", "labeled:paper", "labeled+unlabeled:paper")
-PROFILES = {
-    "smoke": Profile(
-        seeds=1,
-        steps={"stcn": 2, "xmem": 2},
-        batch={"stcn": 2, "xmem": 2},
-        parallel=2,
-        threads=1,
-        device="cpu",
-        num_workers=0,
-        train=(4, 10, (64, 80)),
-        eval=(2, 8, (64, 80)),
-        variants=("none", "paper"),
-        semi_variants=("labeled:paper", "labeled+unlabeled:paper"),
-        semi_labeled=2,
-        semi_unlabeled=(4, 10, (64, 80)),
-    ),
-    "cpu": Profile(
-        seeds=3,
-        steps={"stcn": 100, "xmem": 30},
-        batch={"stcn": None, "xmem": None},
-        parallel=2,
-        threads=1,
-        device="cpu",
-        num_workers=0,
-        train=(24, 12, (80, 96)),
-        eval=(8, 20, (80, 96)),
-        variants=_ALL,
-        semi_variants=_SEMI,
-        semi_labeled=4,
-        semi_unlabeled=(32, 12, (80, 96)),
-    ),
-    "gpu": Profile(
-        seeds=5,
-        steps={"stcn": 500, "xmem": 250},
-        batch={"stcn": 8, "xmem": 4},
-        parallel=5,
-        threads=1,
-        device="cuda",
-        num_workers=1,
-        train=(48, 16, (80, 96)),
-        eval=(16, 30, (80, 96)),
-        variants=_ALL,
-        semi_variants=(*_SEMI, "labeled+unlabeled:official"),
-        semi_labeled=6,
-        semi_unlabeled=(96, 16, (80, 96)),
-    ),
-}
 
 
 def semi_supported() -> str | None:
@@ -186,6 +116,23 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker")
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
     p.add_argument(
+        "--recipe",
+        choices=["cpu", "demo"],
+        default="cpu",
+        help="training recipe of every run: cpu (corrvos.demo.recipes.cpu_train_config, the small variant that "
+        "learns on a CPU) or demo (the first demo recipe, ResNet-50 with frozen BatchNorm; the results up to "
+        "2026-12 used it) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=["scratch", "finetune"],
+        default="scratch",
+        help="scratch: every variant trains from random init; finetune: one L_SEG-only run (--pretrain-steps) "
+        "first, then every variant and seed fine-tunes that checkpoint for --steps (the correspondence losses "
+        "added to a model that already tracks) (default: %(default)s)",
+    )
+    p.add_argument("--pretrain-steps", type=int, default=None, help="finetune: L_SEG steps first (profile's)")
+    p.add_argument(
         "--work", type=Path, default=None, help="run folder (default runs/ablation_<study>_<profile>[_<archs>])"
     )
     p.add_argument("--json", type=Path, default=None, help="output JSON (the PNG is written next to it)")
@@ -206,7 +153,8 @@ def _arch_suffix(args: argparse.Namespace) -> str:
 
 def _default_json(args: argparse.Namespace) -> Path:
     study = "_semi" if args.study == "semi" else ""
-    return RESULTS / f"ablation{study}_{args.profile}{_arch_suffix(args)}.json"
+    protocol = "_finetune" if args.protocol == "finetune" else ""
+    return RESULTS / f"ablation{study}{protocol}_{args.profile}{_arch_suffix(args)}.json"
 
 
 def _prepare_data(args: argparse.Namespace, prof: Profile, work: Path) -> tuple[dict[str, Any], Any, Path | None]:
@@ -324,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     baseline = args.baseline or variants[0]
     if baseline not in variants:
         raise SystemExit(f"--baseline {baseline} is not among the variants {variants}")
+    if args.study == "semi" and args.protocol == "finetune":
+        raise SystemExit("--protocol finetune applies to the labeled study only")
     if args.study == "semi" and (reason := semi_supported()):
         print(reason, file=sys.stderr)
         return 3
@@ -332,11 +282,18 @@ def main(argv: list[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             raise SystemExit("--profile gpu needs CUDA")
-    seeds = [args.seed + i for i in range(args.seeds if args.seeds is not None else prof.seeds)]
-    steps = {a: args.steps if args.steps is not None else prof.steps[a] for a in args.arch}
+    finetune = args.protocol == "finetune"
+    n_seeds = args.seeds if args.seeds is not None else (prof.finetune_seeds if finetune else prof.seeds)
+    seeds = [args.seed + i for i in range(n_seeds)]
+    default_steps = prof.finetune_steps if finetune else prof.steps
+    steps = {a: args.steps if args.steps is not None else default_steps[a] for a in args.arch}
+    pretrain = {a: args.pretrain_steps or prof.pretrain_steps[a] for a in args.arch} if finetune else {}
     parallel = args.parallel or prof.parallel
     threads = args.threads or prof.threads
-    work = (args.work or REPO / "runs" / f"ablation_{args.study}_{args.profile}{_arch_suffix(args)}").resolve()
+    protocol = "_finetune" if args.protocol == "finetune" else ""
+    work = (
+        args.work or REPO / "runs" / f"ablation_{args.study}{protocol}_{args.profile}{_arch_suffix(args)}"
+    ).resolve()
     out_json = args.json or _default_json(args)
     marker = work / "ablation_work.txt"
     if work.is_dir() and any(work.iterdir()) and not marker.is_file():
@@ -355,27 +312,44 @@ def main(argv: list[str] | None = None) -> int:
     seconds["data"] = time.perf_counter() - t_start
     print(f"      held-out stress set: {len(eval_set.names)} videos of {eval_set.candidates} candidates")
 
+    def job_of(arch: str, v: str, seed: int, n_steps: int, run_dir: Path) -> dict[str, Any]:
+        return {
+            "arch": arch,
+            "variant_name": v,
+            "variant": dataclasses.asdict(table[v]),
+            "seed": seed,
+            "steps": n_steps,
+            "batch_size": prof.batch[arch],
+            "num_workers": prof.num_workers,
+            "device": prof.device,
+            "data_root": data_info["train"]["root"],
+            "eval_root": str(eval_set.root),
+            "unlabeled_root": str(unlabeled_root) if unlabeled_root else None,
+            "run_dir": str(run_dir),
+            "keep_checkpoint": args.keep_checkpoints,
+            "recipe": args.recipe,
+        }
+
+    t0 = time.perf_counter()
+    init_from: dict[str, str] = {}
+    for arch in pretrain:  # the fine-tune protocol: one L_SEG-only run whose weights every variant starts from
+        pre = job_of(arch, variants[0], seeds[0], pretrain[arch], work / "runs" / arch / "pretrain")
+        pre.update(variant_name="pretrain", variant=dataclasses.asdict(table["none"]), keep_checkpoint=True)
+        pre["skip_infer"] = True
+        init_from[arch] = str(Path(pre["run_dir"]) / "train" / "checkpoints" / "main_final.pth")
+        if not args.rescore:
+            print(f"[2/4] {arch}: L_SEG pre-training, {pretrain[arch]} steps ({parallel * threads} threads)")
+            run_jobs([pre], parallel=1, threads=parallel * threads)
+    seconds["pretrain"] = time.perf_counter() - t0
     jobs = []
     for arch in args.arch:
         for seed in seeds:
             for v in variants:
-                jobs.append(
-                    {
-                        "arch": arch,
-                        "variant_name": v,
-                        "variant": dataclasses.asdict(table[v]),
-                        "seed": seed,
-                        "steps": steps[arch],
-                        "batch_size": prof.batch[arch],
-                        "num_workers": prof.num_workers,
-                        "device": prof.device,
-                        "data_root": data_info["train"]["root"],
-                        "eval_root": str(eval_set.root),
-                        "unlabeled_root": str(unlabeled_root) if unlabeled_root else None,
-                        "run_dir": str(work / "runs" / arch / v.replace(":", "_").replace("+", "_") / f"seed{seed}"),
-                        "keep_checkpoint": args.keep_checkpoints,
-                    }
-                )
+                run_dir = work / "runs" / arch / v.replace(":", "_").replace("+", "_") / f"seed{seed}"
+                job = job_of(arch, v, seed, steps[arch], run_dir)
+                if arch in init_from:
+                    job["init_from"] = init_from[arch]
+                jobs.append(job)
     t0 = time.perf_counter()
     if args.rescore:
         print(f"[2/4] {len(jobs)} earlier runs in {work / 'runs'} (--rescore: not trained again)")
@@ -415,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
             "seeds": len(seeds),
             "seed_values": seeds,
             "steps": steps,
+            "recipe": args.recipe,
+            "protocol": args.protocol,
+            "pretrain_steps": pretrain,
             "batch_size": {a: prof.batch[a] for a in args.arch},
             "parallel": parallel,
             "threads": threads,

@@ -73,6 +73,7 @@ def build_config(
     device: str = "cpu",
     unlabeled_root: str | Path | None = None,
     unlabeled_share: float = 0.5,
+    recipe: str = "demo",
 ) -> Any:
     """The ``TrainConfig`` of one run: the demo recipe of ``arch`` with the variant's loss and data settings.
 
@@ -80,9 +81,10 @@ def build_config(
     that ``unlabeled_share`` of it is unlabeled and the labeled clips per step stay the same.
     """
     from corrvos.config import config_from_dict, config_to_dict
-    from corrvos.demo.recipes import demo_train_config
+    from corrvos.demo import recipes
 
-    base = demo_train_config(arch, "none", data_root=data_root, out_dir=out_dir, steps=steps, seed=seed)
+    builder = {"demo": recipes.demo_train_config, "cpu": recipes.cpu_train_config}[recipe]
+    base = builder(arch, "none", data_root=data_root, out_dir=out_dir, steps=steps, seed=seed)
     raw = config_to_dict(base)
     loss = raw["loss"]
     loss.update(variant.loss)
@@ -126,9 +128,10 @@ def _worker(job_path: Path) -> None:
         device=job["device"],
         unlabeled_root=job.get("unlabeled_root"),
         unlabeled_share=job.get("unlabeled_share", 0.5),
+        recipe=job.get("recipe", "demo"),
     )
     t0 = time.perf_counter()
-    result = Trainer(cfg, progress=False, overwrite=True).run()
+    result = Trainer(cfg, progress=False, overwrite=True, init_from=job.get("init_from")).run()
     train_s = time.perf_counter() - t0
     if not result.finished:
         raise RuntimeError(f"training stopped by {result.stopped_by}")
@@ -137,7 +140,9 @@ def _worker(job_path: Path) -> None:
     argv = ["infer", "--model", str(ckpt), "--davis-root", job["eval_root"], "--set", "val"]
     argv += ["--out", str(run_dir / "results"), "--device", "cpu" if job["device"] == "cpu" else "cuda", "--overwrite"]
     argv += ["--size", "-1"]  # frame size, as in training (XMem's default would enlarge the frames to 480 px)
-    if main(argv) != 0:
+    if job.get("skip_infer"):  # a pre-training run (fine-tune protocol): only its checkpoint is wanted
+        argv = []
+    if argv and main(argv) != 0:
         raise RuntimeError(f"corrvos infer failed on {ckpt}")
     infer_s = time.perf_counter() - t0
     if not job.get("keep_checkpoint", False):

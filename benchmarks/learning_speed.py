@@ -69,6 +69,23 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default=None, help="output name (default <profile>_<arch>)")
     p.add_argument("--work", type=Path, default=None, help="work folder (default runs/learning_speed_<name>)")
     p.add_argument("--json", type=Path, default=None, help="output JSON (default benchmarks/results/...)")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's last checkpoint (deleted else)")
+    p.add_argument(
+        "--collect",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="WORK",
+        help="train nothing: gather the finished runs (run.json) of --arch from earlier work folders of the same "
+        "profile into one table, plot and JSON (their data are regenerated identically and checked)",
+    )
+    p.add_argument(
+        "--alias",
+        nargs="+",
+        default=[],
+        metavar="OLD=NEW",
+        help="with --collect: report runs of recipe OLD under the name NEW (e.g. after the cpu recipe changed)",
+    )
     return p.parse_args(argv)
 
 
@@ -108,6 +125,40 @@ def _prepare(work: Path, smoke: bool) -> dict[str, Any]:
     return info
 
 
+def _collect(args: argparse.Namespace, info: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(jobs, run records) of the finished runs of ``args.arch`` in the ``--collect`` folders, recipes renamed by
+    ``--alias``; raises SystemExit if a folder's held-out videos differ from this profile's."""
+    alias = dict(a.split("=", 1) for a in args.alias)
+    jobs, records = [], []
+    for work in args.collect:
+        for job_path in sorted(work.glob("runs/*/seed*/job.json")):
+            run_path = job_path.with_name("run.json")
+            job = json.loads(job_path.read_text())
+            if job["arch"] != args.arch:
+                continue
+            if run_path.is_file():
+                record = json.loads(run_path.read_text())
+            else:  # a run stopped before its end: the scoring points its log printed, marked incomplete
+                lines = job_path.with_name("worker.log").read_text().splitlines()
+                curve = [json.loads(x) for x in lines if x.startswith('{"step"')]
+                if not curve:
+                    continue
+                steps = curve[-1]["step"]
+                per_step = curve[-1]["train_seconds"] / steps
+                record = {"steps": steps, "steps_done": steps, "calibrated_seconds_per_step": per_step}
+                record |= {"curve": curve, "incomplete": True}
+            for name, spec in job["eval"].items():
+                theirs = json.loads(Path(spec["visible_cells"]).read_text())
+                if sorted(theirs) != info["eval"][name]["names"]:
+                    raise SystemExit(f"{job_path}: held-out set {name!r} differs from this profile's")
+            job["recipe"] = job["variant_name"] = alias.get(job["recipe"], job["recipe"])
+            jobs.append(job)
+            records.append(record)
+    if not jobs:
+        raise SystemExit(f"--collect: no finished {args.arch} run in {[str(w) for w in args.collect]}")
+    return jobs, records
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     smoke = args.profile == "smoke"
@@ -135,12 +186,19 @@ def main(argv: list[str] | None = None) -> int:
             "data_root": info["train"]["root"],
             "eval": {k: {"root": v["root"], "visible_cells": v["visible_cells"]} for k, v in info["eval"].items()},
             "run_dir": str(work / "runs" / recipe.replace("+", "_") / f"seed{args.seed + s}"),
+            "keep_checkpoint": args.keep_checkpoints,
         }
         for recipe in args.recipes
         for s in range(args.seeds)
     ]
-    print(f"[2/3] {len(jobs)} runs of {minutes:g} min ({args.parallel} at a time, {args.threads} thread(s) each)")
-    records = run_learning_jobs(jobs, parallel=args.parallel, threads=args.threads)
+    if args.collect:
+        jobs, records = _collect(args, info)
+        args.recipes = list(dict.fromkeys(j["recipe"] for j in jobs))
+        minutes = max(j["budget_seconds"] for j in jobs) / 60
+        print(f"[2/3] collected {len(jobs)} finished runs of {len(args.recipes)} recipes")
+    else:
+        print(f"[2/3] {len(jobs)} runs of {minutes:g} min ({args.parallel} at a time, {args.threads} thread(s) each)")
+        records = run_learning_jobs(jobs, parallel=args.parallel, threads=args.threads)
     import torch
 
     result = {
@@ -150,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "recipes": args.recipes,
             "seeds": args.seeds,
             "minutes": minutes,
+            "collected_from": [str(w) for w in args.collect] if args.collect else None,
             "points": points,
             "parallel": args.parallel,
             "threads": args.threads,

@@ -7,17 +7,32 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["at_minutes", "format_table", "plot_curves", "recipe_summary"]
+__all__ = ["MARKS", "at_minutes", "format_table", "plot_curves", "recipe_summary"]
 
 
-def at_minutes(curve: list[dict[str, Any]], minutes: float, set_name: str, metric: str = "visible") -> float | None:
-    """The score of the last scoring point at or before ``minutes`` of training (None before the first point)."""
-    seen = [p[set_name][metric] for p in curve if p["train_seconds"] <= minutes * 60 + 1e-6]
+MARKS = (5.0, 10.0)  # minutes of training the table reads the curves at
+
+
+def at_minutes(run: dict[str, Any], minutes: float, set_name: str, metric: str = "visible") -> float | None:
+    """The score of ``run``'s last scoring point by ``minutes`` of training (5 % grace: a run scores just after a
+    mark). A run that finished its steps earlier counts with its last point; one stopped early (``incomplete``)
+    before ``minutes`` gives None, as does a run with no point by then."""
+    curve = run["curve"]
+    if run.get("incomplete") and curve[-1]["train_seconds"] < 0.95 * minutes * 60:
+        return None
+    seen = [p[set_name][metric] for p in curve if p["train_seconds"] <= 1.05 * minutes * 60]
     return seen[-1] if seen else None
 
 
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    if not values or any(v is None for v in values):
+        return None, None
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
 def recipe_summary(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """recipe -> per-set means over seeds of the last point's visible / all-cell J&F, and seconds per step."""
+    """recipe -> seeds, steps, s/step and, per held-out set, mean and std over seeds of visible J&F at each of
+    ``MARKS`` and of visible / all-cell J&F at the last point (with its minutes)."""
     out: dict[str, dict[str, Any]] = {}
     for recipe in result["settings"]["recipes"]:
         runs = [r for r in result["runs"] if r["recipe"] == recipe]
@@ -26,46 +41,46 @@ def recipe_summary(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "steps": float(np.mean([r.get("steps_done", r["steps"]) for r in runs])),
         }
         row["seconds_per_step"] = float(np.mean([r["calibrated_seconds_per_step"] for r in runs]))
+        row["minutes"] = float(np.mean([r["curve"][-1]["train_seconds"] / 60 for r in runs]))
+        row["incomplete"] = any(r.get("incomplete") for r in runs)
         for name in result["data"]["eval"]:
+            for mark in MARKS:
+                row[f"{name}_visible@{mark:g}"] = _mean_std([at_minutes(r, mark, name) for r in runs])
             for metric in ("visible", "all"):
-                values = [r["curve"][-1][name][metric] for r in runs]
-                row[f"{name}_{metric}"] = float(np.mean(values))
-                row[f"{name}_{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
-            half = result["settings"]["minutes"] / 2
-            mids = [at_minutes(r["curve"], half, name) for r in runs]
-            row[f"{name}_visible_half"] = float(np.mean(mids)) if all(m is not None for m in mids) else None
+                row[f"{name}_{metric}_last"] = _mean_std([r["curve"][-1][name][metric] for r in runs])
         out[recipe] = row
     return out
 
 
-def _cell(mean: float | None, std: float | None) -> str:
+def _cell(value: tuple[float | None, float | None] | float | None) -> str:
+    mean, std = value if isinstance(value, tuple) else (value, None)
     if mean is None:
         return "-"
     return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std is not None else "")
 
 
 def format_table(result: dict[str, Any], *, markdown: bool = False) -> str:
-    """One row per recipe: s/step, steps, visible J&F at half the budget and at the end, all-cell J&F (x100)."""
+    """One row per recipe (and the floors): s/step, steps, visible J&F at 5 and 10 training minutes and at the
+    last point, all-cell J&F at the last point, per held-out set (x100; mean ± std over seeds). (*): a run that
+    stopped before its end (its scoring points up to then; s/step = training seconds / steps)."""
     sets = list(result["data"]["eval"])
-    minutes = result["settings"]["minutes"]
-    head = ["recipe", "s/step", "steps"]
+    head = ["recipe", "seeds", "s/step", "steps", "minutes"]
     for name in sets:
-        head += [f"{name} vis@{minutes / 2:g}m", f"{name} vis@{minutes:g}m", f"{name} all"]
+        head += [f"{name} vis@{m:g}m" for m in MARKS] + [f"{name} vis last", f"{name} all last"]
     rows = [head]
-    for name in ("copy_first_frame", "empty"):
-        row = [name, "-", "-"]
+    for floor in ("copy_first_frame", "empty"):
+        row = [floor, "-", "-", "-", "-"]
         for s in sets:
-            floor = result["data"]["eval"][s]["floors"][name]
-            row += [_cell(floor["visible"], None), _cell(floor["visible"], None), _cell(floor["all"], None)]
+            f = result["data"]["eval"][s]["floors"][floor]
+            row += [_cell(f["visible"])] * (len(MARKS) + 1) + [_cell(f["all"])]
         rows.append(row)
     for recipe, summary in recipe_summary(result).items():
-        row = [recipe, f"{summary['seconds_per_step']:.2f}", f"{summary['steps']:.0f}"]
+        name = recipe + (" (*)" if summary["incomplete"] else "")
+        row = [name, str(summary["seeds"]), f"{summary['seconds_per_step']:.2f}", f"{summary['steps']:.0f}"]
+        row.append(f"{summary['minutes']:.1f}")
         for s in sets:
-            row += [
-                _cell(summary[f"{s}_visible_half"], None),
-                _cell(summary[f"{s}_visible"], summary[f"{s}_visible_std"]),
-                _cell(summary[f"{s}_all"], summary[f"{s}_all_std"]),
-            ]
+            row += [_cell(summary[f"{s}_visible@{m:g}"]) for m in MARKS]
+            row += [_cell(summary[f"{s}_visible_last"]), _cell(summary[f"{s}_all_last"])]
         rows.append(row)
     if markdown:
         lines = ["| " + " | ".join(r) + " |" for r in rows]

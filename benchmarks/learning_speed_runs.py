@@ -46,6 +46,15 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any], int], None]:
     return apply
 
 
+def _set_many(**loss: Any) -> Callable[[dict[str, Any], int], None]:
+    """A patch updating ``loss`` settings."""
+
+    def apply(raw: dict[str, Any], steps: int) -> None:
+        raw["loss"].update(loss)
+
+    return apply
+
+
 def _no_bootstrap(raw: dict[str, Any], steps: int) -> None:
     raw["loss"].update(bootstrap_start=steps + 1, bootstrap_end=steps + 2)
 
@@ -61,7 +70,6 @@ FACTORS: dict[str, Factor] = {
     "r18": Factor("ResNet-18 key encoder (model.key_encoder: resnet18)", _set("model.key_encoder", "resnet18")),
     "w32": Factor("half width: every ResNet, value and decoder width x0.5 (model.width: 32)", _set("model.width", 32)),
     "w16": Factor("quarter width (model.width: 16)", _set("model.width", 16)),
-    "crop96": Factor("96x96 training crops (demo: 64)", _set("stage.data.crop_size", 96)),
     "crop48": Factor("48x48 training crops", _set("stage.data.crop_size", 48)),
     "crop128": Factor("128x128 training crops (objects magnified ~1.9x on average)", _set("stage.data.crop_size", 128)),
     "s128": Factor("segment at a shorter side of 128 px (frames resized)", infer_size=128),
@@ -72,6 +80,9 @@ FACTORS: dict[str, Factor] = {
     "f5": Factor("5-frame clips (STCN demo: 3)", _set("stage.data.num_frames", 5)),
     "noboot": Factor("plain cross-entropy, no bootstrapped CE", _no_bootstrap),
     "nodrop": Factor("no learning-rate drop", _no_lr_drop),
+    "dice": Factor("+ Dice on the object channels (XMem's, weight 1)", _set_many(dice_weight=1.0, dice_mode="xmem")),
+    "lr5e-4": Factor("learning rate 5e-4", _set("stage.lr", 5e-4)),
+    "crop96": Factor("96x96 training crops (demo: 64)", _set("stage.data.crop_size", 96)),
     "paper": Factor("L_SEG + L_PCL + L_OCL (loss.mode: paper)", _set("loss.mode", "paper")),
 }
 
@@ -213,7 +224,8 @@ def _worker(job_path: Path) -> None:
     result = Trainer(cfg, progress=False, overwrite=True, callbacks=[scorer]).run()
     if not result.finished and result.stopped_by != "time budget":
         raise RuntimeError(f"training stopped by {result.stopped_by}")
-    shutil.rmtree(run_dir / "train" / "checkpoints", ignore_errors=True)
+    if not job.get("keep_checkpoint", False):
+        shutil.rmtree(run_dir / "train" / "checkpoints", ignore_errors=True)
     record = {
         "steps": steps,
         "steps_done": result.step,

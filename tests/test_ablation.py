@@ -286,3 +286,23 @@ def test_smoke_profile_of_the_semi_supervised_study(tmp_path: Path) -> None:
     assert record["study"] == "semi"
     assert [r["variant"] for r in record["runs"]] == ["labeled:paper", "labeled+unlabeled:paper"]
     assert record["data"]["unlabeled"]["sequences"] > 0
+
+
+@pytest.mark.slow
+def test_smoke_finetune_protocol_starts_every_variant_from_one_lseg_run(tmp_path: Path) -> None:
+    rc, out = _smoke(tmp_path, "--protocol", "finetune")
+    assert rc == 0
+    assert out.name == "out.json"
+    record = json.loads(out.read_text())
+    settings = record["settings"]
+    assert (settings["protocol"], settings["recipe"], settings["pretrain_steps"]) == ("finetune", "cpu", {"stcn": 2})
+    pre = tmp_path / "work" / "runs" / "stcn" / "pretrain"
+    ckpt = pre / "train" / "checkpoints" / "main_final.pth"
+    assert ckpt.is_file() and not (pre / "results").exists()  # kept for the variants, never segmented
+    pre_job = json.loads((pre / "job.json").read_text())
+    assert pre_job["variant"]["loss"] == {"mode": "none"} and pre_job["steps"] == 2
+    for run in record["runs"]:
+        job = json.loads((Path(run["run_dir"]) / "job.json").read_text())
+        assert job["init_from"] == str(ckpt) and job["recipe"] == "cpu"
+        cfg = (Path(run["run_dir"]) / "train" / "config.yaml").read_text()
+        assert "key_encoder: resnet18" in cfg

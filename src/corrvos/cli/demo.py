@@ -16,8 +16,9 @@ Run the main job of corrvos end to end on generated data, on CPU, with no downlo
 
   1. generate synthetic training and held-out evaluation videos (textured objects, camera motion, occlusions,
      objects that leave and come back, unannotated distractors that look like an annotated object)
-  2. train the same tiny model twice with the same seed, data and steps: L_SEG only, and L_SEG + L_PCL + L_OCL
-     (the paper's losses)
+  2. train the same small model twice with the same seed, data and steps (the CPU recipe: corrvos's ResNet-18
+     half-width variant, configs/stcn_cpu.yaml): L_SEG only, and L_SEG + L_PCL + L_OCL (the paper's losses);
+     by default both at once, one thread each
   3. segment the held-out videos (heldout000, ...) with both (`corrvos infer`), and write two floors that need
      no model: copy the first-frame mask, and the first-frame mask followed by empty masks
   4. score all four with the DAVIS 2017 semi-supervised protocol (`corrvos eval`), on all (object, frame) cells
@@ -26,19 +27,20 @@ Run the main job of corrvos end to end on generated data, on CPU, with no downlo
   5. draw the supplement's figures (loss curves, per-frame J&F, correspondence maps, object matches,
      side-by-side results) and write OUT/report.html (opens offline in any browser)
 
-Takes about 7 minutes on 2 CPU cores with the defaults (STCN, 150 steps per run). What it can show: the whole
-pipeline and what each figure looks like. What it cannot: the paper's gain - a few hundred steps from random
-weights leave both models far from converged, and their J&F difference is within run-to-run noise.
+Takes under 10 minutes on 2 CPU cores with the defaults (STCN, 900 steps per run; docs/visualisation.md has the
+measured time). What it can show: models that track the synthetic objects (their J&F on visible cells against
+the copy-the-first-frame floor) and what each figure looks like. What it cannot: the paper's gain - one seed on a
+few videos cannot separate the two losses unless the difference is large (benchmarks/ablation.py).
 
 OUT must be new, empty, or an earlier demo folder (its outputs are replaced). Runs keep only their final
-weights and TensorBoard logs (no resumable checkpoints), so the folder stays under 600 MB.
+weights and TensorBoard logs (no resumable checkpoints).
 
 --quick runs the old seconds-long check instead: data, a copy-the-first-mask baseline and its J&F (no network).
 
 examples:
   corrvos demo                         # what `make demo` runs
-  corrvos demo --steps 400 --out demo_long
-  corrvos demo --arch xmem --steps 120 # XMem: about 3.5 s per step on 2 cores
+  corrvos demo --steps 2000 --out demo_long
+  corrvos demo --arch xmem --steps 360 # XMem: about 1.3 s per step with one thread
   corrvos demo --quick
 """
 
@@ -46,7 +48,7 @@ examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
     parser.add_argument("--arch", default="stcn", choices=["stcn", "xmem"], help="model to train (default: stcn)")
-    parser.add_argument("--steps", type=int, default=150, help="training steps per run (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=900, help="training steps per run (default: %(default)s)")
     parser.add_argument(
         "--sequences", type=int, default=None, help="training videos (default 24; --quick: videos in all, 6)"
     )
@@ -56,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default=None, help="frame size HxW (default 80x96; --quick: 240x427)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of data and training (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="evaluation processes (default: %(default)s)")
+    parser.add_argument(
+        "--train-jobs",
+        type=int,
+        default=2,
+        choices=[1, 2],
+        help="2: train both models at once, in two processes of one thread each (fastest on 2 cores); 1: one after "
+        "the other with torch's default threads and a progress bar (default: %(default)s)",
+    )
     parser.add_argument("--quick", action="store_true", help="seconds-long baseline check instead (no training)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -112,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         size=parse_size(args.size or "80x96"),
         seed=args.seed,
         workers=args.workers,
+        train_jobs=args.train_jobs,
         progress=not args.no_progress,
     )
     if settings.train_sequences < 2:

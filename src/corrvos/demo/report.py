@@ -16,12 +16,13 @@ from corrvos.utils import atomic_write_text
 __all__ = ["HONEST_NOTE", "comparison_sentence", "referenced_files", "signed", "visible_note", "write_report"]
 
 HONEST_NOTE = (
-    "What a few CPU minutes can and cannot show: both models are full-size networks trained from random weights for "
-    "{steps} steps on 64x64 crops of synthetic videos, far from converged (the paper trains for 150K+ steps from "
-    "ImageNet weights on DAVIS and YouTube-VOS). The two runs share the seed, the data and every step except the "
-    "losses, but at this scale J&F differences between such runs are typically of the size of run-to-run noise "
-    "(docs/visualisation.md gives measured examples): this page shows the whole pipeline and what the figures look "
-    "like, not the paper's gain. Measuring the gain needs many seeds (benchmarks/ablation.py) or a GPU and real data."
+    "What a few CPU minutes can and cannot show: both models are corrvos's small variant of the network (ResNet-18 "
+    "key encoder at half width; the CPU recipe of docs/benchmarks.md) trained from random weights for {steps} steps "
+    "on 64x64 crops of synthetic videos. That is enough to track the synthetic objects (compare them with the "
+    "copy-the-first-frame floor), far from the paper's setting (150K+ steps from ImageNet weights on DAVIS and "
+    "YouTube-VOS). The two runs share the seed, the data and every step except the losses, but one seed on a few "
+    "videos cannot separate the losses unless the difference is large: that needs many seeds "
+    "(benchmarks/ablation.py, docs/benchmarks.md) or a GPU and real data."
 )
 
 _COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
