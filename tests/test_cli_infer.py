@@ -399,3 +399,21 @@ def _segment_test_mp4(tmp_path: Path, ckpt: Path, *extra: str) -> tuple[int, Pat
         ]
     )
     return rc, out
+
+
+@pytest.mark.parametrize("arch", ["stcn", "xmem"])
+def test_segment_and_infer_take_a_small_variant_file_unchanged(tmp_path: Path, arch: str, capsys) -> None:
+    """corrvos's small variant (the CPU recipe's network) saved as a bare state_dict: segment reads its sizes from
+    the shapes and runs as with an official file."""
+    import torch
+
+    from corrvos.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch, key_encoder="resnet18", width=32).eval()
+    path = tmp_path / "small.pth"
+    torch.save(model.state_dict(), path)
+    rc, out = _segment_test_mp4(tmp_path, path)
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{t:05d}.png" for t in range(5)]
+    assert np.array_equal(read_label(out / "masks" / "00000.png"), _scene(0)[1])
