@@ -5,7 +5,8 @@ restricted to the frames where an unannotated distractor crosses an annotated ob
 - :func:`bootstrap_ci`: percentile bootstrap interval of the mean of per-seed paired differences (resampling the
   seeds with replacement); :func:`t_interval` gives the Student-t interval of the same mean for reference;
 - :func:`crossing_frames`: which frames of which object a distractor overlaps or comes within ``radius`` pixels of;
-- :func:`subset_scores`: DAVIS-style J, F and J&F (per-object means over the selected frames, then the mean over
+- :func:`subset_scores` (:mod:`corrvos.evaluation.visible`'s): DAVIS-style J, F and J&F (per-object means over
+  the selected frames, then the mean over
   objects) of the per-frame scores of :class:`corrvos.evaluation.SequenceScores`.
 """
 
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 
 from corrvos.evaluation.metrics import disk
+from corrvos.evaluation.visible import subset_scores  # the library's (the demo scores visible cells too)
 
 __all__ = [
     "bootstrap_ci",
@@ -133,36 +135,3 @@ def crossing_frames(object_masks: np.ndarray, distractor_masks: np.ndarray, *, r
         grown = cv2.dilate(near[f], kernel).astype(bool) if radius > 0 else near[f].astype(bool)
         out[:, f] = (object_masks[:, f] & grown).reshape(k, -1).any(axis=1)
     return out
-
-
-def subset_scores(sequences: Sequence[Any], selected: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """J, F and J&F over the selected (object, frame) cells of per-frame sequence scores.
-
-    Args:
-        sequences: objects with ``name`` and ``j`` / ``f`` float [N, n] (``SequenceScores`` of ``evaluate_davis``:
-            objects 1..N by evaluated frames 1..T-2).
-        selected: sequence name -> bool [N, n] of the cells to keep (sequences absent here are skipped).
-
-    Returns:
-        ``J``, ``F`` (means over objects with at least one selected cell of their mean over those cells), ``JF``
-        (their average, as DAVIS's J&F-Mean), ``objects`` and ``cells`` counted; the scores are None when nothing is
-        selected.
-    """
-    per_j: list[float] = []
-    per_f: list[float] = []
-    cells = 0
-    for seq in sequences:
-        mask = selected.get(seq.name)
-        if mask is None:
-            continue
-        if mask.shape != seq.j.shape:
-            raise ValueError(f"{seq.name}: selection {mask.shape} does not match the scores {seq.j.shape}")
-        for k in range(mask.shape[0]):
-            if mask[k].any():
-                per_j.append(float(seq.j[k, mask[k]].mean()))
-                per_f.append(float(seq.f[k, mask[k]].mean()))
-                cells += int(mask[k].sum())
-    if not per_j:
-        return {"J": None, "F": None, "JF": None, "objects": 0, "cells": 0}
-    j, f = float(np.mean(per_j)), float(np.mean(per_f))
-    return {"J": j, "F": f, "JF": (j + f) / 2, "objects": len(per_j), "cells": cells}
