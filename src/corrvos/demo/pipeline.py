@@ -37,7 +37,7 @@ EVAL_PREFIX = "heldout"  # held-out video names, never those of training videos 
 
 @dataclass
 class DemoSettings:
-    """What the demo runs. The defaults take about 7 minutes on 2 CPU cores (measured; see docs/visualisation.md)."""
+    """What the demo runs. The defaults take under 7 minutes on 2 CPU cores (measured; see docs/visualisation.md)."""
 
     out: Path = Path("demo_out")
     arch: str = "stcn"
