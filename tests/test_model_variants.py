@@ -23,20 +23,13 @@ from corrvos.training.task import CorrespondenceTask
 from corrvos.training.unroll import ClipUnroller
 from corrvos.types import ClipBatch
 from test_models import _torchvision_state  # a torchvision-format ResNet state_dict
+from test_wiring import _one_thread  # noqa: F401  (autouse: one intra-op thread for this module)
 
 FAMILIES = ("stcn", "xmem")
 VARIANTS = (("resnet18", 64), ("resnet18", 32), ("resnet50", 32))
 CASES = [(f, k, w) for f in FAMILIES for k, w in VARIANTS]
 IDS = [f"{f}-{k}-{w}" for f, k, w in CASES]
 F16 = {("resnet18", 64): 256, ("resnet18", 32): 128, ("resnet50", 32): 512}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _build(family: str, key_encoder: str, width: int) -> torch.nn.Module:

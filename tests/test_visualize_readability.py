@@ -7,7 +7,6 @@ here (no training run).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import cv2
@@ -16,7 +15,6 @@ import pytest
 import torch
 import yaml
 
-from corrvos.data.io import read_label, write_label
 from corrvos.data.synthetic import generate_dataset
 from corrvos.visualize.compare import (
     compare_frame,
@@ -36,6 +34,7 @@ from corrvos.visualize.correspondence import (
 from corrvos.visualize.curves import BOOTSTRAP_NOTE, curves_figure, read_bootstrap_schedule, read_run
 from corrvos.visualize.frame_curves import FrameCurve, frame_curves_figure, plot_frame_curves
 from corrvos.visualize.panels import LINE_HEIGHT, panel_scale
+from test_visualize import _results  # result folders made from the ground truth
 
 H, W = 64, 96  # as tests/test_visualize.py: object 1 of the first video is out of view on frames 1-3
 
@@ -43,18 +42,6 @@ H, W = 64, 96  # as tests/test_visualize.py: object 1 of the first video is out 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_dataset(tmp_path_factory.mktemp("synth") / "davis", sequences=2, frames=5, size=(H, W), seed=1)
-
-
-def _results(synth: Path, dest: Path, *, drop: int | None) -> Path:
-    """Result folders from the ground truth: an exact copy, or one with object ``drop`` erased after frame 0."""
-    shutil.copytree(synth / "Annotations" / "480p", dest)
-    if drop is not None:
-        for png in sorted(dest.rglob("*.png")):
-            if png.stem != "00000":
-                label = read_label(png)
-                label[label == drop] = 0
-                write_label(png, label)
-    return dest
 
 
 def _tiny_run(run_dir: Path) -> Path:
