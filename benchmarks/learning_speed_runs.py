@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -63,6 +64,71 @@ def _no_lr_drop(raw: dict[str, Any], steps: int) -> None:
     raw["stages"][0]["lr_milestones"] = [steps + 1]
 
 
+STATIC_SHARE = 0.25  # "static": the share of the steps spent on the static-image stage
+WARMUP_SHARE = 0.05  # "warmup": the share of the steps the learning rate warms up over
+
+
+def export_static_pairs(davis_root: str | Path, out: str | Path, *, every: int = 4) -> Path:
+    """Synthetic "static images": one (frame, binary mask of one object) pair per annotated object on every
+    ``every``-th frame of a DAVIS-layout set, as ``<seq>_<frame>_<id>.jpg`` / ``.png`` (the naming
+    :class:`corrvos.data.static.StaticPseudoVideoDataset` reads). Written to a temporary folder and renamed, so
+    parallel workers never see half a folder; an existing ``out`` is kept."""
+    from corrvos.data.io import read_image, read_label, write_image
+
+    out = Path(out)
+    if out.is_dir():
+        return out
+    root = Path(davis_root)
+    tmp = out.with_name(f"{out.name}.tmp-{time.monotonic_ns()}")
+    tmp.mkdir(parents=True)
+    for ann_dir in sorted((root / "Annotations" / "480p").iterdir()):
+        for ann in sorted(ann_dir.glob("*.png"))[::every]:
+            label = read_label(ann)  # [H, W] object ids
+            image = read_image(root / "JPEGImages" / "480p" / ann_dir.name / f"{ann.stem}.jpg")
+            for obj in (int(k) for k in np.unique(label) if k != 0):
+                stem = tmp / f"{ann_dir.name}_{ann.stem}_{obj}"
+                write_image(stem.with_suffix(".jpg"), image)
+                Image.fromarray(((label == obj) * 255).astype(np.uint8)).save(stem.with_suffix(".png"))
+    try:
+        tmp.rename(out)
+    except OSError:  # another worker renamed its copy first
+        shutil.rmtree(tmp)
+    return out
+
+
+def _scale_schedule(raw: dict[str, Any], stage: dict[str, Any], old: int, new: int) -> None:
+    """Rescale a stage's step-counted schedules (lr milestones, bootstrapped CE, loss ramps) from ``old`` steps to
+    ``new``."""
+
+    def scaled(k: int) -> int:
+        return max(1, round(k * new / old))
+
+    stage["iterations"] = new
+    stage["lr_milestones"] = [scaled(m) for m in stage["lr_milestones"]]
+    if stage["data"].get("finetune_iterations"):
+        stage["data"]["finetune_iterations"] = scaled(stage["data"]["finetune_iterations"])
+    for key in ("bootstrap_start", "bootstrap_end", "pcl_ramp_end", "ocl_ramp_end"):
+        raw["loss"][key] = scaled(raw["loss"][key])
+
+
+def _static_stage(raw: dict[str, Any], steps: int) -> None:
+    """Prepend a static-image stage (STCN / XMem's stage 0 on synthetic frames, multi-object by XMem's pasting rule)
+    of ``STATIC_SHARE`` of the steps; the main stage keeps the rest with its schedules rescaled."""
+    main = raw["stages"][-1]
+    video_root = Path(main["data"]["datasets"][0]["root"])
+    static_root = export_static_pairs(video_root, video_root.with_name(f"{video_root.name}_static"))
+    n = max(1, round(steps * STATIC_SHARE))
+    static = json.loads(json.dumps(main))
+    static.update(name="static", iterations=n, lr_milestones=[], lr_warmup=min(main.get("lr_warmup", 0), n))
+    static["data"].update(datasets=[{"kind": "static", "root": str(static_root)}], num_frames=3, finetune_iterations=0)
+    _scale_schedule(raw, main, steps, steps - n)
+    raw["stages"] = [static, main]
+
+
+def _warmup(raw: dict[str, Any], steps: int) -> None:
+    raw["stages"][0]["lr_warmup"] = max(1, round(steps * WARMUP_SHARE))
+
+
 FACTORS: dict[str, Factor] = {
     "bn": Factor("BatchNorm on batch statistics (optim.freeze_bn: false)", _set("optim.freeze_bn", False)),
     "lr3e-4": Factor("learning rate 3e-4 (demo: 1e-4)", _set("stage.lr", 3e-4)),
@@ -84,6 +150,12 @@ FACTORS: dict[str, Factor] = {
     "lr5e-4": Factor("learning rate 5e-4", _set("stage.lr", 5e-4)),
     "crop96": Factor("96x96 training crops (demo: 64)", _set("stage.data.crop_size", 96)),
     "paper": Factor("L_SEG + L_PCL + L_OCL (loss.mode: paper)", _set("loss.mode", "paper")),
+    "warmup": Factor("linear learning-rate warm-up over the first 5 % of the steps (stage.lr_warmup)", _warmup),
+    "static": Factor(
+        "a static-image stage first (a quarter of the steps): single synthetic frames with one object's mask, "
+        "turned into clips by the static recipe",
+        _static_stage,
+    ),
 }
 
 
@@ -95,7 +167,7 @@ def build_recipe(recipe: str, arch: str, *, data_root: str, out_dir: str | Path,
     base, *factors = recipe.split("+")
     builder = recipes.demo_train_config if base == "demo" else recipes.cpu_train_config
     raw = config_to_dict(builder(arch, "none", data_root=data_root, out_dir=out_dir, steps=steps, seed=seed))
-    for name in factors:
+    for name in sorted(factors, key=lambda n: n == "static"):  # "static" copies the main stage: last
         FACTORS[name].apply(raw, steps)
     raw.update(log_interval=max(1, min(50, steps // 20)), save_interval=steps, keep_checkpoints=0)
     return config_from_dict(raw, source=f"learning-speed recipe {recipe} ({arch}, seed {seed})")

@@ -85,6 +85,53 @@ def test_shipped_cpu_configs_are_the_cpu_recipe(arch: str, tmp_path: Path) -> No
     assert shipped.stages[0].data.datasets[0].kind == "synthetic"
 
 
+def test_warmup_factor_sets_only_the_warmup(tmp_path: Path) -> None:
+    from learning_speed_runs import build_recipe
+
+    kw = {"data_root": str(tmp_path), "out_dir": tmp_path / "run", "steps": 100, "seed": 3}
+    assert _diff(build_recipe("cpu", "stcn", **kw), build_recipe("cpu+warmup", "stcn", **kw)) == {
+        "stages.0.lr_warmup": (0, 5)
+    }
+
+
+def test_static_factor_prepends_a_static_stage_on_exported_frames(tmp_path: Path) -> None:
+    from corrvos.data.io import read_image, read_label
+    from corrvos.data.static import find_image_mask_pairs, read_binary_mask
+    from corrvos.training.trainer import Trainer
+    from learning_speed_runs import build_recipe
+
+    root = generate_dataset(tmp_path / "train", sequences=2, frames=9, size=(64, 80), seed=4)
+    kw = {"data_root": str(root), "out_dir": tmp_path / "run", "steps": 100, "seed": 3}
+    plain, cfg = build_recipe("cpu+lr1e-3", "stcn", **kw), build_recipe("cpu+static+lr1e-3", "stcn", **kw)
+    static, main = cfg.stages
+    assert (static.name, static.iterations, main.name, main.iterations) == ("static", 25, "main", 75)
+    assert static.lr == main.lr == 1e-3  # "static" copies the main stage after the other factors
+    assert static.data.datasets[0].kind == "static" and static.data.num_frames == 3
+    base = plain.stages[0]
+    assert main.lr_milestones == [round(m * 75 / 100) for m in base.lr_milestones]
+    assert cfg.loss.bootstrap_start == round(plain.loss.bootstrap_start * 75 / 100)
+    # the exported pairs: every 4th annotated frame, one binary mask per object, the frame itself as the image
+    want = []
+    for ann_dir in sorted((root / "Annotations" / "480p").iterdir()):
+        for ann in sorted(ann_dir.glob("*.png"))[::4]:
+            label = read_label(ann)
+            want += [(ann_dir.name, ann.stem, int(k), label == k) for k in np.unique(label) if k]
+    pairs = find_image_mask_pairs(static.data.datasets[0].root)
+    assert len(pairs) == len(want) > 0
+    for (image, mask), (seq, frame, obj, truth) in zip(
+        pairs, sorted(want, key=lambda w: f"{w[0]}_{w[1]}_{w[2]}"), strict=True
+    ):
+        assert mask.stem == f"{seq}_{frame}_{obj}"
+        np.testing.assert_array_equal(read_binary_mask(mask), truth)
+        source = read_image(root / "JPEGImages" / "480p" / seq / f"{frame}.jpg")
+        assert np.abs(read_image(image).astype(int) - source.astype(int)).mean() < 3  # re-encoded JPEG
+    # and the two stages train, static first
+    cfg = build_recipe("cpu+static", "stcn", **(kw | {"steps": 4}))
+    seen: list[str] = []
+    Trainer(cfg, progress=False, callbacks=[lambda t, record: seen.append(record.stage)]).run()
+    assert seen == ["static", "main", "main", "main"]
+
+
 def test_recipe_inference_size() -> None:
     from corrvos.demo.recipes import CPU_INFER_SIZE
     from learning_speed_runs import recipe_infer_size

@@ -172,6 +172,9 @@ class StageConfig:
     lr: float = 1e-5
     lr_milestones: list[int] = field(default_factory=lambda: [125_000])
     """Iterations (within the stage) at which the lr is multiplied by ``optim.gamma``."""
+    lr_warmup: int = 0
+    """Linear learning-rate warm-up over the first ``lr_warmup`` iterations of the stage: step k (0-based) trains
+    at ``lr * (k + 1) / lr_warmup``, then the milestone schedule applies (0: none, as STCN and XMem)."""
     single_object: bool = False
     """Train a single-object model (static-image pre-training); later multi-object stages widen it."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -253,6 +256,8 @@ def _validate(cfg: TrainConfig, source: str) -> None:
             raise ConfigError(f"{source}: {where}: iterations, batch_size and lr must be positive")
         if list(stage.lr_milestones) != sorted(stage.lr_milestones) or any(m <= 0 for m in stage.lr_milestones):
             raise ConfigError(f"{source}: {where}: lr_milestones must be positive and increasing")
+        if not 0 <= stage.lr_warmup <= stage.iterations:
+            raise ConfigError(f"{source}: {where}: lr_warmup must lie in [0, iterations], got {stage.lr_warmup}")
         data = stage.data
         if data.crop_size <= 0 or data.crop_size % 16:
             raise ConfigError(f"{source}: {where}: data.crop_size must be a positive multiple of 16")

@@ -56,7 +56,7 @@ from corrvos.training.model_setup import (
     widen_to_multi_object,
 )
 from corrvos.training.run_control import StopSignals, check_run_folder
-from corrvos.training.schedules import derive_seed
+from corrvos.training.schedules import derive_seed, lr_factor
 from corrvos.training.task import CorrespondenceTask, step_scalars
 from corrvos.training.unroll import UnrollPolicy, build_unroller
 from corrvos.utils import make_output_dir
@@ -64,6 +64,21 @@ from corrvos.utils import make_output_dir
 __all__ = ["TrainResult", "Trainer", "TrainingDivergedError", "freeze_batchnorm", "resolve_amp"]
 
 logger = logging.getLogger(__name__)
+
+
+def _build_scheduler(
+    optimizer: torch.optim.Optimizer, stage: StageConfig, gamma: float
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """MultiStepLR over ``stage.lr_milestones``; with ``stage.lr_warmup`` a LambdaLR of the same milestones times
+    the linear warm-up (:func:`~corrvos.training.schedules.lr_factor`)."""
+    if stage.lr_warmup <= 0:
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, stage.lr_milestones, gamma)
+    milestones, warmup = list(stage.lr_milestones), stage.lr_warmup
+
+    def factor(step: int) -> float:
+        return lr_factor(step, warmup=warmup, milestones=milestones, gamma=gamma)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class TrainingDivergedError(CorrvosError, FloatingPointError):
@@ -294,7 +309,7 @@ class Trainer:
         )
         opt_cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(groups, lr=stage.lr, weight_decay=cfg.optim.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, stage.lr_milestones, cfg.optim.gamma)
+        self.scheduler = _build_scheduler(self.optimizer, stage, cfg.optim.gamma)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
         if resume_state is not None:
             self.optimizer.load_state_dict(resume_state["optimizer"])
