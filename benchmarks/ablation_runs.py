@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -111,7 +112,6 @@ def _worker(job_path: Path) -> None:
     import torch
 
     torch.set_num_threads(int(job["threads"]))
-    from corrvos.cli import main
     from corrvos.training.trainer import Trainer
 
     run_dir = Path(job["run_dir"])
@@ -137,13 +137,18 @@ def _worker(job_path: Path) -> None:
         raise RuntimeError(f"training stopped by {result.stopped_by}")
     ckpt = run_dir / "train" / "checkpoints" / "main_final.pth"
     t0 = time.perf_counter()
-    argv = ["infer", "--model", str(ckpt), "--davis-root", job["eval_root"], "--set", "val"]
-    argv += ["--out", str(run_dir / "results"), "--device", "cpu" if job["device"] == "cpu" else "cuda", "--overwrite"]
-    argv += ["--size", "-1"]  # frame size, as in training (XMem's default would enlarge the frames to 480 px)
-    if job.get("skip_infer"):  # a pre-training run (fine-tune protocol): only its checkpoint is wanted
-        argv = []
-    if argv and main(argv) != 0:
-        raise RuntimeError(f"corrvos infer failed on {ckpt}")
+    if not job.get("skip_infer"):  # a pre-training run (fine-tune protocol) only wants its checkpoint
+        from corrvos.data.davis import DavisDataset
+        from corrvos.inference.config import inference_config_for
+        from corrvos.inference.split import segment_split
+        from corrvos.models import load_model
+
+        model = load_model(ckpt, map_location="cpu" if job["device"] == "cpu" else "cuda")
+        out = run_dir / "results"
+        shutil.rmtree(out, ignore_errors=True)
+        dataset = DavisDataset(job["eval_root"], year="2017", split="val")
+        # the frame size, as in training (a family default could enlarge the frames to 480 px)
+        segment_split(model, dataset, out, config=inference_config_for(model, internal_size=None))
     infer_s = time.perf_counter() - t0
     if not job.get("keep_checkpoint", False):
         ckpt.unlink()

@@ -146,7 +146,7 @@ FACTORS: dict[str, Factor] = {
     "f5": Factor("5-frame clips (STCN demo: 3)", _set("stage.data.num_frames", 5)),
     "noboot": Factor("plain cross-entropy, no bootstrapped CE", _no_bootstrap),
     "nodrop": Factor("no learning-rate drop", _no_lr_drop),
-    "dice": Factor("+ Dice on the object channels (XMem's, weight 1)", _set_many(dice_weight=1.0, dice_mode="xmem")),
+    "dice": Factor("+ Dice on the object channels (XMem's, weight 1)", _set_many(dice_weight=1.0, dice_mode="objects")),
     "lr5e-4": Factor("learning rate 5e-4", _set("stage.lr", 5e-4)),
     "crop96": Factor("96x96 training crops (demo: 64)", _set("stage.data.crop_size", 96)),
     "paper": Factor("L_SEG + L_PCL + L_OCL (loss.mode: paper)", _set("loss.mode", "paper")),

@@ -122,7 +122,7 @@ def _corrvos_fns(family: str, mode: str, batch, device, amp):
     torch.manual_seed(0)
     arch = "stcn_corr" if (family == "stcn" and mode == "official") else family
     ramps = {f"{k}_ramp_{e}": 0 for k in ("pcl", "ocl", "official") for e in ("start", "end")}
-    dice = {"dice_weight": 1.0, "dice_mode": "xmem"} if family == "xmem" else {"dice_weight": 0.4 * (mode != "none")}
+    dice = {"dice_weight": 1.0, "dice_mode": "objects"} if family == "xmem" else {"dice_weight": 0.4 * (mode != "none")}
     loss_cfg = LossConfig(mode=mode, **ramps, **dice)
     extra = {"aux_key_head": True} if (family == "xmem" and mode == "official") else {}
     model = build_model(arch, **extra).to(device)

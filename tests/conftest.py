@@ -22,7 +22,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 def ckpt(tmp_path_factory) -> Path:
     """A random STCN saved as an official-format state_dict; the key projection is scaled down so that the
     unsubtracted top-k exponentials stay finite. Shared by the CLI tests."""
-    from corrvos.models.stcn import STCN
+    from corrvos.families.stcn.network import STCN
 
     torch.manual_seed(0)
     model = STCN().eval()

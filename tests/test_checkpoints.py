@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from corrvos.errors import CheckpointError
-from corrvos.models import STCN, XMem, arch_of, build_model, load_model, load_weights_into
-from corrvos.models.archs import detect_architecture
+from corrvos.families import detect_architecture
+from corrvos.families.stcn.network import STCN
+from corrvos.families.xmem.network import XMem
+from corrvos.models import arch_of, build_model, load_model, load_weights_into
 from corrvos.models.convert import widen_single_object
 
 _CALLS: list[str] = []

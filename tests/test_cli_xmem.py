@@ -18,8 +18,9 @@ from corrvos.cli import main
 from corrvos.data.davis import DavisDataset
 from corrvos.data.io import read_label
 from corrvos.data.synthetic import generate_dataset
+from corrvos.families.xmem.network import XMem
 from corrvos.inference import InferenceCore, inference_config_for
-from corrvos.models import XMem, load_model
+from corrvos.models import load_model
 
 
 @pytest.fixture(scope="module")

@@ -104,7 +104,7 @@ def test_set_overrides_by_stage_name_and_index(tmp_path: Path):
         ("optim:\n  learning_rate: 1\n", "unknown key 'optim.learning_rate'"),
         ("seed: 1.5\n", "'seed' must be int"),
         ("optim:\n  gamma: fast\n", "'optim.gamma' must be float"),
-        ("model:\n  arch: resnet\n", "'model.arch' must be one of"),
+        ("model:\n  arch: resnet\n", "model.arch: unknown architecture"),
         ("stages:\n  - {name: main, batch_size: many}\n", "batch_size' must be int"),
         ("stages:\n  - {name: main, lr_milestones: [10, 5]}\n", "lr_milestones must be positive and increasing"),
         ("stages:\n  - {name: a}\n  - {name: a}\n", "stage names must be unique"),
@@ -194,7 +194,7 @@ def test_cli_print_config_and_bad_config_exit_status(tmp_path: Path, capsys: pyt
         # XMem's clip options
         ("stages:\n  - {name: main, data: {num_ref_frames: 0}}\n", "num_ref_frames must be >= 1"),
         ("stages:\n  - {name: main, iterations: 10, data: {finetune_iterations: 10}}\n", "finetune_iterations"),
-        ("stages:\n  - {name: main, data: {num_frames: 8, sampling: stcn}}\n", "draws 3 frames"),
+        ("stages:\n  - {name: main, data: {num_frames: 8, sampling: chain}}\n", "draws 3 frames"),
         ("model: {deep_update_prob: 1.5}\n", "deep_update_prob must lie in [0, 1]"),
         # corrvos's small variants: a width the ResNets cannot take, or ImageNet weights that cannot fit it
         ("model: {width: 20}\n", "model.width must be a positive multiple of 8"),

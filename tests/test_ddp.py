@@ -32,7 +32,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-XMEM = {"num_frames": 4, "num_ref_frames": 2, "max_objects": 3, "augment": "xmem", "sampling": "xmem", "crop_size": 32}
+XMEM = {
+    "num_frames": 4,
+    "num_ref_frames": 2,
+    "max_objects": 3,
+    "augment": "xmem",
+    "sampling": "window",
+    "crop_size": 32,
+}
 
 
 def ddp_config(root: Path, out: Path, iterations: int = 2, arch: str = "stcn") -> dict:
@@ -44,7 +51,7 @@ def ddp_config(root: Path, out: Path, iterations: int = 2, arch: str = "stcn") -
         cfg["stages"][0]["batch_size"] = 4
     if arch == "xmem":
         cfg["model"] = {"arch": "xmem", "deep_update_prob": 0.5}
-        cfg["loss"].update(dice_weight=1.0, dice_mode="xmem")
+        cfg["loss"].update(dice_weight=1.0, dice_mode="objects")
         cfg["stages"][0]["data"].update(XMEM)
     return cfg
 

@@ -251,7 +251,8 @@ def test_apply_mirror_and_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 def test_model_name_resolves_to_the_cached_file(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    from corrvos.models import STCN, load_model
+    from corrvos.families.stcn.network import STCN
+    from corrvos.models import load_model
 
     state = STCN().state_dict()
     cheap = {k: torch.full((), i % 7, dtype=v.dtype).expand(v.shape) for i, (k, v) in enumerate(state.items())}

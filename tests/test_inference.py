@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from corrvos.inference import InferenceConfig, InferenceCore
+from corrvos.inference.geometry import pad_to_multiple, resized_shape, unpad
 from corrvos.inference.objects import ObjectManager
-from corrvos.inference.video import pad_to_multiple, resized_shape, unpad
 from corrvos.models.memory import l2_affinity, readout, softmax_affinity, topk_softmax
 from corrvos.types import QueryFeatures, SegmentOutput
 
@@ -361,7 +361,7 @@ def test_bad_inputs_raise() -> None:
 
 @pytest.fixture(scope="module")
 def stcn():
-    from corrvos.models.stcn import STCN
+    from corrvos.families.stcn.network import STCN
 
     torch.manual_seed(0)
     model = STCN().eval()

@@ -12,11 +12,11 @@ import torch
 from corrvos.config import config_from_dict
 from corrvos.data.synthetic import generate_dataset
 from corrvos.errors import ConfigError
+from corrvos.families import detect_architecture
 from corrvos.inference import InferenceCore
 from corrvos.inference.config import inference_config_for
 from corrvos.losses.config import LossConfig
 from corrvos.models import arch_of, build_model, load_model
-from corrvos.models.archs import detect_architecture
 from corrvos.training.checkpoint import load_checkpoint, save_checkpoint
 from corrvos.training.model_setup import build_network, build_projection_head
 from corrvos.training.task import CorrespondenceTask

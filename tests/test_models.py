@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from corrvos.errors import CheckpointError
-from corrvos.models import STCN, VOSModel, build_model
+from corrvos.families.stcn.network import STCN, aggregate_logits
+from corrvos.models import VOSModel, build_model
 from corrvos.models.backbones import KeyEncoder, MaskResNet18
 from corrvos.models.params import parameter_groups
-from corrvos.models.stcn import aggregate_logits
 
 KEYS = json.loads((Path(__file__).parent / "data" / "stcn_keys.json").read_text())
 
@@ -168,7 +168,7 @@ def test_topk_softmax_inplace_and_k_entries_per_query() -> None:
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_repeat_per_object_orders_objects_fastest(batch: int) -> None:
-    from corrvos.models.stcn import repeat_per_object
+    from corrvos.families.stcn.network import repeat_per_object
 
     x = torch.randn(batch, 5, 3, 4)
     got = repeat_per_object(x, 3)

@@ -73,7 +73,7 @@ def xmem_resume_config(root: Path, out: Path, workers: int) -> dict:
     updates with p = 0.5, the fine-tune phase on the last step and an lr milestone at step 3."""
     cfg = resume_config(root, out, workers)
     cfg["model"] = {"arch": "xmem", "deep_update_prob": 0.5}
-    cfg["loss"].update(dice_weight=1.0, dice_mode="xmem", bootstrap_end=3)
+    cfg["loss"].update(dice_weight=1.0, dice_mode="objects", bootstrap_end=3)
     stage = cfg["stages"][0]
     stage.update(iterations=4, lr_milestones=[3])
     stage["data"].update(
@@ -82,7 +82,7 @@ def xmem_resume_config(root: Path, out: Path, workers: int) -> dict:
         num_ref_frames=2,
         max_objects=3,
         augment="xmem",
-        sampling="xmem",
+        sampling="window",
         finetune_iterations=1,
         max_skip_values=[1, 2],
         max_skip_fractions=[0.5],

@@ -106,7 +106,7 @@ def test_backward_propagation_equals_forward_on_the_reversed_video(tmp_path: Pat
     video = tmp_path / "clip.mp4"
     _write_mp4(video, frames=5)
     decoded = tmp_path / "decoded"
-    from corrvos.inference.video import open_frames
+    from corrvos.data.video import open_frames
 
     for name, rgb in open_frames(video):
         write_image(decoded / f"{name}.png", rgb)

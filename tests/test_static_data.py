@@ -76,7 +76,7 @@ def test_read_binary_mask_modes(tmp_path: Path):
 
 def test_static_items_shapes_and_single_object(static_tree: Path):
     ds = StaticPseudoVideoDataset(
-        [static_tree / "fss", static_tree / "duts"], repeats=[1, 3], augment=ClipAugmentConfig.stcn_static(32)
+        [static_tree / "fss", static_tree / "duts"], repeats=[1, 3], augment=ClipAugmentConfig.static_images(32)
     )
     assert len(ds) == 5
     items = [ds[i] for i in range(len(ds))]
@@ -92,7 +92,7 @@ def test_static_items_shapes_and_single_object(static_tree: Path):
 
 
 def test_static_items_are_deterministic(static_tree: Path):
-    make = lambda: StaticPseudoVideoDataset(static_tree, augment=ClipAugmentConfig.stcn_static(32), seed=3)  # noqa: E731
+    make = lambda: StaticPseudoVideoDataset(static_tree, augment=ClipAugmentConfig.static_images(32), seed=3)  # noqa: E731
     a, b = make(), make()
     for i in range(len(a)):
         assert torch.equal(a[i].frames, b[i].frames) and torch.equal(a[i].labels, b[i].labels)
@@ -101,7 +101,7 @@ def test_static_items_are_deterministic(static_tree: Path):
 
 
 def test_static_multi_object_composition(static_tree: Path):
-    ds = StaticPseudoVideoDataset(static_tree, max_objects=3, num_frames=4, augment=ClipAugmentConfig.stcn_static(32))
+    ds = StaticPseudoVideoDataset(static_tree, max_objects=3, num_frames=4, augment=ClipAugmentConfig.static_images(32))
     counts = set()
     for epoch in range(6):
         ds.set_epoch(epoch)
@@ -119,14 +119,14 @@ def test_static_bad_inputs(tmp_path: Path):
     write_image(root / "a.jpg", np.zeros((20, 20, 3), np.uint8))
     Image.fromarray(np.zeros((20, 20), np.uint8), mode="L").save(root / "a.png")
     with pytest.raises(DataError, match="mask is empty") as err:
-        StaticPseudoVideoDataset(root, augment=ClipAugmentConfig.stcn_static(16))[0]
+        StaticPseudoVideoDataset(root, augment=ClipAugmentConfig.static_images(16))[0]
     assert err.value.path == root / "a.png"
     Image.fromarray(np.full((10, 20), 255, np.uint8), mode="L").save(root / "a.png")
     with pytest.raises(DataError, match="differs from image"):
-        StaticPseudoVideoDataset(root, augment=ClipAugmentConfig.stcn_static(16))[0]
+        StaticPseudoVideoDataset(root, augment=ClipAugmentConfig.static_images(16))[0]
     (root / "a.jpg").write_bytes(b"junk")
     with pytest.raises(DataError, match="cannot decode") as err:
-        StaticPseudoVideoDataset(root, augment=ClipAugmentConfig.stcn_static(16))[0]
+        StaticPseudoVideoDataset(root, augment=ClipAugmentConfig.static_images(16))[0]
     assert err.value.path == root / "a.jpg"
     with pytest.raises(ConfigError):
         StaticPseudoVideoDataset(root, repeats=[1, 2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,6 @@ from corrvos.data.clips import (
 from corrvos.data.io import read_image, read_label, write_image, write_label
 from corrvos.data.layouts import detect_layout, open_clip_dataset
 from corrvos.data.sampling import (
-    STCN_CURRICULUM,
-    XMEM_CURRICULUM,
     SkipCurriculum,
     effective_max_skip,
     item_rng,
@@ -31,15 +30,16 @@ from corrvos.data.sampling import (
     select_objects,
 )
 from corrvos.data.transforms import (
-    AUGMENT_PRESETS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     ClipAugmentConfig,
     ColorJitterRange,
     augment_clip,
-    augment_preset,
 )
 from corrvos.errors import ConfigError, DataError
+from corrvos.families import families
+from corrvos.families.stcn.family import STCN_CURRICULUM
+from corrvos.families.xmem.family import XMEM_CURRICULUM, xmem_augment
 
 SIZE = (24, 32)  # H, W of the tiny videos
 
@@ -94,7 +94,7 @@ def davis_tree(tmp_path: Path) -> Path:
 def test_stcn_sampler_matches_the_rule_drawn_independently():
     for seed in range(200):
         length, max_skip = 4 + seed % 30, 1 + seed % 11
-        got = sample_frames(length, 3, max_skip, np.random.default_rng(seed), method="stcn", allow_repeats=True)
+        got = sample_frames(length, 3, max_skip, np.random.default_rng(seed), method="chain", allow_repeats=True)
         rng = np.random.default_rng(seed)
         jump = min(length, max_skip)
         a = rng.integers(0, length - jump + 1)
@@ -109,8 +109,8 @@ def test_stcn_sampler_redraws_repeated_frames():
     repeats = 0
     for seed in range(300):
         rng = np.random.default_rng(seed)
-        repeats += len(set(sample_frames(6, 3, 1, rng, method="stcn", allow_repeats=True))) < 3
-        got = sample_frames(6, 3, 1, np.random.default_rng(seed), method="stcn")
+        repeats += len(set(sample_frames(6, 3, 1, rng, method="chain", allow_repeats=True))) < 3
+        got = sample_frames(6, 3, 1, np.random.default_rng(seed), method="chain")
         assert len(set(got)) == 3 and max(np.diff(sorted(got))) <= 2
     assert repeats > 50  # the raw recipe often repeats frames of a 6-frame video
     assert sorted(sample_frames(3, 3, 5, np.random.default_rng(0))) == [0, 1, 2]
@@ -119,10 +119,10 @@ def test_stcn_sampler_redraws_repeated_frames():
 def test_window_sampler_is_distinct_connected_and_reversible():
     for seed in range(100):
         length, frames, max_skip = 10 + seed % 40, 2 + seed % 7, 1 + seed % 6
-        got = sample_frames(length, frames, max_skip, np.random.default_rng(seed), method="xmem", reverse_prob=0.0)
+        got = sample_frames(length, frames, max_skip, np.random.default_rng(seed), method="window", reverse_prob=0.0)
         assert len(set(got)) == frames and got == sorted(got) and 0 <= got[0] and got[-1] < length
         assert max(np.diff(got)) <= max_skip  # each new frame lies within max_skip of a chosen one
-        back = sample_frames(length, frames, max_skip, np.random.default_rng(seed), method="xmem", reverse_prob=1.0)
+        back = sample_frames(length, frames, max_skip, np.random.default_rng(seed), method="window", reverse_prob=1.0)
         assert back == got[::-1]
 
 
@@ -131,7 +131,7 @@ def test_sampler_bad_arguments():
     with pytest.raises(ValueError, match="cannot sample 5 frames"):
         sample_frames(4, 5, 3, rng)
     with pytest.raises(ConfigError, match="exactly 3"):
-        sample_frames(10, 4, 3, rng, method="stcn")
+        sample_frames(10, 4, 3, rng, method="chain")
     with pytest.raises(ConfigError, match="method"):
         sample_frames(10, 3, 3, rng, method="random")
     with pytest.raises(ConfigError):
@@ -188,7 +188,7 @@ def test_clip_level_draws_are_shared_and_frame_level_draws_differ():
     assert frames.shape == (3, 32, 32, 3) and frames.dtype == np.float32 and labels.shape == (3, 32, 32)
     assert np.array_equal(frames[0], frames[1]) and np.array_equal(frames[0], frames[2])
     assert np.array_equal(labels[0], labels[2])
-    frames, labels = augment_clip([image] * 3, [label] * 3, ClipAugmentConfig.stcn_video(32), np.random.default_rng(5))
+    frames, labels = augment_clip([image] * 3, [label] * 3, ClipAugmentConfig.video(32), np.random.default_rng(5))
     assert not np.array_equal(frames[0], frames[1])
     assert 0.0 <= frames.min() and frames.max() <= 1.0 and set(np.unique(labels)) <= {0, 1, 2}
 
@@ -227,7 +227,7 @@ def test_images_and_labels_stay_aligned():
         "grayscale_prob": 0.0,
         "fill": (0, 0, 0),
     }
-    for recipe in (ClipAugmentConfig.stcn_video(32), ClipAugmentConfig.stcn_static(32)):
+    for recipe in (ClipAugmentConfig.video(32), ClipAugmentConfig.static_images(32)):
         cfg = ClipAugmentConfig(**{**recipe.__dict__, **no_colour})
         for seed in range(5):
             frames, labels = augment_clip([palette[label]] * 3, [label] * 3, cfg, np.random.default_rng(seed))
@@ -242,12 +242,12 @@ def test_augment_config_errors():
         ClipAugmentConfig(interpolation="lanczos")
     with pytest.raises(ConfigError, match="crop_scale"):
         ClipAugmentConfig(crop_scale=(0.5, 1.5))
-    assert ClipAugmentConfig.stcn_video(64).size == (64, 64)
-    assert ClipAugmentConfig.xmem_video((48, 64), finetune=True).frame_affine.degrees == 0
-    assert all(augment_preset(name, 40).size == (40, 40) for name in AUGMENT_PRESETS)
-    assert augment_preset("stcn_bl30k").crop_scale == (0.25, 1.0)
-    with pytest.raises(ConfigError, match="unknown augmentation preset"):
-        augment_preset("fancy")
+    assert ClipAugmentConfig.video(64).size == (64, 64)
+    assert xmem_augment(48, finetune=True).frame_affine.degrees == 0
+    presets = [f.augment[group] for f in families().values() for group in ("video", "bl30k", "static")]
+    assert all(preset(40).size == (40, 40) for preset in presets)
+    assert families()["stcn"].augment["bl30k"](32).crop_scale == (0.25, 1.0)
+    assert families()["xmem"].augment["video"](32).interpolation == "linear"
 
 
 # ---------------------------------------------------------------------------------------------- datasets
@@ -258,7 +258,7 @@ def _no_aug(size=SIZE) -> ClipAugmentConfig:
 
 
 def test_clip_shapes_and_batch(davis_tree: Path):
-    ds = davis_clip_dataset(davis_tree, augment=ClipAugmentConfig.stcn_video(32), max_objects=2)
+    ds = davis_clip_dataset(davis_tree, augment=ClipAugmentConfig.video(32), max_objects=2)
     assert ds.names == ["alpha", "beta"] and len(ds) == 2
     items = [ds[0], ds[1]]
     for item in items:
@@ -297,7 +297,7 @@ def test_clips_are_exact_frames_and_slots_without_augmentation(davis_tree: Path)
 
 
 def test_items_are_deterministic_per_seed_epoch_index(davis_tree: Path):
-    make = lambda seed: davis_clip_dataset(davis_tree, augment=ClipAugmentConfig.stcn_video(32), seed=seed)  # noqa: E731
+    make = lambda seed: davis_clip_dataset(davis_tree, augment=ClipAugmentConfig.video(32), seed=seed)  # noqa: E731
     a, b = make(7), make(7)
     for index in range(2):
         x, y = a[index], b[index]
@@ -343,7 +343,7 @@ def test_crops_that_miss_every_object_are_redrawn_and_named_in_the_error(tmp_pat
     for t in range(6):
         write_image(images / "corner" / f"{t:05d}.png", rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
         write_label(masks / "corner" / f"{t:05d}.png", label)
-    aug = ClipAugmentConfig.stcn_video(16)
+    aug = ClipAugmentConfig.video(16)
     redrawn = VOSClipDataset(images, masks, augment=aug, max_attempts=200)
     single = VOSClipDataset(images, masks, augment=aug, max_attempts=1)
     failures = 0
@@ -454,7 +454,9 @@ def test_bl30k_layout_with_segments(tmp_path: Path):
     parts = find_bl30k_parts(tmp_path / "BL30K")
     assert detect_layout(tmp_path / "BL30K") == "bl30k"
     assert [p.name for p in parts] == ["BL30K_a", "BL30K_b"]
-    ds = bl30k_clip_dataset(tmp_path / "BL30K", augment=ClipAugmentConfig.stcn_bl30k(32), filter_objects=False)
+    ds = bl30k_clip_dataset(
+        tmp_path / "BL30K", augment=replace(ClipAugmentConfig.video(32), crop_scale=(0.25, 1.0)), filter_objects=False
+    )
     assert sorted(ds.names) == ["BL30K_b/vid_a", "vid_a", "vid_b"]
     assert ds[0].frames.shape == (3, 3, 32, 32)
     with pytest.raises(DataError, match="no BL30K layout"):
@@ -470,9 +472,9 @@ def test_synthetic_davis_and_youtube_layouts(tmp_path: Path):
     davis = generate_dataset(tmp_path / "davis", sequences=3, frames=8, size=(48, 64), seed=0)
     youtube = generate_dataset(tmp_path / "yt", sequences=3, frames=20, size=(48, 64), seed=0, layout="youtube")
     train = (davis / "ImageSets/2017/train.txt").read_text().split()
-    ds = davis_clip_dataset(davis, augment=ClipAugmentConfig.stcn_video(32), max_objects=2)
+    ds = davis_clip_dataset(davis, augment=ClipAugmentConfig.video(32), max_objects=2)
     assert ds.names == train
-    yt = youtube_clip_dataset(youtube, augment=ClipAugmentConfig.stcn_video(32), max_objects=2)
+    yt = youtube_clip_dataset(youtube, augment=ClipAugmentConfig.video(32), max_objects=2)
     assert all(len(v.images) == 4 for v in yt.videos)  # 20 frames annotated every 5th
     assert (detect_layout(davis), detect_layout(youtube), detect_layout(youtube / "train")) == (
         "davis",

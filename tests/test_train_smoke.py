@@ -99,7 +99,7 @@ XMEM_CLIPS = {
     "num_ref_frames": 2,
     "max_objects": 3,
     "augment": "xmem",
-    "sampling": "xmem",
+    "sampling": "window",
     "crop_size": 32,
 }
 
@@ -233,7 +233,7 @@ def test_parameter_groups_follow_the_release():
 def test_init_from_an_official_state_dict(synthetic_root: Path, tmp_path: Path):
     """Fine-tuning start: an official-format VOS_Correspondence state_dict without key_proj2 (the released
     evaluation layout) loads strictly; key_proj2 keeps its fresh initialisation."""
-    from corrvos.models.stcn import STCN
+    from corrvos.families.stcn.network import STCN
 
     torch.manual_seed(123)
     released = STCN(variant="corr", aux_key_head=False)

@@ -152,7 +152,7 @@ def _write_mp4(path: Path, frames: int, seed: int) -> None:
 
 
 def test_a_folder_of_mp4_files_and_frame_folders_reads_as_unlabeled_clips(tmp_path: Path) -> None:
-    from corrvos.data.transforms import augment_preset
+    from corrvos.data.transforms import ClipAugmentConfig
     from corrvos.data.unlabeled import UnlabeledClipDataset
 
     folder = tmp_path / "videos"
@@ -163,7 +163,7 @@ def test_a_folder_of_mp4_files_and_frame_folders_reads_as_unlabeled_clips(tmp_pa
     assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == ["corrvos_synthetic.json", "synth000", "synth001"]
     assert not list((tmp_path / "gen").rglob("*.png"))  # frames only, no masks
     for root, names in ((folder, ["a.mp4", "b.mp4"]), (tmp_path / "gen", ["synth000", "synth001"])):
-        ds = UnlabeledClipDataset(root, num_frames=3, max_objects=2, augment=augment_preset("stcn_video", 32), seed=1)
+        ds = UnlabeledClipDataset(root, num_frames=3, max_objects=2, augment=ClipAugmentConfig.video(32), seed=1)
         items = [ds[i] for i in range(len(ds))]
         assert [i.name for i in items] == names
         for item in items:

@@ -60,7 +60,7 @@ def _sequence(root: Path, index: int = 0) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def stcn_file(tmp_path_factory: pytest.TempPathFactory):
-    from corrvos.models.stcn import STCN
+    from corrvos.families.stcn.network import STCN
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("stcn") / "stcn_random.pth"
@@ -71,7 +71,7 @@ def stcn_file(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def xmem_file(tmp_path_factory: pytest.TempPathFactory):
-    from corrvos.models.xmem import XMem
+    from corrvos.families.xmem.network import XMem
 
     torch.manual_seed(1)
     path = tmp_path_factory.mktemp("xmem") / "xmem_random.pth"

@@ -1,4 +1,4 @@
-"""Tests of XMem's streaming inference (corrvos.inference.core with corrvos.inference.xmem_memory).
+"""Tests of XMem's streaming inference (corrvos.inference.core with corrvos.families.xmem.memory).
 
 A. Parity with the official hkchengrex/XMem inference (inference/inference_core.py, memory_manager.py,
    kv_memory_store.py, driven as eval.py does) on a random-weight network, when its code is in .ref/XMem:
@@ -22,9 +22,9 @@ import pytest
 import torch
 from torch import Tensor
 
+from corrvos.families.xmem.memory import KeyValueStore, XMemMemory
 from corrvos.inference.config import InferenceConfig, inference_config_for
 from corrvos.inference.core import InferenceCore
-from corrvos.inference.xmem_memory import KeyValueStore, XMemMemory
 from corrvos.models import build_model
 from corrvos.types import QueryFeatures
 from official_xmem import REF, build_official_xmem
@@ -723,7 +723,7 @@ def test_top_k_covering_the_memory_equals_the_full_softmax(xmem: torch.nn.Module
 
 def test_store_compaction_in_place_equals_indexing(monkeypatch) -> None:
     """Chunked in-place compaction (eviction, consolidation) keeps exactly ``x[..., index]``, in order."""
-    import corrvos.inference.xmem_memory as xm
+    import corrvos.families.xmem.memory as xm
 
     monkeypatch.setattr(xm, "_CHUNK", 3)  # several chunks on a small store
     g = torch.Generator().manual_seed(0)

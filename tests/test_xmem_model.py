@@ -1,5 +1,5 @@
-"""Tests of corrvos.models.xmem: official key layout, stage shapes, hidden-state rules, detection, gradients, and
-numerical parity with the official hkchengrex/XMem network (when its code is in .ref/XMem)."""
+"""Tests of corrvos.families.xmem.network: official key layout, stage shapes, hidden-state rules, detection,
+gradients, and numerical parity with the official hkchengrex/XMem network (when its code is in .ref/XMem)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from corrvos.errors import CheckpointError
+from corrvos.families.stcn.network import STCN
+from corrvos.families.xmem.family import detect_xmem
+from corrvos.families.xmem.network import XMem
 from corrvos.models.base import VOSModel, zero_hidden
-from corrvos.models.stcn import STCN
-from corrvos.models.xmem import XMem, detect_xmem
 from official_xmem import REF, build_official_xmem
 
 KEYS = json.loads((Path(__file__).parent / "data" / "xmem_keys.json").read_text())["xmem"]
@@ -336,8 +337,8 @@ def test_parity_with_official(b: int, pair: tuple[XMem, torch.nn.Module, object]
 
 
 def test_aux_key_head_adds_key_proj2_after_the_official_keys() -> None:
+    from corrvos.families import detect_architecture
     from corrvos.models import build_model
-    from corrvos.models.archs import detect_architecture
 
     model = build_model("xmem", aux_key_head=True)
     keys = list(model.state_dict())

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from corrvos.families import family
 from corrvos.losses.config import LossConfig
-from corrvos.losses.segmentation import bootstrap_fraction, bootstrapped_ce, class_mask, xmem_dice_loss
+from corrvos.losses.segmentation import bootstrap_fraction, bootstrapped_ce, class_mask, object_dice_loss
 from corrvos.models import build_model
 from corrvos.training.task import CorrespondenceTask
 from corrvos.training.unroll import ClipUnroller, UnrollPolicy
@@ -153,7 +154,7 @@ def test_deep_update_draw_changes_the_clip(xmem) -> None:
 
 def test_task_seeds_the_draws_per_step(xmem) -> None:
     batch = make_batch(b=2)
-    task = CorrespondenceTask(_unroller(xmem), LossConfig.xmem())
+    task = CorrespondenceTask(_unroller(xmem), LossConfig(mode="none", **family("xmem").loss_defaults))
     with torch.no_grad():
         a = task.step(batch, step=0, seed=7)
         draws_a = task.core.last_draws
@@ -173,7 +174,7 @@ def test_xmem_dice_matches_the_xmem_formula() -> None:
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(2, 3, 4, 8, 8, generator=gen)
     labels = torch.randint(0, 4, (2, 3, 8, 8), generator=gen)
-    got = xmem_dice_loss(logits, labels)
+    got = object_dice_loss(logits, labels)
     prob = logits.softmax(dim=2)
     for b in range(2):
         for t in range(3):
@@ -199,7 +200,9 @@ def test_one_step_matches_the_official_xmem_trainer(it: int) -> None:
     model.eval()
     batch = make_batch(b=2, t=8, n=3, hw=32, seed=it)
 
-    task = CorrespondenceTask(_unroller(model, num_ref=3, p=0.2), LossConfig.xmem())
+    task = CorrespondenceTask(
+        _unroller(model, num_ref=3, p=0.2), LossConfig(mode="none", **family("xmem").loss_defaults)
+    )
     ours = task.step(batch, step=it, seed=1234)
     ours["loss"].backward()
     draws = task.core.last_draws
@@ -219,7 +222,7 @@ def test_one_step_matches_the_official_xmem_trainer(it: int) -> None:
     logits, labels = ours["outputs"].logits.detach(), batch.labels[:, 1:]
     frac = bootstrap_fraction(it, start=20_000, end=70_000, top_p=0.15)
     ce = bootstrapped_ce(logits, labels, fraction=frac, present=class_mask(batch.selector, labels, 4)).mean(dim=0)
-    dice = xmem_dice_loss(logits, labels).mean(dim=0)
+    dice = object_dice_loss(logits, labels).mean(dim=0)
     for ti in range(1, 8):
         torch.testing.assert_close(ce[ti - 1], official[f"ce_loss_{ti}"].detach(), rtol=1e-5, atol=1e-7)
         torch.testing.assert_close(dice[ti - 1], official[f"dice_loss_{ti}"].detach(), rtol=1e-5, atol=1e-7)

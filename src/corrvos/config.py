@@ -56,12 +56,13 @@ DATA_ROOT_ENV = "CORRVOS_DATA"
 class ModelConfig:
     """Which network to train and where its initial weights come from."""
 
-    arch: Literal["stcn", "stcn_corr", "xmem"] = "stcn"
-    """"stcn": public hkchengrex/STCN network; "stcn_corr": the VOS_Correspondence network (fusion decoder +
-    the auxiliary ``key_proj2`` head used by the "official" correspondence losses); "xmem": hkchengrex/XMem."""
+    arch: str = field(default_factory=lambda: _default_arch())
+    """An architecture of the family table (``corrvos.families``; default: its first family's first): "stcn"
+    (public hkchengrex/STCN network), "stcn_corr" (the VOS_Correspondence network: fusion decoder + the auxiliary
+    ``key_proj2`` head used by the "official" correspondence losses), "xmem" (hkchengrex/XMem)."""
     aux_key_head: bool | None = None
     """Build the auxiliary ``key_proj2`` head that the "official" losses train (None: as the architecture defines,
-    i.e. only "stcn_corr"; true on "xmem" adds it to XMem, our extension of the STCN-only release)."""
+    e.g. "stcn_corr"; true elsewhere adds it, our extension of the release, which has it on STCN only)."""
     deep_update_prob: float = 0.2
     """XMem: probability that encoding a predicted frame's value also deep-updates the hidden state (XMem's
     ``deep_update_prob``); models without a hidden state (STCN) ignore it."""
@@ -126,11 +127,13 @@ class DataConfig:
     ``max_skip_fractions[i-1]`` of the stage on (STCN's defaults; see ``corrvos.data.sampling.SkipCurriculum``).
     The fractions increase strictly within (0, 1]."""
     max_skip_fractions: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.9])
-    augment: Literal["stcn", "xmem"] = "stcn"
-    """Augmentation recipe (``corrvos.data.transforms``): "stcn" (bicubic) or "xmem" (bilinear; BL30K without the
-    per-frame affine). Static images use STCN's static recipe in both, as XMem does."""
-    sampling: Literal["auto", "stcn", "xmem"] = "auto"
-    """Frame sampler (``corrvos.data.sampling.sample_frames``): "auto" = STCN's chain for 3 frames, else XMem's."""
+    augment: str = "auto"
+    """Augmentation recipe: "auto" (the official recipe of the model's family) or a family name of the table
+    (``corrvos.families``): "stcn" (bicubic) or "xmem" (bilinear; BL30K without the per-frame affine). Static
+    images use the static-image recipe (STCN's, which XMem also uses)."""
+    sampling: Literal["auto", "chain", "window"] = "auto"
+    """Frame sampler (``corrvos.data.sampling.sample_frames``): "chain" (STCN's three-frame chain), "window" (XMem's:
+    each frame within the max skip of an already chosen one, any T) or "auto" (chain for 3 frames, else window)."""
     unlabeled_share: float = 0.0
     """Fraction of every batch drawn from the stage's ``unlabeled`` datasets (round(share x batch_size) clips,
     the same number on every process); those clips feed only the label-free losses (L_PCL in paper mode,
@@ -214,9 +217,33 @@ class TrainConfig:
     """``torch.use_deterministic_algorithms(True)`` (slower on CUDA; needed for bit-exact resume there)."""
 
 
+def _default_arch() -> str:
+    from corrvos.families import default_arch
+
+    return default_arch()
+
+
 def has_aux_key_head(model: ModelConfig) -> bool:
     """Whether the configured network has the ``key_proj2`` head of the "official" losses."""
-    return model.aux_key_head if model.aux_key_head is not None else model.arch == "stcn_corr"
+    from corrvos.families import architecture
+
+    return model.aux_key_head if model.aux_key_head is not None else architecture(model.arch).aux_key_head
+
+
+def _check_model(cfg: TrainConfig, source: str) -> None:
+    """The architecture and the augmentation recipes name entries of the family table."""
+    from corrvos.families import NAMES, canonical_arch
+
+    try:
+        canonical_arch(cfg.model.arch)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: model.arch: {exc}") from None
+    for stage in cfg.stages:
+        if stage.data.augment != "auto" and stage.data.augment not in NAMES:
+            raise ConfigError(
+                f"{source}: stages[{stage.name}]: data.augment {stage.data.augment!r} is not 'auto' or a model "
+                f"family ({', '.join(NAMES)})"
+            )
 
 
 def stage_loss_config(cfg: TrainConfig, stage: StageConfig, source: str = "config") -> LossConfig:
@@ -243,9 +270,16 @@ def _check_unlabeled(stage: StageConfig, where: str) -> None:
         )
 
 
+def _aux_head_archs() -> list[str]:
+    from corrvos.families import architectures
+
+    return [name for name, a in architectures().items() if a.aux_key_head]
+
+
 def _validate(cfg: TrainConfig, source: str) -> None:
     if not cfg.stages:
         raise ConfigError(f"{source}: 'stages' must list at least one stage")
+    _check_model(cfg, source)
     seen: set[str] = set()
     for i, stage in enumerate(cfg.stages):
         where = f"stages[{i}] ({stage.name})"
@@ -270,8 +304,8 @@ def _validate(cfg: TrainConfig, source: str) -> None:
                 f"{source}: {where}: data.finetune_iterations must lie in [0, iterations), got "
                 f"{data.finetune_iterations} of {stage.iterations}"
             )
-        if data.sampling == "stcn" and data.num_frames != 3:
-            raise ConfigError(f"{source}: {where}: data.sampling 'stcn' draws 3 frames; use 'xmem' or 'auto'")
+        if data.sampling == "chain" and data.num_frames != 3:
+            raise ConfigError(f"{source}: {where}: data.sampling 'chain' draws 3 frames; use 'window' or 'auto'")
         try:  # the trainer builds the same curriculum, so a bad one fails here and not when its stage starts
             SkipCurriculum.from_values(data.max_skip_values, data.max_skip_fractions)
         except ConfigError as exc:
@@ -297,8 +331,8 @@ def _validate(cfg: TrainConfig, source: str) -> None:
         loss = stage_loss_config(cfg, stage, source)
         if loss.mode == "official" and not has_aux_key_head(cfg.model):
             raise ConfigError(
-                f"{source}: {where}: loss.mode 'official' needs the key_proj2 head: model.arch 'stcn_corr', or "
-                f"model.aux_key_head: true (arch {cfg.model.arch!r})"
+                f"{source}: {where}: loss.mode 'official' needs the key_proj2 head: an architecture that has it "
+                f"({', '.join(_aux_head_archs())}), or model.aux_key_head: true (arch {cfg.model.arch!r})"
             )
         frame_fields = []
         if loss.mode == "paper" and loss.pcl_weight > 0:

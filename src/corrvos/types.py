@@ -44,6 +44,7 @@ class QueryFeatures:
             the similarity of every query to this position); ``None`` for STCN or when not requested.
         selection: [B, CK, h, w] XMem's selection e in [0, 1] of each position as a *query* key (``e_proj``;
             weights the key channels); ``None`` for STCN or when not requested.
+        pix_feat: [B, C, h, w] Cutie's projected pixel feature (``pix_feat_proj`` of f16); ``None`` for the others.
     """
 
     key: Tensor
@@ -54,6 +55,7 @@ class QueryFeatures:
     key2: Tensor | None = None
     shrinkage: Tensor | None = None
     selection: Tensor | None = None
+    pix_feat: Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> QueryFeatures:
         return _to(self, device, non_blocking)

@@ -19,6 +19,7 @@ import sys
 
 from corrvos import __version__
 from corrvos.errors import CorrvosError
+from corrvos.families import titles
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -48,7 +49,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="corrvos",
-        description="Train, run and evaluate matching-based video object segmentation models (STCN, XMem) "
+        description=f"Train, run and evaluate matching-based video object segmentation models ({titles()}) "
         "with space-time correspondence learning.",
     )
     parser.add_argument("--version", action="version", version=f"corrvos {__version__}")

@@ -47,7 +47,11 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
-    parser.add_argument("--arch", default="stcn", choices=["stcn", "xmem"], help="model to train (default: stcn)")
+    from corrvos.families import NAMES
+
+    parser.add_argument(
+        "--arch", default=NAMES[0], choices=list(NAMES), help="model family to train (default: %(default)s)"
+    )
     parser.add_argument("--steps", type=int, default=900, help="training steps per run (default: %(default)s)")
     parser.add_argument(
         "--sequences", type=int, default=None, help="training videos (default 24; --quick: videos in all, 6)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "download official STCN / XMem weights and ImageNet backbones by name (resumable, sha256-checked)"
+HELP = "download official model weights and ImageNet backbones by name (resumable, sha256-checked)"
 DESCRIPTION = """\
 Download weight files by name into the corrvos cache: --cache DIR, else $CORRVOS_CACHE, else ~/.cache/corrvos.
 `--model NAME` (infer, segment, train's init weights) then finds the file by the same name, and

@@ -5,7 +5,7 @@ layout: ``<out>/Annotations/<video>/<frame id>.png`` for the frames to save (rea
 Palette PNGs carry the original object ids. The FPS printed counts the frames the network processed and the time
 spent in ``InferenceCore.step`` and the argmax (file reading and writing excluded), as the official STCN scripts.
 Test-time augmentation (``--flip``, ``--scales``) and ``--save-scores`` go through
-:mod:`corrvos.inference.tta` and :mod:`corrvos.inference.scores`.
+:mod:`corrvos.inference.passes` and :mod:`corrvos.inference.scores`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import logging
 from typing import Any
 
-from corrvos.cli.engine import add_engine_arguments, check_engine_arguments, engine_config, load_inference_model
+from corrvos.cli.engine_options import add_engine_arguments, check_engine_arguments, engine_config, load_inference_model
 
 HELP = "segment a DAVIS, YouTube-VOS, MOSE or LVOS split with a checkpoint (result PNGs + FPS; TTA, scores)"
 DESCRIPTION = """\
@@ -46,11 +46,14 @@ _log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from corrvos.families import cards, checkpoint_sources, option_defaults
+
+    all_frames_families = " / ".join(c.title for c in cards().values() if c.driver_defaults.get("youtube_all_frames"))
     parser.add_argument(
         "--model",
         required=True,
-        help="checkpoint: official STCN / VOS_Correspondence / XMem file or a corrvos checkpoint; the "
-        "architecture is read from the file",
+        help=f"checkpoint: official {checkpoint_sources()} file or a corrvos checkpoint; the architecture is read "
+        "from the file",
     )
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--davis-root", help="DAVIS folder with JPEGImages/, Annotations/, ImageSets/")
@@ -73,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="YouTube-VOS: run on <set>_all_frames (every frame) and save only the sampled frames "
-        "(default: on for XMem as its eval.py when the folder exists, off for STCN)",
+        f"(default: the official driver's convention of the model's family: on for {all_frames_families or 'none'} "
+        "when the folder exists, off for the others)",
     )
     parser.add_argument("--sequences", nargs="+", default=None, metavar="NAME", help="only these sequences")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -99,9 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="resize frames so that their shorter side is SIZE (>= 16) before the network; outputs are "
-        "resized back (default: XMem 480 as its eval.py; STCN none for DAVIS, 480 for "
-        "YouTube-VOS, MOSE and LVOS; -1 keeps the frame size). As the official evaluations, smaller frames are "
-        "enlarged",
+        f"resized back (default: the family's official size, {option_defaults('internal_size')}; a family "
+        "without one (None) runs DAVIS at the frame size and YouTube-VOS, MOSE and LVOS at 480; -1 keeps the frame "
+        "size). As the official evaluations, smaller frames are enlarged",
     )
     tta = parser.add_argument_group("test-time augmentation and scores")
     tta.add_argument(
@@ -126,9 +130,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_engine_arguments(parser)
 
 
-def _open_dataset(args: argparse.Namespace, family: str) -> tuple[Any, str]:
+def _open_dataset(args: argparse.Namespace, model: Any) -> tuple[Any, str]:
     from corrvos.errors import ConfigError
-    from corrvos.inference.config import DRIVER_DEFAULTS
+    from corrvos.inference.config import driver_defaults
 
     if args.davis_root is not None:
         from corrvos.data.davis import DavisDataset
@@ -155,7 +159,7 @@ def _open_dataset(args: argparse.Namespace, family: str) -> tuple[Any, str]:
     split = args.set_name or "valid"
     all_frames = args.all_frames
     if all_frames is None:  # the model's driver convention, where the download has every frame
-        all_frames = DRIVER_DEFAULTS.get(family, {}).get("youtube_all_frames", False)
+        all_frames = driver_defaults(model).get("youtube_all_frames", False)
         if all_frames and not (Path(args.youtube_root) / f"{split}_all_frames" / "JPEGImages").is_dir():
             _log.warning("%s has no %s_all_frames/JPEGImages: running on the sampled frames", args.youtube_root, split)
             all_frames = False
@@ -166,16 +170,16 @@ def _open_dataset(args: argparse.Namespace, family: str) -> tuple[Any, str]:
 def _run_sequence(
     model: Any, config: Any, seq: Any, out_dir: Any, passes: list[Any], scores_dir: Any | None, progress: bool = True
 ) -> tuple[int, float]:
-    """One sequence: streamed (one plain pass, no scores) or through :func:`~corrvos.inference.tta.run_passes`."""
+    """One sequence: streamed (one plain pass, no scores) or through :func:`~corrvos.inference.passes.run_passes`."""
     import time
 
     import numpy as np
 
     from corrvos.data.io import write_label
     from corrvos.inference import InferenceCore
+    from corrvos.inference.passes import TTAPass, run_passes
     from corrvos.inference.scores import SCORES_NAME, ScoreFile, quantize_scores
     from corrvos.inference.split import segment_sequence
-    from corrvos.inference.tta import TTAPass, run_passes
 
     if scores_dir is None and passes == [TTAPass(False, config.internal_size)]:
         return segment_sequence(InferenceCore(model, config, video_length=len(seq)), seq, out_dir, progress=progress)
@@ -212,7 +216,7 @@ def _check_tta(args: argparse.Namespace) -> None:
 
 def _tta(args: argparse.Namespace, config: Any) -> list[Any]:
     """The passes of --flip / --scales: each scale (or the configured size) plain, then mirrored with --flip."""
-    from corrvos.inference.tta import tta_passes
+    from corrvos.inference.passes import tta_passes
 
     sizes = [config.internal_size] if args.scales is None else [s if s > 0 else None for s in args.scales]
     return tta_passes(sizes, flip=args.flip)
@@ -226,13 +230,12 @@ def run(args: argparse.Namespace) -> int:
 
     from corrvos.data.sequence import sequence_problems
     from corrvos.errors import ConfigError, DataError
-    from corrvos.inference.config import model_family
     from corrvos.inference.outputs import ResultsFolder
 
     check_engine_arguments(args)
     _check_tta(args)
     model, device = load_inference_model(args)
-    dataset, layout = _open_dataset(args, model_family(model))
+    dataset, layout = _open_dataset(args, model)
     names = list(dataset.sequences)
     if args.sequences:
         unknown = [s for s in args.sequences if s not in names]

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corrvos.cli.engine import add_engine_arguments
+from corrvos.cli.engine_options import add_engine_arguments
 from corrvos.data.mask_formats import MASK_FORMATS
 
 if TYPE_CHECKING:
@@ -65,10 +65,12 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from corrvos.families import checkpoint_sources
+
     parser.add_argument(
         "--model",
         required=True,
-        help="checkpoint: official STCN / VOS_Correspondence / XMem file or a corrvos checkpoint",
+        help=f"checkpoint: official {checkpoint_sources()} file or a corrvos checkpoint",
     )
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", help="video file (.mp4, .avi, .mov, .mkv, ...) or frame folder")
@@ -237,7 +239,7 @@ def _segment_video(
 
 
 def run(args: argparse.Namespace) -> int:
-    from corrvos.cli.engine import check_engine_arguments
+    from corrvos.cli.engine_options import check_engine_arguments
 
     check_engine_arguments(args)
     _check_options(args)
@@ -247,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_one(args: argparse.Namespace) -> int:
     import shutil
 
-    from corrvos.cli.engine import engine_config, load_inference_model
+    from corrvos.cli.engine_options import engine_config, load_inference_model
     from corrvos.cli.segment_inputs import VideoInput, check_video, raise_problems
     from corrvos.utils import format_size
 
@@ -289,7 +291,7 @@ def _run_many(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from corrvos.cli.engine import engine_config, load_inference_model
+    from corrvos.cli.engine_options import engine_config, load_inference_model
     from corrvos.cli.segment_inputs import VideoInput, check_video, find_videos, masks_of, raise_problems
     from corrvos.inference.outputs import ResultsFolder
 

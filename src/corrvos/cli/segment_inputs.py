@@ -14,9 +14,9 @@ from pathlib import Path
 from corrvos.data.mask_formats import ColourMap
 from corrvos.data.sequence import image_size
 from corrvos.data.user_masks import FrameMasks, VideoAnnotations, folder_mask_files, load_annotations
+from corrvos.data.video import VIDEO_EXTENSIONS, FolderSource, FrameSource, open_frames
 from corrvos.errors import DataError
 from corrvos.inference.propagate import FrameRange
-from corrvos.inference.video import VIDEO_EXTENSIONS, FolderSource, FrameSource, open_frames
 
 __all__ = ["CheckedVideo", "VideoInput", "check_video", "find_videos", "masks_of", "raise_problems"]
 

@@ -29,6 +29,8 @@ EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from corrvos.families import checkpoint_sources
+
     parser.add_argument("--config", metavar="FILE", help="YAML experiment file (overrides of the defaults)")
     parser.add_argument(
         "--set",
@@ -47,13 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--init-from",
         metavar="CKPT",
-        help="start from these weights (official STCN / VOS_Correspondence file or a corrvos checkpoint): fine-tuning",
+        help=f"start from these weights (official {checkpoint_sources()} file or a corrvos checkpoint): fine-tuning",
     )
     parser.add_argument(
         "--stages",
         metavar="NAMES",
         help="run only these stages of the config, comma-separated in config order, e.g. 'main' to fine-tune "
-        "official weights (--init-from XMem.pth) without the static pre-training",
+        "official weights (--init-from FILE) without the static pre-training",
     )
     parser.add_argument("--out", metavar="DIR", help="run folder (default: out_dir of the config)")
     parser.add_argument(

@@ -118,6 +118,8 @@ def _add_frame_pair(p: argparse.ArgumentParser, masks_required: bool) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from corrvos.families import checkpoint_sources
+
     sub = parser.add_subparsers(dest="view", metavar="VIEW", required=True)
 
     p = sub.add_parser(
@@ -131,8 +133,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         metavar="CKPT",
-        help="checkpoint (official STCN / VOS_Correspondence / XMem file or corrvos checkpoint); repeat to "
-        "compare checkpoints, one column each",
+        help=f"checkpoint (official {checkpoint_sources()} file or corrvos checkpoint); repeat to compare "
+        "checkpoints, one column each",
     )
     p.add_argument("--labels", nargs="+", metavar="NAME", help="column titles, one per --model (default: file names)")
     _add_frame_pair(p, masks_required=False)

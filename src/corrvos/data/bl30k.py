@@ -16,18 +16,17 @@ thresholds are defined for 384 x 384 crops and scaled by the crop area for other
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
 from corrvos.data.clips import VOSClipDataset
-from corrvos.data.sampling import STCN_BL30K_CURRICULUM
 from corrvos.data.transforms import ClipAugmentConfig
 from corrvos.errors import DataError
 
-__all__ = ["STCN_BL30K_CURRICULUM", "BL30KObjectFilter", "bl30k_clip_dataset", "find_bl30k_parts"]
+__all__ = ["BL30KObjectFilter", "bl30k_clip_dataset", "find_bl30k_parts"]
 
 
 def _is_part(folder: Path) -> bool:
@@ -94,13 +93,13 @@ def bl30k_clip_dataset(
 
     Args:
         root: the BL30K folder (see :func:`find_bl30k_parts`).
-        augment: defaults to STCN's BL30K recipe (crop scale 0.25-1.0) at 384 x 384.
+        augment: defaults to the video recipe with crop scale 0.25-1.0 (STCN's BL30K recipe) at 384 x 384.
         filter_objects: apply :class:`BL30KObjectFilter` (STCN does).
         **kwargs: passed to :class:`VOSClipDataset` (num_frames, max_objects, max_skip, seed, ...). The max-skip
-            curriculum of this stage is :data:`corrvos.data.sampling.STCN_BL30K_CURRICULUM`.
+            curriculum of this stage is the family's ``curricula["bl30k"]`` (``corrvos.families``).
     """
     parts = find_bl30k_parts(root)
-    augment = augment if augment is not None else ClipAugmentConfig.stcn_bl30k()
+    augment = augment if augment is not None else replace(ClipAugmentConfig.video(), crop_scale=(0.25, 1.0))
     object_filter = BL30KObjectFilter.for_size(augment.size) if filter_objects else None
     return VOSClipDataset(
         [p / "JPEGImages" for p in parts],

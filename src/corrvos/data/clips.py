@@ -179,7 +179,7 @@ class VOSClipDataset(Dataset):
         skip_divisor: divide the max skip by this (5 for YouTube-VOS train, annotated every 5th frame).
         subset: names of the videos to use (a list, or a text file with one name per line); None = all.
         augment: the augmentation recipe (default: STCN's video recipe at 384 x 384).
-        sampling: frame sampler, "auto" / "stcn" / "xmem" (see :func:`corrvos.data.sampling.sample_frames`).
+        sampling: frame sampler, "auto" / "chain" / "window" (see :func:`corrvos.data.sampling.sample_frames`).
         reverse_prob: probability of reversing time.
         max_attempts: clips drawn before giving up on a video whose first frame shows no object (20: at small
             frame sizes a crop misses every object of a clip's first frame a few percent of the time, so 5 draws
@@ -229,7 +229,7 @@ class VOSClipDataset(Dataset):
         self.max_objects = max_objects
         self.max_skip = max_skip
         self.skip_divisor = skip_divisor
-        self.augment = augment if augment is not None else ClipAugmentConfig.stcn_video()
+        self.augment = augment if augment is not None else ClipAugmentConfig.video()
         self.sampling = sampling
         self.reverse_prob = reverse_prob
         self.max_attempts = max_attempts

@@ -3,7 +3,7 @@
 Contents:
 
 - :class:`SkipCurriculum`: the max-skip schedule as data (an initial value, then values switched on at fractions
-  of training), with the STCN and XMem presets;
+  of training; each family's official curricula live in its package, ``corrvos.families.<name>``);
 - :func:`sample_frames`: pick T frame indices of a video with gaps bounded by the max skip (STCN's three-frame
   chain for T = 3, XMem's "each frame within max_skip of an already chosen one" for any T), then reverse time
   with probability 0.5;
@@ -26,10 +26,6 @@ import numpy as np
 from corrvos.errors import ConfigError
 
 __all__ = [
-    "STCN_BL30K_CURRICULUM",
-    "STCN_CURRICULUM",
-    "XMEM_BL30K_CURRICULUM",
-    "XMEM_CURRICULUM",
     "SkipCurriculum",
     "effective_max_skip",
     "item_rng",
@@ -37,7 +33,7 @@ __all__ = [
     "select_objects",
 ]
 
-SAMPLING_METHODS = ("auto", "stcn", "xmem")
+SAMPLING_METHODS = ("auto", "chain", "window")
 
 
 @dataclass(frozen=True)
@@ -117,16 +113,6 @@ class SkipCurriculum:
         return self.at_fraction(step / max(iterations, 1))
 
 
-#: STCN main training (DAVIS + YouTube-VOS): 5, then 10, 15, 20, 25 and 5 at 10/20/30/40/90 % of training.
-STCN_CURRICULUM = SkipCurriculum(5, (0.1, 0.2, 0.3, 0.4, 0.9), (10, 15, 20, 25, 5))
-#: STCN BL30K pre-training: as main training but back to 5 at 80 %.
-STCN_BL30K_CURRICULUM = SkipCurriculum(5, (0.1, 0.2, 0.3, 0.4, 0.8), (10, 15, 20, 25, 5))
-#: XMem main training: 5, then 10, 15 and 5 at 10/30/90 % of the iterations.
-XMEM_CURRICULUM = SkipCurriculum(5, (0.1, 0.3, 0.9), (10, 15, 5))
-#: XMem BL30K pre-training: back to 5 at 80 %.
-XMEM_BL30K_CURRICULUM = SkipCurriculum(5, (0.1, 0.3, 0.8), (10, 15, 5))
-
-
 def effective_max_skip(max_skip: int, divisor: int = 1) -> int:
     """Max skip in units of annotated frames: ``max_skip // divisor``, at least 1.
 
@@ -142,7 +128,7 @@ def item_rng(seed: int, epoch: int, index: int, attempt: int = 0) -> np.random.G
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index), int(attempt)]))
 
 
-def _stcn_triplet(length: int, max_skip: int, rng: np.random.Generator) -> list[int]:
+def _chain_triplet(length: int, max_skip: int, rng: np.random.Generator) -> list[int]:
     """STCN's three-frame chain: a start, then two forward gaps of 1..max_skip+1, clamped to stay in the video."""
     jump = min(length, max_skip)
     first = int(rng.integers(0, length - jump + 1))
@@ -182,13 +168,13 @@ def sample_frames(
         num_frames: T.
         max_skip: maximum gap, in frames of the list (see :func:`effective_max_skip`).
         rng: source of randomness.
-        method: "stcn" (T = 3 only: STCN's chain with its clamping), "xmem" (distinct frames, any T) or "auto"
-            (stcn for T = 3, xmem otherwise).
+        method: "chain" (T = 3 only: STCN's chain with its clamping), "window" (XMem's: distinct frames, any T)
+            or "auto" (chain for T = 3, window otherwise).
         reverse_prob: probability of reversing time.
         allow_repeats: keep STCN triplets that repeat a frame. STCN's clamping repeats a frame when the chain
             starts near the end of the video (1-2 % of DAVIS clips, 3-7 % of YouTube-VOS clips, about 40 % for
             a video of 6 annotated frames at max skip 1); by default such a triplet is redrawn (up to 20 times, then the
-            xmem sampler is used), i.e. the recipe's distribution conditioned on distinct frames.
+            window sampler is used), i.e. the recipe's distribution conditioned on distinct frames.
 
     Returns:
         T indices; increasing, or decreasing when time was reversed.
@@ -202,15 +188,15 @@ def sample_frames(
     if max_skip < 1:
         raise ConfigError(f"max_skip must be >= 1, got {max_skip}")
     if method == "auto":
-        method = "stcn" if num_frames == 3 else "xmem"
-    if method == "stcn":
+        method = "chain" if num_frames == 3 else "window"
+    if method == "chain":
         if num_frames != 3:
-            raise ConfigError(f"the 'stcn' frame sampler draws exactly 3 frames, not {num_frames}; use 'xmem'")
-        indices = _stcn_triplet(length, max_skip, rng)
+            raise ConfigError(f"the 'chain' frame sampler draws exactly 3 frames, not {num_frames}; use 'window'")
+        indices = _chain_triplet(length, max_skip, rng)
         for _ in range(20):
             if allow_repeats or len(set(indices)) == 3:
                 break
-            indices = _stcn_triplet(length, max_skip, rng)
+            indices = _chain_triplet(length, max_skip, rng)
         else:
             indices = _window_sample(length, num_frames, max_skip, rng)
     else:

@@ -10,7 +10,7 @@ data ships in (FSS-1000 ``class/1.jpg`` + ``class/1.png``; DUTS, ECSSD, BIG, HRS
 RGB (object = luminance > 127, i.e. STCN's threshold 0.5) or a palette PNG (object = any non-zero index).
 
 Each item is one image turned into a T-frame clip by the static recipe of
-:meth:`corrvos.data.transforms.ClipAugmentConfig.stcn_static` (clip-level scale/flip/colour, per-frame affine,
+:meth:`corrvos.data.transforms.ClipAugmentConfig.static_images` (clip-level scale/flip/colour, per-frame affine,
 resize-and-crop, colour and a thin-plate-spline warp with probability 0.33). STCN's stage 0 is single-object
 (``max_objects=1``). With ``max_objects > 1`` the XMem rule applies: 0 .. N-1 further random images of the
 dataset are augmented the same way and pasted on top through their masks, each becoming one more object.
@@ -128,7 +128,7 @@ class StaticPseudoVideoDataset(Dataset):
             )
         self.num_frames = num_frames
         self.max_objects = max_objects
-        self.augment = augment if augment is not None else ClipAugmentConfig.stcn_static()
+        self.augment = augment if augment is not None else ClipAugmentConfig.static_images()
         self.max_attempts = max_attempts
         self.seed = seed
         self.epoch = 0

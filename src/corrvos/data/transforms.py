@@ -1,6 +1,7 @@
 """Clip-consistent joint image / label augmentation for training clips (the STCN and XMem recipes).
 
-Contents: :class:`AffineRange`, :class:`ColorJitterRange`, :class:`ClipAugmentConfig` (with the recipe presets),
+Contents: :class:`AffineRange`, :class:`ColorJitterRange`, :class:`ClipAugmentConfig` (the video and static-image
+recipes as classmethods; each model family's official presets live in its package, ``corrvos.families.<name>``),
 :func:`augment_clip` (the whole pipeline for one clip) and :func:`normalize_frames` (ImageNet normalisation to a
 [T, 3, H, W] tensor).
 
@@ -50,14 +51,12 @@ from corrvos.data.tps import tps_warp
 from corrvos.errors import ConfigError
 
 __all__ = [
-    "AUGMENT_PRESETS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "AffineRange",
     "ClipAugmentConfig",
     "ColorJitterRange",
     "augment_clip",
-    "augment_preset",
     "normalize_frames",
 ]
 
@@ -208,18 +207,13 @@ class ClipAugmentConfig:
                 raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
     @classmethod
-    def stcn_video(cls, size: int | Sequence[int] = 384) -> ClipAugmentConfig:
-        """STCN main training (DAVIS / YouTube-VOS), bicubic."""
+    def video(cls, size: int | Sequence[int] = 384) -> ClipAugmentConfig:
+        """The video recipe (the field defaults: STCN's main training on DAVIS / YouTube-VOS, bicubic)."""
         return cls(size=_as_size(size))
 
     @classmethod
-    def stcn_bl30k(cls, size: int | Sequence[int] = 384) -> ClipAugmentConfig:
-        """STCN BL30K pre-training: as the video recipe with crop scale 0.25-1.0."""
-        return cls(size=_as_size(size), crop_scale=(0.25, 1.0))
-
-    @classmethod
-    def stcn_static(cls, size: int | Sequence[int] = 384) -> ClipAugmentConfig:
-        """STCN stage-0 static-image pseudo-videos."""
+    def static_images(cls, size: int | Sequence[int] = 384) -> ClipAugmentConfig:
+        """Stage-0 static-image pseudo-videos (STCN's recipe, which XMem also uses)."""
         return cls(
             size=_as_size(size),
             crop="shorter_side",
@@ -230,19 +224,6 @@ class ClipAugmentConfig:
             grayscale_prob=0.05,
             frame_jitter=ColorJitterRange(0.1, 0.05, 0.05, 0.0),
             tps_prob=0.33,
-        )
-
-    @classmethod
-    def xmem_video(
-        cls, size: int | Sequence[int] = 384, *, bl30k: bool = False, finetune: bool = False
-    ) -> ClipAugmentConfig:
-        """XMem: bilinear; BL30K and the final fine-tuning iterations drop the per-frame affine."""
-        frame_affine = AffineRange() if (bl30k or finetune) else AffineRange(degrees=15.0, shear=10.0)
-        return cls(
-            size=_as_size(size),
-            crop_scale=(0.25, 1.0) if bl30k else (0.36, 1.0),
-            frame_affine=frame_affine,
-            interpolation="linear",
         )
 
     @classmethod
@@ -262,25 +243,6 @@ class ClipAugmentConfig:
     def with_size(self, size: int | Sequence[int]) -> ClipAugmentConfig:
         """The same recipe at another output size."""
         return replace(self, size=_as_size(size))
-
-
-AUGMENT_PRESETS = ("stcn_video", "stcn_bl30k", "stcn_static", "xmem_video", "xmem_bl30k", "xmem_finetune", "none")
-
-
-def augment_preset(name: str, size: int | Sequence[int] = 384) -> ClipAugmentConfig:
-    """A recipe by name (for configuration files): one of :data:`AUGMENT_PRESETS`."""
-    builders = {
-        "stcn_video": lambda: ClipAugmentConfig.stcn_video(size),
-        "stcn_bl30k": lambda: ClipAugmentConfig.stcn_bl30k(size),
-        "stcn_static": lambda: ClipAugmentConfig.stcn_static(size),
-        "xmem_video": lambda: ClipAugmentConfig.xmem_video(size),
-        "xmem_bl30k": lambda: ClipAugmentConfig.xmem_video(size, bl30k=True),
-        "xmem_finetune": lambda: ClipAugmentConfig.xmem_video(size, finetune=True),
-        "none": lambda: ClipAugmentConfig.none(size),
-    }
-    if name not in builders:
-        raise ConfigError(f"unknown augmentation preset {name!r}; choose one of {AUGMENT_PRESETS}")
-    return builders[name]()
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def find_unlabeled_videos(root: str | PathLike) -> list[Path]:
     Raises:
         DataError: ``root`` is missing or holds no video.
     """
-    from corrvos.inference.video import VIDEO_EXTENSIONS
+    from corrvos.data.video import VIDEO_EXTENSIONS
 
     root = Path(root)
     if not root.is_dir():
@@ -80,7 +80,7 @@ class UnlabeledClipDataset(Dataset):
         short_videos: str = "error",
         seed: int = 0,
     ) -> None:
-        from corrvos.inference.video import open_frames
+        from corrvos.data.video import open_frames
 
         if num_frames < 1 or max_objects < 1:
             raise ConfigError(f"num_frames and max_objects must be >= 1, got {num_frames}, {max_objects}")
@@ -89,7 +89,7 @@ class UnlabeledClipDataset(Dataset):
         effective_max_skip(max_skip, 1)
         self.root = Path(root)
         self.num_frames, self.max_objects, self.max_skip = num_frames, max_objects, max_skip
-        self.augment = augment if augment is not None else ClipAugmentConfig.stcn_video()
+        self.augment = augment if augment is not None else ClipAugmentConfig.video()
         self.sampling, self.reverse_prob, self.seed, self.epoch = sampling, reverse_prob, seed, 0
         self.sources = []
         for entry in find_unlabeled_videos(self.root):

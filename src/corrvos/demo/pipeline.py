@@ -25,6 +25,7 @@ from typing import Any
 
 from corrvos.demo.scores import FLOORS, ModelScores, score_results, write_floors
 from corrvos.errors import DataError
+from corrvos.families import NAMES
 from corrvos.utils import atomic_write_text, make_output_dir
 
 __all__ = ["DEMO_MARKER", "EVAL_PREFIX", "FLOORS", "DemoResult", "DemoSettings", "ModelScores", "run_demo"]
@@ -40,7 +41,8 @@ class DemoSettings:
     """What the demo runs. The defaults take under 7 minutes on 2 CPU cores (measured; see docs/visualisation.md)."""
 
     out: Path = Path("demo_out")
-    arch: str = "stcn"
+    arch: str = field(default_factory=lambda: NAMES[0])
+    """The architecture trained (default: the family table's first family)."""
     steps: int = 900
     train_sequences: int = 24
     train_frames: int = 12
@@ -122,16 +124,17 @@ def _train_all(settings: DemoSettings, train_root: Path) -> dict[str, tuple[Path
 
 
 def _infer(checkpoint: Path, eval_root: Path, out: Path, progress: bool) -> None:
-    from corrvos.cli import main
-
-    argv = ["infer", "--model", str(checkpoint), "--davis-root", str(eval_root), "--set", "val"]
+    """Segment the held-out split with a trained checkpoint (the library loop of ``corrvos infer``)."""
+    from corrvos.data.davis import DavisDataset
     from corrvos.demo.recipes import CPU_INFER_SIZE
+    from corrvos.inference.config import inference_config_for
+    from corrvos.inference.split import segment_split
+    from corrvos.models import load_model
 
-    # the CPU recipe's size (-1: the generated size, as trained; XMem's default would enlarge frames to 480)
-    size = str(CPU_INFER_SIZE) if CPU_INFER_SIZE else "-1"
-    argv += ["--out", str(out), "--device", "cpu", "--size", size] + ([] if progress else ["--no-progress"])
-    if main(argv) != 0:
-        raise RuntimeError(f"corrvos infer failed on {checkpoint}")
+    model = load_model(checkpoint)
+    # the CPU recipe's size (None: the generated size, as trained; a family default could enlarge the frames)
+    config = inference_config_for(model, internal_size=CPU_INFER_SIZE)
+    segment_split(model, DavisDataset(eval_root, year="2017", split="val"), out, config=config, progress=progress)
 
 
 def run_demo(settings: DemoSettings) -> DemoResult:

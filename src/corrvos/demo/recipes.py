@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from corrvos.config import TrainConfig, config_from_dict
+from corrvos.families import family_of_arch
 
-__all__ = ["CPU_INFER_SIZE", "DEMO_ARCHS", "cpu_train_config", "demo_train_config"]
-
-DEMO_ARCHS = ("stcn", "xmem")
+__all__ = ["CPU_INFER_SIZE", "cpu_train_config", "demo_train_config"]
 
 
 def _scaled(steps: int, fraction: float) -> int:
@@ -32,15 +31,14 @@ def demo_train_config(
 def _demo_raw(
     arch: str, mode: str, *, data_root: str | Path, out_dir: str | Path, steps: int, seed: int
 ) -> dict[str, Any]:
-    """The demo recipe of ``arch`` ("stcn" or "xmem") with loss ``mode`` ("none", "paper", ...).
+    """The demo recipe of ``arch`` (any architecture of the family table) with loss ``mode`` ("none", "paper", ...).
 
     Schedules scale with ``steps`` as in the shipped 240-step demo configs: bootstrapped CE from 5/12 to 5/6 of
     the run, L_PCL / L_OCL ramps over the first 5/12, the learning rate divided by 10 at 5/6. No resumable
     checkpoints are written (``keep_checkpoints: 0``): the run folder keeps ``main_final.pth`` (about 210 MB)
     and its TensorBoard log.
     """
-    if arch not in DEMO_ARCHS:
-        raise ValueError(f"demo arch must be one of {DEMO_ARCHS}, got {arch!r}")
+    owner = family_of_arch(arch)  # ValueError naming the known architectures
     ramp = _scaled(steps, 100 / 240)
     loss: dict[str, Any] = {
         "mode": mode,
@@ -63,25 +61,6 @@ def _demo_raw(
     }
     model: dict[str, Any] = {"arch": arch, "pretrained_backbones": False}
     optim: dict[str, Any] = {"optimizer": "adamw", "grad_clip": 5.0}
-    if arch == "stcn":
-        optim["weight_decay"] = 1.0e-7
-        stage["batch_size"] = 4
-        data.update(num_frames=3, max_objects=2, max_skip_values=[2, 4], max_skip_fractions=[0.5])
-    else:
-        model["deep_update_prob"] = 0.2
-        optim["weight_decay"] = 0.05
-        loss.update(dice_weight=1.0, dice_mode="xmem")
-        stage["batch_size"] = 2
-        data.update(
-            num_frames=8,
-            num_ref_frames=3,
-            max_objects=3,
-            augment="xmem",
-            sampling="xmem",
-            finetune_iterations=_scaled(steps, 40 / 240),
-            max_skip_values=[2, 3, 4, 2],
-            max_skip_fractions=[0.1, 0.3, 0.9],
-        )
     stage["data"] = data
     raw = {
         "model": model,
@@ -97,6 +76,7 @@ def _demo_raw(
         "keep_checkpoints": 0,
         "stages": [stage],
     }
+    owner.recipe(raw, steps)  # the family's batch, clip sampling and loss settings
     return raw
 
 
@@ -117,6 +97,5 @@ def cpu_train_config(
     raw["model"].update(key_encoder="resnet18", width=32)
     raw["optim"]["freeze_bn"] = False
     raw["stages"][0]["lr"] = 3.0e-4
-    if arch == "xmem":
-        raw["stages"][0]["data"]["num_frames"] = 5
+    family_of_arch(arch).cpu_recipe(raw, steps)
     return config_from_dict(raw, source=f"CPU recipe ({arch}, loss {mode})")

@@ -1,8 +1,9 @@
-"""corrvos.inference: streaming per-video inference (:class:`InferenceCore`), memory, object bookkeeping, frames.
+"""corrvos.inference: streaming per-video inference (:class:`InferenceCore`), the memory interface, object
+bookkeeping, frames. Each family's memory lives in its package (``corrvos.families.<name>.memory``).
 
 Usage::
 
-    core = InferenceCore(model)                 # the official options of the model's family (STCN / XMem)
+    core = InferenceCore(model)                 # the official options of the model's family
     core = InferenceCore(model, inference_config_for(model, mem_every=10))   # or some of them changed
     for t, image in enumerate(frames):          # image: float32 [3, H, W] RGB in [0, 1]
         prob = core.step(image, mask if t == 0 else None, end=t == len(frames) - 1)
@@ -13,19 +14,15 @@ from __future__ import annotations
 
 from corrvos.inference.config import InferenceConfig, inference_config_for
 from corrvos.inference.core import InferenceCore, soft_aggregate
-from corrvos.inference.memory_bank import MEMORIES, MemoryBank, MemoryStore, make_memory
+from corrvos.inference.memory_store import MemoryStore, make_memory
 from corrvos.inference.objects import ObjectGroup, ObjectManager
-from corrvos.inference.xmem_memory import XMemMemory
 
 __all__ = [
-    "MEMORIES",
     "InferenceConfig",
     "InferenceCore",
-    "MemoryBank",
     "MemoryStore",
     "ObjectGroup",
     "ObjectManager",
-    "XMemMemory",
     "inference_config_for",
     "make_memory",
     "soft_aggregate",

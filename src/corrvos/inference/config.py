@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["DRIVER_DEFAULTS", "FAMILY_DEFAULTS", "InferenceConfig", "inference_config_for", "model_family"]
+__all__ = ["InferenceConfig", "driver_defaults", "inference_config_for"]
 
 
 @dataclass(frozen=True)
@@ -85,55 +85,26 @@ class InferenceConfig:
         return [f.name for f in fields(cls)]
 
 
-#: family -> the official evaluation defaults (hkchengrex/STCN eval scripts; hkchengrex/XMem eval.py).
-FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "stcn": {"top_k": 20, "mem_every": 5, "include_last": False, "internal_size": None, "resize_mode": "bicubic"},
-    "xmem": {
-        "top_k": 30,
-        "mem_every": 5,
-        "deep_update_every": -1,
-        "enable_long_term": True,
-        "min_mid_term_frames": 5,
-        "max_mid_term_frames": 10,
-        "num_prototypes": 128,
-        "max_long_term_elements": 10000,
-        "internal_size": 480,
-        "resize_mode": "bilinear",
-    },
-}
+def driver_defaults(model: Any) -> dict[str, Any]:
+    """Conventions of the official evaluation drivers of ``model``'s family that are not engine options (e.g.
+    whether YouTube-VOS runs on every frame, ``youtube_all_frames``)."""
+    from corrvos.families import family_of
 
-
-#: family -> conventions of the official evaluation drivers that are not engine options: whether YouTube-VOS runs
-#: on every frame (``<split>_all_frames``; XMem's eval.py does, STCN's script offers it as an option).
-DRIVER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "stcn": {"youtube_all_frames": False},
-    "xmem": {"youtube_all_frames": True},
-}
-
-
-def model_family(model: Any) -> str:
-    """The ``family`` of a model (VOSModel protocol); TypeError for an object without one."""
-    family = getattr(model, "family", None)
-    if not isinstance(family, str):
-        raise TypeError(
-            f"{type(model).__name__} has no 'family' attribute: corrvos models follow the VOSModel protocol "
-            "(corrvos.models.base), whose 'family' picks the memory and the default inference options"
-        )
-    return family
+    return dict(family_of(model).driver_defaults)
 
 
 def inference_config_for(model_or_family: Any, **overrides: Any) -> InferenceConfig:
     """The family's official defaults with ``overrides`` applied.
 
     Args:
-        model_or_family: a model (its ``family`` attribute is used) or a family name ("stcn", "xmem").
+        model_or_family: a model (its ``family`` attribute is used) or a family name of the table.
         **overrides: any :class:`InferenceConfig` field; ``None`` is a value (``internal_size=None`` keeps the frame
             size, ``top_k=None`` reads the full softmax), so pass only the fields to change.
     """
-    family = model_or_family if isinstance(model_or_family, str) else model_family(model_or_family)
-    if family not in FAMILY_DEFAULTS:
-        raise ValueError(f"no inference defaults for model family {family!r}; known: {sorted(FAMILY_DEFAULTS)}")
+    from corrvos.families import family, family_of
+
+    entry = family(model_or_family) if isinstance(model_or_family, str) else family_of(model_or_family)
     unknown = sorted(set(overrides) - set(InferenceConfig.field_names()))
     if unknown:
         raise TypeError(f"unknown inference options {unknown}; valid: {InferenceConfig.field_names()}")
-    return InferenceConfig(**FAMILY_DEFAULTS[family]).replace(**overrides)
+    return InferenceConfig(**entry.inference_defaults).replace(**overrides)

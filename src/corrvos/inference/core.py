@@ -4,12 +4,12 @@ Re-expresses the inference procedures of hkchengrex/STCN:inference_core.py (DAVI
 (YouTube-VOS, objects that appear later) and hkchengrex/XMem:inference/inference_core.py, written independently as
 one streaming processor in the style of hkchengrex/Cutie:cutie/inference/inference_core.py
 (``step(image, mask, objects)``). The model is driven only through the ``VOSModel`` stages; the memory is the
-model family's :class:`~corrvos.inference.memory_bank.MemoryStore` (STCN's bank or XMem's working + long-term
+model family's :class:`~corrvos.inference.memory_store.MemoryStore` (STCN's bank or XMem's working + long-term
 memory) and the options are one :class:`~corrvos.inference.config.InferenceConfig`.
 
 Procedure (one ``step`` per frame, frame index t counted from the first ``step``):
 1. the image (RGB in [0, 1]) is ImageNet-normalised, optionally resized so that its shorter side is
-   ``internal_size`` (``resize_mode``), and zero-padded to multiples of 16 (see :mod:`corrvos.inference.video`);
+   ``internal_size`` (``resize_mode``), and zero-padded to multiples of 16 (see :mod:`corrvos.data.video`);
 2. if objects are already known, the frame is segmented: key encoding, a top-k memory read per object group,
    decoding of every object with the hidden (sensory) state, sigmoid and soft aggregation (``model.segment``);
    the decoder updates the hidden state on frames that are not deep-update frames (XMem; STCN has none);
@@ -41,10 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from corrvos.data.io import VOID_LABEL
-from corrvos.inference.config import InferenceConfig, inference_config_for, model_family
-from corrvos.inference.memory_bank import make_memory
-from corrvos.inference.objects import ObjectManager
-from corrvos.inference.video import (
+from corrvos.inference.config import InferenceConfig, inference_config_for
+from corrvos.inference.geometry import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     pad_to_multiple,
@@ -53,6 +51,8 @@ from corrvos.inference.video import (
     resized_shape,
     unpad,
 )
+from corrvos.inference.memory_store import make_memory
+from corrvos.inference.objects import ObjectManager
 from corrvos.models.base import zero_hidden
 from corrvos.models.common import aggregate_logits
 
@@ -80,8 +80,8 @@ class InferenceCore:
     """One streaming processor per video.
 
     Args:
-        model: a ``VOSModel`` (:class:`corrvos.models.stcn.STCN`, :class:`corrvos.models.xmem.XMem`) in eval mode.
-            Inference runs on its device.
+        model: a ``VOSModel`` of any family of the table (``corrvos.families``) in eval mode. Inference runs on its
+            device.
         config: the options (:class:`~corrvos.inference.config.InferenceConfig`); default: the official defaults of
             the model's family (``inference_config_for(model)``: STCN top_k 20, XMem top_k 30 with long-term memory
             and a 480-pixel shorter side, ...).
@@ -99,7 +99,6 @@ class InferenceCore:
     ) -> None:
         self.config = inference_config_for(model) if config is None else config
         self.model = model
-        self.family = model_family(model)
         self.device = next(model.parameters()).device
         if self.config.amp != "none" and self.device.type != "cuda":
             raise ValueError(f"amp={self.config.amp!r} needs a CUDA model; this one is on {self.device}")
@@ -116,7 +115,7 @@ class InferenceCore:
     def reset(self, *, video_length: int | None = None) -> None:
         """Forget everything (objects, memory, hidden state, frame counter): the next ``step`` starts a new video."""
         self.objects = ObjectManager()
-        self.memory = make_memory(self.family, self.config, video_length=video_length)
+        self.memory = make_memory(self.model, self.config, video_length=video_length)
         self.hidden: Tensor | None = None  # [1, N, CH, h, w] sensory memory in channel order (XMem)
         self.frame_index = 0  # index of the next frame
         self.last_memory_frame: int | None = None

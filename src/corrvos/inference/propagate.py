@@ -33,8 +33,9 @@ import numpy as np
 import torch
 
 from corrvos.data.io import read_image
+from corrvos.data.video import FolderSource, FrameSource
 from corrvos.inference.core import InferenceCore
-from corrvos.inference.video import FolderSource, FrameSource, to_float_image
+from corrvos.inference.geometry import to_float_image
 
 __all__ = ["Annotation", "FrameRange", "PropagationStats", "WriteFn", "propagate"]
 

@@ -40,13 +40,14 @@ def segment_sequence(core: Any, seq: Any, out_dir: str | Path, *, progress: bool
     """Run ``core`` over one :class:`~corrvos.data.sequence.VideoSequence` and write its result PNGs (streamed).
 
     Frames before the first reference mask are not written (as the official YouTube-VOS script); frames that are
-    neither saved nor needed for memory are skipped without reading (:func:`corrvos.inference.tta.iter_probabilities`).
+    neither saved nor needed for memory are skipped without reading
+    (:func:`corrvos.inference.passes.iter_probabilities`).
 
     Returns:
         (frames processed by the network, seconds spent in ``step`` and the argmax).
     """
     from corrvos.data.io import write_label
-    from corrvos.inference.tta import PassStats, iter_probabilities
+    from corrvos.inference.passes import PassStats, iter_probabilities
 
     out_dir = Path(out_dir)
     sync = torch.cuda.synchronize if core.device.type == "cuda" else (lambda: None)

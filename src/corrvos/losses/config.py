@@ -23,7 +23,7 @@ from corrvos.errors import ConfigError
 __all__ = ["DICE_MODES", "MODES", "LossConfig"]
 
 MODES = ("none", "paper", "official")
-DICE_MODES = ("release", "xmem")
+DICE_MODES = ("release", "objects")
 _FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
 
@@ -40,7 +40,7 @@ class LossConfig:
     bootstrap_top_p: float = 0.15  # L_SEG: final fraction p of hardest pixels kept (STCN top_p)
     dice_weight: float = 0.0  # L_SEG: Dice term weight (release: 0.4; STCN and the paper: none)
     dice_smooth: float = 1.0  # L_SEG: Dice smoothing constant (release and XMem: 1)
-    dice_mode: str = "release"  # L_SEG Dice: "release" (all present classes) | "xmem" (object channels only)
+    dice_mode: str = "release"  # L_SEG Dice: "release" (all present classes) | "objects" (XMem's: object channels)
 
     # --- L_PCL, pixel-level consistency (Alg. S1, Eqs. 5-7) ------------------------------------------------
     pcl_weight: float = 0.2  # alpha of Eq. 12 [our choice: the release's weight of its analogue `temp`]
@@ -157,11 +157,6 @@ class LossConfig:
     def official(cls, **overrides: Any) -> LossConfig:
         """The released code's recipe: temp + cross_key, ramp 30K -> 90K, and 0.4 Dice in L_SEG."""
         return cls(**{"mode": "official", "dice_weight": 0.4, **overrides})
-
-    @classmethod
-    def xmem(cls, **overrides: Any) -> LossConfig:
-        """XMem's L_SEG (bootstrapped CE + 1 x Dice on the object channels), no correspondence losses."""
-        return cls(**{"mode": "none", "dice_weight": 1.0, "dice_mode": "xmem", **overrides})
 
     @classmethod
     def paper(cls, **overrides: Any) -> LossConfig:

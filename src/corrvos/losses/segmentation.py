@@ -18,13 +18,13 @@ by slicing ``logits[:, :2]`` when there is no second object; a class that occurs
 with s = softmax over the present classes and y the one-hot labels. This equals the per-sample loop of the
 released code (sum over frames, mean over the batch).
 
-XMem's Dice (``dice_mode="xmem"``, :func:`xmem_dice_loss`) differs: it uses the object channels only (no
+XMem's Dice (``dice_mode="objects"``, :func:`object_dice_loss`) differs: it uses the object channels only (no
 background), the softmax over all N+1 channels (absent slots hold the clamped aggregation's tiny probability),
 smoothing 1 without epsilon, and the mean over all N slots, absent ones included (their term is ~0):
 
-    dice_xmem(b, t) = mean over k = 1..N of 1 - (2 sum_i s_ik y_ik + 1) / (sum_i s_ik + sum_i y_ik + 1)
+    dice_obj(b, t) = mean over k = 1..N of 1 - (2 sum_i s_ik y_ik + 1) / (sum_i s_ik + sum_i y_ik + 1)
 
-XMem weights it 1 and sums it over frames with the CE: L_SEG = sum_t mean_b [ bce(b, t) + dice_xmem(b, t) ].
+XMem weights it 1 and sums it over frames with the CE: L_SEG = sum_t mean_b [ bce(b, t) + dice_obj(b, t) ].
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["bootstrap_fraction", "bootstrapped_ce", "class_mask", "dice_loss", "segmentation_loss", "xmem_dice_loss"]
+__all__ = ["bootstrap_fraction", "bootstrapped_ce", "class_mask", "dice_loss", "object_dice_loss", "segmentation_loss"]
 
 
 def bootstrap_fraction(step: int, *, start: int, end: int, top_p: float) -> float:
@@ -123,7 +123,7 @@ def dice_loss(
     return (per_class * weights).sum(dim=2) / weights.sum(dim=2)
 
 
-def xmem_dice_loss(logits: Tensor, labels: Tensor, *, smooth: float = 1.0) -> Tensor:
+def object_dice_loss(logits: Tensor, labels: Tensor, *, smooth: float = 1.0) -> Tensor:
     """XMem's Dice loss on the object channels, per clip and frame (see the module docstring).
 
     Args:
@@ -166,7 +166,7 @@ def segmentation_loss(
         bootstrap_start, bootstrap_end, top_p: the schedule of ``bootstrap_fraction``.
         dice_weight: weight of the Dice term (0 disables it).
         dice_smooth: Dice smoothing.
-        dice_mode: "release" (:func:`dice_loss`) or "xmem" (:func:`xmem_dice_loss`).
+        dice_mode: "release" (:func:`dice_loss`) or "objects" (XMem's, :func:`object_dice_loss`).
         parts: when given, receives the unweighted "ce" and "dice" sums over frames (batch means), detached.
 
     Returns:
@@ -183,8 +183,8 @@ def segmentation_loss(
     if parts is not None:
         parts["ce"] = per.detach().mean(dim=0).sum()
     if dice_weight > 0:
-        if dice_mode == "xmem":
-            dice = xmem_dice_loss(logits, labels, smooth=dice_smooth)  # [B, T']
+        if dice_mode == "objects":
+            dice = object_dice_loss(logits, labels, smooth=dice_smooth)  # [B, T']
         elif dice_mode == "release":
             dice = dice_loss(logits, labels, present=present, smooth=dice_smooth)  # [B, T']
         else:

@@ -1,10 +1,15 @@
-"""corrvos.models: the STCN and XMem networks, their building blocks, and model construction / checkpoint loading.
+"""corrvos.models: the building blocks every model family shares, and model construction / checkpoint loading.
 
-- :func:`build_model` makes a fresh network by architecture name ("stcn", "stcn_corr", "xmem"; the table is
-  :data:`corrvos.models.archs.ARCHITECTURES`), optionally with ImageNet backbones (torchvision-format files,
-  downloaded through ``torch.hub`` or read from a local folder).
-- :func:`load_model` reads a checkpoint (official STCN / VOS_Correspondence / XMem state_dict, official training
-  checkpoint, or corrvos checkpoint), detects the architecture from its keys and loads it strictly.
+The networks themselves live in their families (``corrvos.families.<name>``); this package holds what they share
+(backbones, layers, the memory readout, the ``VOSModel`` contract, weight conversion) and the two entry points
+that go through the family table (:mod:`corrvos.families`):
+
+- :func:`build_model` makes a fresh network by architecture name (any architecture of the table), optionally
+  with ImageNet backbones (torchvision-format files, downloaded through ``torch.hub`` or read from a local folder).
+- :func:`load_model` reads a checkpoint (an official state_dict of any family, an official training checkpoint,
+  or a corrvos checkpoint), detects the architecture from its keys and loads it strictly.
+
+The submodules never import the family table; only these entry points do (at call time).
 """
 
 from __future__ import annotations
@@ -17,25 +22,16 @@ import torch
 from torch import nn
 
 from corrvos.errors import CheckpointError, ConfigError
-from corrvos.models.archs import ARCHITECTURES, Architecture, arch_of, canonical_arch, detect_architecture
 from corrvos.models.backbones import load_imagenet_key_encoder, load_imagenet_resnet18, read_torchvision_state
 from corrvos.models.base import VOSModel
 from corrvos.models.convert import check_and_load, extract_state_dict, read_checkpoint, widen_single_object
 from corrvos.models.params import parameter_groups
-from corrvos.models.stcn import STCN
-from corrvos.models.xmem import XMem
 from corrvos.weights import resolve_model_path
 
 __all__ = [
-    "ARCHITECTURES",
-    "ARCHS",
-    "STCN",
-    "Architecture",
     "VOSModel",
-    "XMem",
     "arch_of",
     "build_model",
-    "canonical_arch",
     "load_imagenet_backbones",
     "load_model",
     "load_weights_into",
@@ -43,9 +39,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: canonical architecture names accepted by :func:`build_model` (aliases: "stcn-corr", "corr").
-ARCHS = tuple(ARCHITECTURES)
 
 
 def _find_local_file(folder: Path, arch: str) -> Path:
@@ -100,12 +93,20 @@ def load_imagenet_backbones(
             load_imagenet_resnet18(model.value_encoder, state, what=what, generator=generator)
 
 
-def build_model(arch: str = "stcn", *, pretrained_backbones: bool | str = False, **kwargs: Any) -> nn.Module:
-    """Build a fresh network from the architecture table.
+def arch_of(model: nn.Module) -> str:
+    """The canonical architecture name of a built network (detected from its own state_dict keys)."""
+    from corrvos.families import arch_of as detect
+
+    return detect(model)
+
+
+def build_model(arch: str | None = None, *, pretrained_backbones: bool | str = False, **kwargs: Any) -> nn.Module:
+    """Build a fresh network from the family table.
 
     Args:
-        arch: "stcn" (hkchengrex/STCN), "stcn_corr" (wenguanwang/VOS_Correspondence, with ``key_proj2``) or "xmem"
-            (hkchengrex/XMem); aliases of :data:`corrvos.models.archs.ALIASES` are accepted.
+        arch: an architecture of the table (``corrvos.families.architectures()``: "stcn" (hkchengrex/STCN),
+            "stcn_corr" (wenguanwang/VOS_Correspondence, with ``key_proj2``), "xmem" (hkchengrex/XMem), ...;
+            aliases accepted); ``None``: the table's default (its first family's first architecture).
         pretrained_backbones: ``False`` (random init), ``True`` (download torchvision ImageNet weights) or a folder
             holding torchvision's ``resnet50-*.pth`` and ``resnet18-*.pth``.
         **kwargs: constructor arguments overriding the table's defaults (e.g. ``single_object=True`` for a stage-0
@@ -119,7 +120,9 @@ def build_model(arch: str = "stcn", *, pretrained_backbones: bool | str = False,
     """
     if pretrained_backbones is not False:
         _check_imagenet_width(kwargs.get("width", 64))  # before building: a full model costs seconds
-    model = ARCHITECTURES[canonical_arch(arch)].build(**kwargs)
+    from corrvos.families import architecture, default_arch
+
+    model = architecture(arch if arch is not None else default_arch()).build(**kwargs)
     if pretrained_backbones is not False:
         load_imagenet_backbones(model, pretrained_backbones)
     return model
@@ -129,8 +132,8 @@ def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_obje
     """Load a checkpoint strictly, detecting its architecture from the keys; the model is in eval mode.
 
     Args:
-        path: an official state_dict (STCN ``stcn.pth`` / ``stcn_s03.pth`` and stage-0 files, VOS_Correspondence
-            files, XMem ``XMem.pth`` / ``XMem-s012.pth`` / no-sensory files), an official training checkpoint
+        path: an official state_dict of a family of the table (e.g. ``stcn.pth``, stage-0 files, VOS_Correspondence
+            files, ``XMem.pth`` / no-sensory files), an official training checkpoint
             ``{"network": ...}`` or a corrvos checkpoint ``{"model": ..., "arch": ..., "model_args": ...}``.
             A value that is not an existing path may be a weight name of ``corrvos download --list`` (e.g.
             "xmem"): its file in the weight cache is loaded (:func:`corrvos.weights.resolve_model_path`).
@@ -143,6 +146,8 @@ def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_obje
             (all missing and unexpected keys are listed); a name that is neither a file nor a known weight, or
             whose weights have not been downloaded (the message names ``corrvos download NAME``).
     """
+    from corrvos.families import architecture, canonical_arch, detect_architecture
+
     path = resolve_model_path(path)  # weight name -> cached file (corrvos download); existing paths unchanged
     state, meta = extract_state_dict(read_checkpoint(path, map_location=map_location), path=path)
     name, kwargs = detect_architecture(state, path=path)
@@ -164,7 +169,7 @@ def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_obje
         kwargs["single_object"] = False
         logger.info("%s: stage-0 (single-object) weights widened to 5 input channels with zeros", path)
     try:
-        model = ARCHITECTURES[name].build(**kwargs)
+        model = architecture(name).build(**kwargs)
     except (TypeError, ValueError) as exc:  # e.g. a width that is not a multiple of 8, an unknown recorded argument
         raise CheckpointError(f"{path}: cannot build {name!r} with {kwargs}: {exc}") from exc
     check_and_load(model, state, path=path)
@@ -202,6 +207,8 @@ def load_weights_into(
     Raises:
         CheckpointError: unsafe/unreadable file, unknown architecture, or (``partial=False``) keys that do not fit.
     """
+    from corrvos.families import detect_architecture
+
     state, _ = extract_state_dict(read_checkpoint(path), path=path)
     _, kwargs = detect_architecture(state, path=path)
     if kwargs.get("single_object") and not model.single_object:

@@ -6,22 +6,49 @@ logits = log(p / (1 - p)), prob = softmax(logits) over the N+1 channels (backgro
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from corrvos.models.memory import read_memory as memory_read
 from corrvos.types import SegmentOutput
 
-__all__ = ["StagedModel", "aggregate", "aggregate_logits", "object_mask_inputs", "repeat_per_object"]
+__all__ = [
+    "StagedModel",
+    "aggregate",
+    "aggregate_logits",
+    "object_mask_inputs",
+    "repeat_per_object",
+    "value_conv1_single_object",
+]
 
 
 class StagedModel(nn.Module):
-    """Base of the networks: they are driven through their named stages only, so ``forward`` refuses."""
+    """Base of the networks: they are driven through their named stages only, so ``forward`` refuses; the memory
+    readout (``read_memory``) is shared."""
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(
             f"{type(self).__name__} has no forward(); call encode_key, encode_value, read_memory and segment "
             "(corrvos.training unrolls clips, corrvos.inference.InferenceCore runs videos)"
+        )
+
+    def read_memory(
+        self,
+        mem_key: Tensor,
+        mem_value: Tensor,
+        query_key: Tensor,
+        *,
+        mem_shrinkage: Tensor | None = None,
+        query_selection: Tensor | None = None,
+        top_k: int | None = None,
+    ) -> Tensor:
+        """The memory readout [B, N, CV, h, w] at the query positions: :func:`corrvos.models.memory.read_memory`
+        (arguments and shapes there; without shrinkage and selection it is STCN's L2 affinity)."""
+        return memory_read(
+            mem_key, mem_value, query_key, mem_shrinkage=mem_shrinkage, query_selection=query_selection, top_k=top_k
         )
 
 
@@ -75,3 +102,22 @@ def object_mask_inputs(masks: Tensor, *, single_object: bool) -> Tensor:
         others = [masks[:, [j for j in range(n) if j != k]].sum(dim=1) for k in range(n)]  # N x [B, H, W]
         extra = torch.stack([masks, torch.stack(others, dim=1)], dim=2)  # [B, N, 2, H, W]
     return extra.reshape(b * n, extra.shape[2], hh, ww)  # [B*N, extra, H, W]
+
+
+def value_conv1_single_object(state: dict | Any) -> bool:
+    """Whether a state_dict's mask-conditioned value encoder takes [RGB, mask] only (a stage-0 single-object file).
+
+    ``value_encoder.conv1.weight`` has 5 input channels (RGB, the object's mask, the other objects' mask) or 4.
+
+    Raises:
+        CheckpointError: the key is missing or has another number of input channels.
+    """
+    from corrvos.errors import CheckpointError
+
+    key = "value_encoder.conv1.weight"
+    if key not in state:
+        raise CheckpointError(f"missing key {key}")
+    in_ch = state[key].shape[1] if state[key].dim() == 4 else -1
+    if in_ch not in (4, 5):
+        raise CheckpointError(f"{key} has {in_ch} input channels; expected 5 (or 4 for stage 0)")
+    return in_ch == 4

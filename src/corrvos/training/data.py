@@ -8,13 +8,9 @@ max_skip, finetune) to the worker, which sets them on its copy of the dataset (t
 without the per-frame affine transform, XMem's last iterations) before reading the item, so DataLoader workers, DDP
 ranks and resumed runs all see the same clips, and resuming needs only the step.
 
-Augmentation presets per dataset kind and recipe (``data.augment``):
-
-| kind | "stcn" | "xmem" |
-|---|---|---|
-| davis, youtube, synthetic | ``stcn_video`` (bicubic) | ``xmem_video`` (bilinear) |
-| bl30k | ``stcn_bl30k`` | ``xmem_bl30k`` (no per-frame affine) |
-| static | ``stcn_static`` | ``stcn_static`` (XMem's static recipe is STCN's) |
+Augmentation: ``data.augment`` "auto" takes the official presets of the model's family, a family name those of
+that family (``Family.augment``: one recipe per dataset group, "video" for davis / youtube / synthetic / unlabeled,
+"bl30k", "static"); the fine-tune phase drops the per-frame affine of whichever recipe.
 """
 
 from __future__ import annotations
@@ -84,28 +80,23 @@ def _ensure_synthetic(spec: DatasetSpec, root: Path, seed: int, dist_info: DistI
     barrier(dist_info)
 
 
-_PRESETS = {
-    ("stcn", "video"): "stcn_video",
-    ("stcn", "bl30k"): "stcn_bl30k",
-    ("stcn", "static"): "stcn_static",
-    ("xmem", "video"): "xmem_video",
-    ("xmem", "bl30k"): "xmem_bl30k",
-    ("xmem", "static"): "stcn_static",
-}
-
-
-def stage_augment(kind: str, recipe: str, crop_size: int, *, finetune: bool = False):
-    """The ``ClipAugmentConfig`` of a dataset kind under a recipe; ``finetune`` drops the per-frame affine."""
+def stage_augment(kind: str, recipe: str, crop_size: int, *, arch: str, finetune: bool = False):
+    """The ``ClipAugmentConfig`` of a dataset kind under ``recipe`` ("auto": the family of ``arch``; or a family
+    name); ``finetune`` drops the per-frame affine."""
     from dataclasses import replace
 
-    from corrvos.data.transforms import AffineRange, augment_preset
+    from corrvos.data.transforms import AffineRange
+    from corrvos.families import family, family_of_arch
 
-    family = kind if kind in ("bl30k", "static") else "video"
-    augment = augment_preset(_PRESETS[(recipe, family)], crop_size)
+    owner = family_of_arch(arch) if recipe == "auto" else family(recipe)
+    group = kind if kind in ("bl30k", "static") else "video"
+    augment = owner.augment[group](crop_size)
     return replace(augment, frame_affine=AffineRange()) if finetune else augment
 
 
-def _one_dataset(spec: DatasetSpec, root: Path, stage: StageConfig, seed: int, *, finetune: bool = False) -> Dataset:
+def _one_dataset(
+    spec: DatasetSpec, root: Path, stage: StageConfig, seed: int, *, arch: str, finetune: bool = False
+) -> Dataset:
     from corrvos.data import clips
 
     data = stage.data
@@ -116,7 +107,7 @@ def _one_dataset(spec: DatasetSpec, root: Path, stage: StageConfig, seed: int, *
     }
     video = {"max_skip": data.max_skip_values[0], "short_videos": "skip", "sampling": data.sampling}
     subset = None if spec.subset is None else root / spec.subset
-    augment = stage_augment(spec.kind, data.augment, data.crop_size, finetune=finetune)
+    augment = stage_augment(spec.kind, data.augment, data.crop_size, arch=arch, finetune=finetune)
     if spec.kind in ("davis", "synthetic"):
         if subset is None:
             return clips.davis_clip_dataset(root, split="train", augment=augment, **video, **common)
@@ -161,7 +152,7 @@ def build_stage_dataset(
             _ensure_synthetic(spec, root, cfg.seed, dist_info)
         for k in range(spec.repeat):
             seed = derive_seed(cfg.seed, stage.name, "data", i, k) & 0x7FFFFFFF
-            part = _one_dataset(spec, root, stage, seed, finetune=finetune)
+            part = _one_dataset(spec, root, stage, seed, arch=cfg.model.arch, finetune=finetune)
             (unlabeled if spec.kind == "unlabeled" else parts).append(part)
     if unlabeled:
         return MixedDataset(parts, unlabeled)

@@ -35,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from corrvos.config import StageConfig, TrainConfig, config_to_dict, stage_loss_config
 from corrvos.errors import ConfigError, CorrvosError
+from corrvos.families import family_of
 from corrvos.models.params import optimizer_groups
 from corrvos.training import checkpoint as ckpt_io
 from corrvos.training.data import build_stage_dataset, build_stage_loader
@@ -300,12 +301,15 @@ class Trainer:
                 find_unused_parameters=True,
             )
         extra = [self.proj_head] if self.proj_head is not None else []
+        owner = family_of(self.model)
         groups = optimizer_groups(
             self.model,
             extra,
             lr=stage.lr,
             encoder_scale=cfg.optim.encoder_lr_scale,
             deep_scale=cfg.optim.encoder_deep_lr_scale,
+            encoders=owner.encoders,
+            deep_layers=owner.encoder_deep_layers,
         )
         opt_cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(groups, lr=stage.lr, weight_decay=cfg.optim.weight_decay)

@@ -104,7 +104,9 @@ class ClipUnroller(nn.Module):
         self.policy = policy if policy is not None else UnrollPolicy()
         self.second_view = second_view
         if second_view and not getattr(model, "has_aux_key_head", False):
-            raise ValueError("second_view needs a model with the key_proj2 head (arch 'stcn_corr' or aux_key_head)")
+            raise ValueError(
+                "second_view needs a model with the key_proj2 head (an architecture that has it, or aux_key_head)"
+            )
         self.view_generator: torch.Generator | None = None
         """RNG of the second view; the task reseeds it every step (explicit randomness, no global RNG)."""
         self.clip_generator: torch.Generator | None = None

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from corrvos.data.io import write_image
 from corrvos.errors import DataError
-from corrvos.inference.video import unpad
+from corrvos.inference.geometry import unpad
 from corrvos.models.memory import similarity, softmax_affinity, topk_softmax
 from corrvos.visualize.inputs import FEATURE_STRIDE, FrameFolder, ModelInput, model_input, object_ids
 from corrvos.visualize.overlay import overlay

@@ -2,7 +2,7 @@
 
 Conventions: a *frame folder* is one sequence of a DAVIS-layout dataset (``JPEGImages/480p/<seq>``); frames are
 indexed 0..T-1 in sorted file-name order, and the mask of frame t is ``<masks>/<frame stem>.png``. The network
-sees the frame as inference does (:mod:`corrvos.inference.video`): ImageNet-normalised and zero-padded to
+sees the frame as inference does (:mod:`corrvos.data.video`): ImageNet-normalised and zero-padded to
 multiples of 16, ``pad`` in ``F.pad`` order (left, right, top, bottom). Features are at stride 16, so image pixel
 (y, x) lies in feature cell ((y + top) // 16, (x + left) // 16).
 """
@@ -18,7 +18,7 @@ from torch import Tensor
 
 from corrvos.data.io import list_frames, read_image, read_label
 from corrvos.errors import DataError
-from corrvos.inference.video import normalize, pad_to_multiple, to_float_image
+from corrvos.inference.geometry import normalize, pad_to_multiple, to_float_image
 
 __all__ = ["FEATURE_STRIDE", "FrameFolder", "ModelInput", "model_input", "object_ids"]
 

@@ -1,4 +1,5 @@
-"""Test-time augmentation: whole-video passes (mirrored, at several sizes) whose probabilities are averaged.
+"""Passes over a video: the plain streaming pass every ``corrvos infer`` makes (:func:`iter_probabilities`), and
+test-time augmentation, whole-video passes (mirrored, at several sizes) whose probabilities are averaged.
 
 As hkchengrex/XMem:eval.py (``--flip``, ``--size``, ``--save_scores``) and its multi-scale merging, re-expressed:
 

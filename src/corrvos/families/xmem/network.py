@@ -1,11 +1,11 @@
 """The XMem network (Cheng & Schwing, ECCV 2022) with named stage methods, on the corrvos ``VOSModel`` contract.
 
 Re-expresses hkchengrex/XMem:model/network.py, model/modules.py (``ValueEncoder``, ``KeyProjection``,
-``Decoder``, ``HiddenReinforcer``, ``HiddenUpdater``: :mod:`corrvos.models.xmem_modules`, re-exported here),
+``Decoder``, ``HiddenReinforcer``, ``HiddenUpdater``: :mod:`corrvos.families.xmem.modules`, re-exported here),
 model/group_modules.py and model/memory_util.py, with the same arithmetic so that official weights give the same
 numbers. One class serves training and inference; there is no ``forward(mode, ...)``.
 
-Differences from STCN (:mod:`corrvos.models.stcn`):
+Differences from STCN (:mod:`corrvos.families.stcn.network`):
 
 - ``key_proj`` has two more heads on f16: ``d_proj`` gives the shrinkage s = d^2 + 1 >= 1 of a position used as a
   memory key, ``e_proj`` the selection e = sigmoid(.) in [0, 1]^CK of a position used as a query (both feed
@@ -28,17 +28,10 @@ multiples of 16).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 from torch import Tensor
 
-from corrvos.errors import CheckpointError
-from corrvos.models.backbones import KeyEncoder, key_encoder_args
-from corrvos.models.common import StagedModel, aggregate, object_mask_inputs, repeat_per_object
-from corrvos.models.layers import KeyProjection
-from corrvos.models.memory import read_memory as memory_read
-from corrvos.models.xmem_modules import (
+from corrvos.families.xmem.modules import (
     HiddenReinforcer,
     HiddenUpdater,
     XMemDecoder,
@@ -46,6 +39,9 @@ from corrvos.models.xmem_modules import (
     XMemValueEncoder,
     gru_update,
 )
+from corrvos.models.backbones import KeyEncoder
+from corrvos.models.common import StagedModel, aggregate, object_mask_inputs, repeat_per_object
+from corrvos.models.layers import KeyProjection
 from corrvos.types import QueryFeatures, SegmentOutput
 
 __all__ = [
@@ -55,7 +51,6 @@ __all__ = [
     "XMemDecoder",
     "XMemKeyProjection",
     "XMemValueEncoder",
-    "detect_xmem",
     "gru_update",
 ]
 
@@ -187,34 +182,6 @@ class XMem(StagedModel):
             hidden = h.view(b, n, *h.shape[1:])  # [B, N, CH, h, w]
         return v.view(b, n, *v.shape[1:]), hidden  # [B, N, CV, h, w]
 
-    def read_memory(
-        self,
-        mem_key: Tensor,
-        mem_value: Tensor,
-        query_key: Tensor,
-        *,
-        mem_shrinkage: Tensor | None = None,
-        query_selection: Tensor | None = None,
-        top_k: int | None = None,
-    ) -> Tensor:
-        """Read the memory for every query position with XMem's anisotropic L2 similarity.
-
-        Args:
-            mem_key: [B, CK, T, h, w] memory keys.
-            mem_value: [B, N, CV, T, h, w] memory values.
-            query_key: [B, CK, h, w] query keys.
-            mem_shrinkage: [B, 1, T, h, w] shrinkage of the memory positions, or ``None``.
-            query_selection: [B, CK, h, w] selection of the query positions, or ``None``.
-            top_k: keep the top-k similarities per query (inference) or, when ``None``, use the full softmax
-                (training, as the official ``read_memory``).
-
-        Returns:
-            [B, N, CV, h, w] readout.
-        """
-        return memory_read(
-            mem_key, mem_value, query_key, mem_shrinkage=mem_shrinkage, query_selection=query_selection, top_k=top_k
-        )
-
     def segment(
         self,
         readout16: Tensor,
@@ -255,34 +222,3 @@ class XMem(StagedModel):
         if new_hidden is not None:
             out.hidden = new_hidden.view(b, n, *new_hidden.shape[1:])  # [B, N, CH, h, w]
         return out
-
-
-_XMEM_MARKERS = ("key_proj.d_proj.weight", "key_proj.e_proj.weight")
-_XMEM_SIZES = ("key_proj.key_proj.weight", "value_encoder.fuser.block2.conv2.weight", "value_encoder.conv1.weight")
-
-
-def detect_xmem(state: Mapping[str, Tensor]) -> dict | None:
-    """The ``XMem`` constructor arguments of an official or corrvos XMem state_dict, or ``None`` for other models.
-
-    Read as the official loader does: hidden_dim = ``decoder.hidden_update.transform.weight.shape[0] // 3`` (0 when
-    that key is absent), key_dim and value_dim from the output channels of ``key_proj.key_proj`` and
-    ``value_encoder.fuser.block2.conv2``; a 4-channel ``value_encoder.conv1`` marks a single-object file. The key
-    encoder and width of corrvos's small variants come from the shapes too (:func:`key_encoder_args`).
-
-    Raises:
-        CheckpointError: the file has XMem's ``d_proj`` / ``e_proj`` heads but lacks a key the sizes are read from.
-    """
-    if not all(k in state for k in _XMEM_MARKERS):
-        return None
-    missing = [k for k in _XMEM_SIZES if k not in state]
-    if missing:
-        raise CheckpointError(f"XMem state_dict without {missing}: cannot read the network's sizes")
-    transform = state.get("decoder.hidden_update.transform.weight")
-    return {
-        "single_object": state["value_encoder.conv1.weight"].shape[1] == 4,
-        "key_dim": state["key_proj.key_proj.weight"].shape[0],
-        "value_dim": state["value_encoder.fuser.block2.conv2.weight"].shape[0],
-        "hidden_dim": 0 if transform is None else transform.shape[0] // 3,
-        "aux_key_head": "key_proj2.key_proj.weight" in state,
-        **key_encoder_args(state),
-    }

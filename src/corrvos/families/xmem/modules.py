@@ -2,9 +2,9 @@
 
 Re-expresses hkchengrex/XMem:model/modules.py (``ValueEncoder``, ``KeyProjection``, ``Decoder``,
 ``HiddenReinforcer``, ``HiddenUpdater``) and model/group_modules.py with the official parameter names; the network
-that composes them is :class:`corrvos.models.xmem.XMem` (which re-exports them). Channel counts in the docstrings
-are those of the official network (width 64); corrvos's small variants pass smaller ``f16_dim`` / ``mid_dim`` /
-``width``. Shapes follow :mod:`corrvos.models.base`.
+that composes them is :class:`corrvos.families.xmem.network.XMem` (which re-exports them). Channel counts in the
+docstrings are those of the official network (width 64); corrvos's small variants pass smaller ``f16_dim`` /
+``mid_dim`` / ``width``. Shapes follow :mod:`corrvos.models.base`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""The memory interface of streaming inference, and STCN's memory: memory frames, a temporary last frame, groups.
+"""STCN's memory for streaming inference: memory frames, a temporary last frame, object groups.
 
-:class:`MemoryStore` is what :class:`corrvos.inference.InferenceCore` asks of a memory; :class:`MemoryBank` (STCN)
-and :class:`corrvos.inference.xmem_memory.XMemMemory` (XMem's working and long-term memory) implement it, and
-:data:`MEMORIES` picks one by the model's ``family``.
-
-Re-expresses the memory handling of hkchengrex/STCN:inference_memory_bank.py (``MemoryBank``) and the
-per-object banks of hkchengrex/STCN:inference_core_yv.py, written independently.
+Implements :class:`corrvos.inference.memory_store.MemoryStore`. Re-expresses the memory handling of
+hkchengrex/STCN:inference_memory_bank.py (``MemoryBank``) and the per-object banks of
+hkchengrex/STCN:inference_core_yv.py, written independently.
 
 Conventions (shape legend of :mod:`corrvos.types`):
 - keys are stored once for all objects as [1, CK, T, h, w] (T memory frames, oldest first);
@@ -21,43 +18,18 @@ Conventions (shape legend of :mod:`corrvos.types`):
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from corrvos.inference.config import InferenceConfig
 from corrvos.inference.objects import scatter_groups
-from corrvos.inference.xmem_memory import XMemMemory
 from corrvos.types import QueryFeatures
 
-__all__ = ["MEMORIES", "MemoryBank", "MemoryStore", "make_memory"]
+__all__ = ["MemoryBank"]
 
 _log = logging.getLogger(__name__)
-
-
-class MemoryStore(Protocol):
-    """What ``InferenceCore`` needs from a memory.
-
-    ``groups`` lists, per object group (objects introduced by the same mask) in introduction order, the channels of
-    its objects among the N object channels of ``value`` / the readout.
-    """
-
-    #: reading changes the memory (usage counts), so frames cannot be skipped.
-    reads_change_state: bool
-
-    def add(self, feats: QueryFeatures, value: Tensor, groups: list[list[int]], *, temporary: bool = False) -> None:
-        """Insert a frame: its key features and values [1, N, CV, h, w]; groups past the known ones start here."""
-        ...
-
-    def read(self, model: Any, feats: QueryFeatures, groups: list[list[int]]) -> Tensor:
-        """Readout [1, N, CV, h, w] (channel order) of one query frame."""
-        ...
-
-    @property
-    def num_elements(self) -> int:
-        """Memory positions held (for memory-growth reports)."""
-        ...
 
 
 class MemoryBank:
@@ -155,14 +127,3 @@ class MemoryBank:
                 value = torch.cat([value, self.temp_values[g]], dim=3)  # [1, N_g, CV, T_g+1, h, w]
             out.append(model.read_memory(mem_key, value, query_key, top_k=self.top_k))
         return out
-
-
-#: model family -> memory implementation (a new model family adds its memory here).
-MEMORIES: dict[str, type] = {"stcn": MemoryBank, "xmem": XMemMemory}
-
-
-def make_memory(family: str, config: InferenceConfig, *, video_length: int | None = None) -> MemoryStore:
-    """The memory of a model family for one video."""
-    if family not in MEMORIES:
-        raise ValueError(f"no inference memory for model family {family!r}; known: {sorted(MEMORIES)}")
-    return MEMORIES[family](config, video_length=video_length)

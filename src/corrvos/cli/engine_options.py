@@ -15,61 +15,69 @@ __all__ = ["add_engine_arguments", "check_amp", "check_engine_arguments", "engin
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the inference engine shared by ``infer`` and ``segment`` (defaults: the model family's)."""
-    g = parser.add_argument_group("memory options (defaults: the official ones of the checkpoint's model, STCN / XMem)")
+    from corrvos.families import option_defaults as d
+    from corrvos.families import option_users as u
+    from corrvos.families import titles
+
+    g = parser.add_argument_group(
+        f"memory options (defaults: the official ones of the checkpoint's model family, {titles()}; an option "
+        "applies to the families named in its help)"
+    )
     g.add_argument(
         "--top-k",
         type=int,
         default=None,
-        help="k of the top-k softmax: memory positions each query position reads (STCN 20, XMem 30)",
+        help=f"k of the top-k softmax: memory positions each query position reads ({d('top_k')})",
     )
     g.add_argument(
         "--mem-every",
         type=int,
         default=None,
-        help="r in the XMem paper: a memory frame every r frames (default 5; the STCN author uses 3 on "
-        "DAVIS test-dev; XMem uses 10 on long videos; larger is faster)",
+        help=f"r: a memory frame every r frames ({d('mem_every')}; on long videos 10 is common; larger is faster)",
     )
     g.add_argument(
-        "--include-last", action="store_true", help="STCN only: keep the previous frame as a temporary memory entry"
+        "--include-last",
+        action="store_true",
+        help=f"{u('include_last')}: keep the previous frame as a temporary memory entry",
     )
     g.add_argument(
         "--deep-update-every",
         type=int,
         default=None,
-        help="XMem: renew the sensory memory with the value encoder (deep update) every N frames; "
-        "-1 (default) does it on every memory frame",
+        help=f"{u('deep_update_every')}: renew the sensory memory with the value encoder (deep update) every N "
+        "frames; -1 (default) does it on every memory frame",
     )
     g.add_argument(
         "--disable-long-term",
         action="store_true",
-        help="XMem: keep every memory frame in working memory (no consolidation into long-term memory; "
-        "memory then grows with the video)",
+        help=f"{u('enable_long_term')}: keep every memory frame in working memory (no consolidation into "
+        "long-term memory; memory then grows with the video)",
     )
     g.add_argument(
         "--min-mid-term-frames",
         type=int,
         default=None,
-        help="XMem: T_min in the paper, working-memory frames kept after a consolidation (default 5)",
+        help=f"T_min, working-memory frames kept after a consolidation ({d('min_mid_term_frames')})",
     )
     g.add_argument(
         "--max-mid-term-frames",
         type=int,
         default=None,
-        help="XMem: T_max in the paper, working-memory frames that trigger a consolidation (default 10; "
-        "lower saves memory)",
+        help=f"T_max, working-memory frames that trigger a consolidation ({d('max_mid_term_frames')}; lower saves "
+        "memory)",
     )
     g.add_argument(
         "--num-prototypes",
         type=int,
         default=None,
-        help="XMem: P in the paper, long-term prototypes made per consolidation (default 128)",
+        help=f"P, long-term prototypes made per consolidation ({d('num_prototypes')})",
     )
     g.add_argument(
         "--max-long-term-elements",
         type=int,
         default=None,
-        help="XMem: LT_max in the paper, long-term elements kept before the least-used are dropped "
-        "(default 10000; raise it if objects disappear for a long time)",
+        help=f"LT_max, long-term elements kept before the least-used are dropped ({d('max_long_term_elements')}; "
+        "raise it if objects disappear for a long time)",
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast (CUDA only)")
@@ -92,15 +100,15 @@ def engine_config(
     """The :class:`~corrvos.inference.config.InferenceConfig` of the command line for ``model``'s family.
 
     ``--size`` (when the command has it): a positive value sets the shorter side, -1 keeps the frames' size, unset
-    keeps the family default (XMem 480) or else ``default_size``. With ``frame_size`` (H, W) given and no
+    keeps the family default (its ``internal_size``) or else ``default_size``. With ``frame_size`` (H, W) given and no
     ``--upsample``, a video whose shorter side is below that size keeps its own size (never enlarged).
     Raises ConfigError naming a bad option.
     """
     import dataclasses
 
     from corrvos.errors import ConfigError
-    from corrvos.inference.config import inference_config_for, model_family
-    from corrvos.inference.memory_bank import make_memory
+    from corrvos.inference.config import inference_config_for
+    from corrvos.inference.memory_store import make_memory
 
     size = getattr(args, "size", None)
     overrides: dict[str, Any] = {
@@ -128,7 +136,7 @@ def engine_config(
             and not getattr(args, "upsample", False)
         ):
             config = dataclasses.replace(config, internal_size=None)  # smaller than --size: keep, never enlarge
-        make_memory(model_family(model), config)  # options the model's memory refuses
+        make_memory(model, config)  # options the model's memory refuses
     except ValueError as exc:
         raise ConfigError(f"bad inference option: {exc}") from exc
     return config

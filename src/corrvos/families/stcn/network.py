@@ -37,7 +37,6 @@ from torch import Tensor, nn
 from corrvos.models.backbones import KeyEncoder, MaskResNet18
 from corrvos.models.common import StagedModel, aggregate, aggregate_logits, object_mask_inputs, repeat_per_object
 from corrvos.models.layers import FeatureFusionBlock, KeyProjection, ResBlock, UpsampleBlock
-from corrvos.models.memory import read_memory as memory_read
 from corrvos.types import QueryFeatures, SegmentOutput
 
 __all__ = [
@@ -256,34 +255,6 @@ class STCN(StagedModel):
             object_mask_inputs(masks, single_object=self.single_object),  # [B*N, extra, H, W]
         )  # [B*N, CV, h, w]
         return v.view(b, n, *v.shape[1:]), hidden  # [B, N, CV, h, w]
-
-    def read_memory(
-        self,
-        mem_key: Tensor,
-        mem_value: Tensor,
-        query_key: Tensor,
-        *,
-        mem_shrinkage: Tensor | None = None,
-        query_selection: Tensor | None = None,
-        top_k: int | None = None,
-    ) -> Tensor:
-        """Read the memory for every query position with STCN's L2 affinity.
-
-        Args:
-            mem_key: [B, CK, T, h, w] memory keys.
-            mem_value: [B, N, CV, T, h, w] memory values.
-            query_key: [B, CK, h, w] query keys.
-            mem_shrinkage, query_selection: XMem's terms of :func:`corrvos.models.memory.similarity`; STCN's own
-                keys have none (``None``), which gives STCN's L2 affinity exactly.
-            top_k: keep the top-k affinities per query (inference; see ``topk_softmax``) or, when ``None``, use the
-                full max-subtracted softmax (training).
-
-        Returns:
-            [B, N, CV, h, w] readout.
-        """
-        return memory_read(
-            mem_key, mem_value, query_key, mem_shrinkage=mem_shrinkage, query_selection=query_selection, top_k=top_k
-        )
 
     def decode(self, readout16: Tensor, feats: QueryFeatures) -> Tensor:
         """Per-object decoder logits before the sigmoid.

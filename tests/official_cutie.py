@@ -1,0 +1,47 @@
+"""Test helper: hkchengrex/Cutie's own network, imported from the git-ignored ``.ref/Cutie`` checkout.
+
+The checkout (``git archive`` of the official repository's ``cutie/`` folder) is never committed; tests that need it
+skip when it or ``omegaconf`` (the official configs are OmegaConf objects) is absent. The official ResNet
+constructors' ImageNet download is patched out (random init; the tests copy weights across).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from official_common import official_import_scope
+
+REF = Path(__file__).resolve().parents[1] / ".ref" / "Cutie"
+OFFICIAL_PACKAGES = ("cutie",)
+
+
+def have_official_cutie() -> bool:
+    return (REF / "cutie" / "model" / "cutie.py").is_file() and importlib.util.find_spec("omegaconf") is not None
+
+
+def official_model_config(size: str) -> Any:
+    """The official model config ("base" or "small"; small is base with a ResNet-18 pixel encoder)."""
+    from omegaconf import OmegaConf
+
+    folder = REF / "cutie" / "config" / "model"
+    model = OmegaConf.load(folder / "base.yaml")
+    if size == "small":
+        small = OmegaConf.load(folder / "small.yaml")
+        small.pop("defaults", None)
+        model = OmegaConf.merge(model, small)
+    return OmegaConf.create({"model": model})
+
+
+def build_official_cutie(size: str, *, single_object: bool = False) -> torch.nn.Module:
+    """The official ``CUTIE`` network (random init) of ``size`` ("base" / "small")."""
+    with official_import_scope(REF, OFFICIAL_PACKAGES), pytest.MonkeyPatch.context() as mp:
+        resnet = importlib.import_module("cutie.model.utils.resnet")
+        mp.setattr(resnet, "load_weights_add_extra_dim", lambda *args, **kwargs: None)
+        mp.setattr(resnet.model_zoo, "load_url", lambda *args, **kwargs: {})
+        cutie = importlib.import_module("cutie.model.cutie")
+        return cutie.CUTIE(official_model_config(size), single_object=single_object)
