@@ -110,7 +110,12 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
 }
 #: inside ``families``: what a family module may import from the engines (interfaces only).
-FAMILY_ENGINE_MODULES = {"corrvos.inference.config", "corrvos.inference.objects", "corrvos.inference.memory_store"}
+FAMILY_ENGINE_MODULES = {
+    "corrvos.inference.config",
+    "corrvos.inference.objects",
+    "corrvos.inference.memory_store",
+    "corrvos.inference.recurrence",
+}
 
 
 def _imports(tree: ast.Module) -> list[tuple[int, str]]:

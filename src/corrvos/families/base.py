@@ -65,6 +65,8 @@ class Family:
         architectures: the layouts it builds and detects (the first is the family's default).
         memory: the inference memory class (``cls(config, video_length=...)``, the
             :class:`~corrvos.inference.memory_store.MemoryStore` protocol).
+        recurrence: the per-frame recurrence class (``cls(model, config, memory)``; ``None``: the matching
+            models' :class:`~corrvos.inference.recurrence.MatchingRecurrence`).
         augment: dataset group ("video", "bl30k", "static") -> preset builder ``(crop_size) -> ClipAugmentConfig``
             of its official training.
         curricula: dataset group ("video", "bl30k") -> its official max-skip curriculum (``SkipCurriculum``).
@@ -79,6 +81,7 @@ class Family:
     card: FamilyCard
     architectures: tuple[Architecture, ...]
     memory: type
+    recurrence: type | None = None
     augment: Mapping[str, Callable[[int], Any]] = field(default_factory=dict)
     curricula: Mapping[str, Any] = field(default_factory=dict)
     loss_defaults: Mapping[str, Any] = field(default_factory=dict)

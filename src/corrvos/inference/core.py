@@ -51,9 +51,8 @@ from corrvos.inference.geometry import (
     resized_shape,
     unpad,
 )
-from corrvos.inference.memory_store import make_memory
+from corrvos.inference.memory_store import make_memory, make_recurrence
 from corrvos.inference.objects import ObjectManager
-from corrvos.models.base import zero_hidden
 from corrvos.models.common import aggregate_logits
 
 __all__ = ["InferenceCore", "channel_argmax", "soft_aggregate"]
@@ -116,13 +115,17 @@ class InferenceCore:
         """Forget everything (objects, memory, hidden state, frame counter): the next ``step`` starts a new video."""
         self.objects = ObjectManager()
         self.memory = make_memory(self.model, self.config, video_length=video_length)
-        self.hidden: Tensor | None = None  # [1, N, CH, h, w] sensory memory in channel order (XMem)
+        self.recurrence = make_recurrence(self.model, self.config, self.memory)
         self.frame_index = 0  # index of the next frame
         self.last_memory_frame: int | None = None
-        self.last_deep_update: int = -self.config.deep_update_every
         self.input_shape: tuple[int, int] | None = None
         self.pad = (0, 0, 0, 0)
         self._lookup: Tensor | None = None  # channel -> object id; None while the ids are 1..N (the identity)
+
+    @property
+    def hidden(self) -> Tensor | None:
+        """[1, N, CH, h, w] hidden (sensory) state in channel order, for models that keep one."""
+        return self.recurrence.hidden
 
     @property
     def object_ids(self) -> list[int]:
@@ -143,8 +146,8 @@ class InferenceCore:
         """
         if self.last_memory_frame is None or end:
             return False
-        if self.model.hidden_dim > 0 or self.memory.reads_change_state:
-            return True  # XMem: every frame updates the sensory memory (and the usage counts)
+        if self.recurrence.every_frame_counts:
+            return True  # e.g. every frame updates the sensory memory (and the usage counts)
         return self.config.include_last or self.frame_index - self.last_memory_frame >= self.config.mem_every
 
     def skip_frame(self) -> None:
@@ -181,14 +184,6 @@ class InferenceCore:
         """Channels (0-based among the N objects) of each object group, in introduction order."""
         return [self.objects.channels(g.ids) for g in self.objects.groups]
 
-    def _segment(self, feats: Any, *, update_hidden: bool) -> Tensor:
-        """Read memory and decode the current frame: [N+1, Hp, Wp] float32 aggregated probabilities."""
-        readout = self.memory.read(self.model, feats, self._groups())  # [1, N, CV, h, w]
-        seg = self.model.segment(readout, feats, self.hidden, update_hidden=update_hidden)  # prob [1, N+1, Hp, Wp]
-        if update_hidden and seg.hidden is not None:
-            self.hidden = seg.hidden
-        return seg.prob[0].float()
-
     def _merge_mask(self, prob: Tensor | None, old_ids: list[int], mask: Tensor, given: list[int]) -> Tensor:
         """Merge a given mask into the predicted probabilities (STCN YouTube-VOS ``interact``).
 
@@ -212,26 +207,6 @@ class InferenceCore:
             else:  # pragma: no cover - every known id is either given or old
                 channels.append(torch.zeros_like(mask, dtype=torch.float32))
         return soft_aggregate(torch.stack(channels, dim=0))  # [N+1, Hp, Wp]
-
-    def _add_hidden(self, new_ids: list[int], like: Tensor) -> None:
-        """Insert zero hidden states for newly introduced objects at their channels."""
-        if self.model.hidden_dim <= 0:
-            return
-        fresh = zero_hidden(self.model, 1, self.objects.num_objects, *like.shape[-2:], like=like)  # [1, N, CH, h, w]
-        if self.hidden is not None:
-            old = [c for c, obj_id in enumerate(self.objects.ids) if obj_id not in new_ids]
-            fresh[:, old] = self.hidden.to(fresh.dtype)
-        self.hidden = fresh
-
-    def _memorize(self, x: Tensor, feats: Any, prob: Tensor, *, temporary: bool, deep_update: bool) -> None:
-        """Encode the frame's values from the soft probabilities [N+1, Hp, Wp] and insert it into memory."""
-        value, hidden = self.model.encode_value(x, feats.f16, prob[1:][None], self.hidden, deep_update=deep_update)
-        self.memory.add(feats, value, self._groups(), temporary=temporary)  # value [1, N, CV, h, w]
-        if not temporary:
-            self.last_memory_frame = self.frame_index
-        if deep_update and hidden is not None:
-            self.hidden = hidden
-            self.last_deep_update = self.frame_index
 
     def _output(self, prob: Tensor) -> Tensor:
         """Padded-size probabilities [C, Hp, Wp] -> [C, H, W] at the input size, float32."""
@@ -286,14 +261,14 @@ class InferenceCore:
         periodic = self.last_memory_frame is not None and t - self.last_memory_frame >= cfg.mem_every
         is_memory_frame = (has_mask or periodic) and not end
         temporary = not is_memory_frame and cfg.include_last and not end
-        sync = cfg.deep_update_every < 0
-        deep_update = (is_memory_frame if sync else t - self.last_deep_update >= cfg.deep_update_every) and not end
-        decoder_update = (not sync or not deep_update) and not end
+        deep_update, decoder_update = self.recurrence.plan(t, is_memory_frame=is_memory_frame, end=end)
         with self._autocast():
             feats = self.model.encode_key(  # QueryFeatures, key [1, CK, h, w]
                 x, need_shrinkage=is_memory_frame, need_selection=cfg.enable_long_term or bool(old_ids)
             )
-            prob = self._segment(feats, update_hidden=decoder_update) if old_ids else None  # [N_old+1, Hp, Wp]
+            prob = (  # [N_old+1, Hp, Wp]
+                self.recurrence.segment(feats, self._groups(), update_hidden=decoder_update) if old_ids else None
+            )
             if has_mask:
                 assert mask_p is not None
                 group = self.objects.add(given, t)
@@ -301,11 +276,22 @@ class InferenceCore:
                     ids = self.objects.ids
                     identity = ids == list(range(1, len(ids) + 1))
                     self._lookup = None if identity else torch.tensor([0, *ids], dtype=torch.int64, device=self.device)
-                    self._add_hidden(group.ids, feats.key)
+                    self.recurrence.add_objects(group.ids, ids, feats.key)
                 prob = self._merge_mask(prob, old_ids, mask_p, given)
             assert prob is not None
+            self.recurrence.observe(prob)
             if is_memory_frame or temporary:
-                self._memorize(x, feats, prob, temporary=temporary, deep_update=deep_update and is_memory_frame)
+                self.recurrence.memorize(
+                    x,
+                    feats,
+                    prob,
+                    self._groups(),
+                    t=t,
+                    temporary=temporary,
+                    deep_update=deep_update and is_memory_frame,
+                )
+                if not temporary:
+                    self.last_memory_frame = t
         self.frame_index += 1
         return self._output(prob)
 

@@ -14,7 +14,7 @@ from torch import Tensor
 from corrvos.inference.config import InferenceConfig
 from corrvos.types import QueryFeatures
 
-__all__ = ["MemoryStore", "make_memory"]
+__all__ = ["MemoryStore", "make_memory", "make_recurrence"]
 
 
 class MemoryStore(Protocol):
@@ -46,3 +46,13 @@ def make_memory(model: Any, config: InferenceConfig, *, video_length: int | None
     from corrvos.families import family_of
 
     return family_of(model).memory(config, video_length=video_length)
+
+
+def make_recurrence(model: Any, config: InferenceConfig, memory: MemoryStore) -> Any:
+    """The per-frame recurrence of ``model``'s family for one video (``Family.recurrence``; default
+    :class:`~corrvos.inference.recurrence.MatchingRecurrence`)."""
+    from corrvos.families import family_of
+    from corrvos.inference.recurrence import MatchingRecurrence
+
+    cls = family_of(model).recurrence or MatchingRecurrence
+    return cls(model, config, memory)
