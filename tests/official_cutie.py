@@ -45,3 +45,37 @@ def build_official_cutie(size: str, *, single_object: bool = False) -> torch.nn.
         mp.setattr(resnet.model_zoo, "load_url", lambda *args, **kwargs: {})
         cutie = importlib.import_module("cutie.model.cutie")
         return cutie.CUTIE(official_model_config(size), single_object=single_object)
+
+
+def official_eval_config(size: str, **changes: Any) -> Any:
+    """The official evaluation options (``cutie/config/eval_config.yaml``'s engine values) with ``changes``, plus
+    the model config of ``size``."""
+    from omegaconf import OmegaConf
+
+    cfg = {
+        "mem_every": 5,
+        "stagger_updates": 5,
+        "chunk_size": -1,
+        "save_aux": False,
+        "max_internal_size": -1,
+        "flip_aug": False,
+        "top_k": 30,
+        "use_long_term": False,
+        "max_mem_frames": 5,
+        "long_term": {
+            "count_usage": True,
+            "max_mem_frames": 10,
+            "min_mem_frames": 5,
+            "num_prototypes": 128,
+            "max_num_tokens": 10000,
+            "buffer_tokens": 2000,
+        },
+    } | changes
+    return OmegaConf.merge(official_model_config(size), OmegaConf.create(cfg))
+
+
+def official_inference_core(network: torch.nn.Module, cfg: Any) -> Any:
+    """hkchengrex/Cutie's ``InferenceCore`` on ``network`` (built by :func:`build_official_cutie`)."""
+    with official_import_scope(REF, OFFICIAL_PACKAGES):
+        core = importlib.import_module("cutie.inference.inference_core")
+        return core.InferenceCore(network, cfg)

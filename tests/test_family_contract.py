@@ -42,12 +42,14 @@ from test_model_variants import _batch
 from test_wiring import _one_thread  # noqa: F401  (autouse: one intra-op thread for this module)
 
 ARCHS = list(architectures())
-SMALL = {"key_encoder": "resnet18", "width": 16}
+TRAINABLE = [a for a in ARCHS if family_of_arch(a).trainable]
+TRAINABLE_FAMILIES = [n for n in NAMES if families()[n].trainable]
 
 
-def _small(arch: str) -> torch.nn.Module:
+def _small(arch: str, **kwargs: object) -> torch.nn.Module:
+    """The family's smallest network (``Family.tiny_args``)."""
     torch.manual_seed(0)
-    return build_model(arch, **SMALL)
+    return build_model(arch, **family_of_arch(arch).tiny_args, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------ the table
@@ -62,8 +64,9 @@ def test_family_entry_is_consistent(name: str) -> None:
     for method in ("add", "read"):
         assert callable(getattr(entry.memory, method))
     assert hasattr(entry.memory, "reads_change_state") and hasattr(entry.memory, "num_elements")
-    assert set(entry.augment) == {"video", "bl30k", "static"}
-    assert all(isinstance(preset(32), ClipAugmentConfig) for preset in entry.augment.values())
+    if entry.trainable:  # the presets of its official training
+        assert set(entry.augment) == {"video", "bl30k", "static"}
+        assert all(isinstance(preset(32), ClipAugmentConfig) for preset in entry.augment.values())
     for arch in entry.architectures:
         assert family_of_arch(arch.name) is entry
         assert all(canonical_arch(alias) == arch.name for alias in arch.aliases)
@@ -118,11 +121,11 @@ def test_one_inference_step(arch: str) -> None:
     assert core.prob_to_mask(prob).unique().tolist() == sorted(core.prob_to_mask(prob).unique().tolist())
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", TRAINABLE)
 def test_one_training_step_reaches_every_parameter_and_head(arch: str) -> None:
-    cfg = config_from_dict({"model": {"arch": arch, **SMALL, "aux_key_head": True}})
-    torch.manual_seed(0)
-    model = build_model(arch, **SMALL, aux_key_head=True).train()
+    tiny = dict(family_of_arch(arch).tiny_args)
+    cfg = config_from_dict({"model": {"arch": arch, **tiny, "aux_key_head": True}})
+    model = _small(arch, aux_key_head=True).train()
     ramps = {f"{k}_ramp_{e}": 0 for k in ("pcl", "ocl", "official") for e in ("start", "end")}
     named = []
     for mode in ("paper", "official"):  # paper: key_proj + projection head; official: the key_proj2 head too
@@ -142,7 +145,15 @@ def test_one_training_step_reaches_every_parameter_and_head(arch: str) -> None:
     assert early and late and rest  # the family's encoders are found by name
 
 
-@pytest.mark.parametrize("name", NAMES)
+def test_a_family_without_training_is_refused_by_the_configuration_check() -> None:
+    from corrvos.errors import ConfigError
+
+    for name in sorted(set(NAMES) - set(TRAINABLE_FAMILIES)):
+        with pytest.raises(ConfigError, match="runs inference only"):
+            config_from_dict({"model": {"arch": name}}, source="infer-only.yaml")
+
+
+@pytest.mark.parametrize("name", TRAINABLE_FAMILIES)
 def test_the_cpu_recipe_trains_every_family(name: str, tmp_path: Path) -> None:
     from corrvos.demo.recipes import cpu_train_config
 

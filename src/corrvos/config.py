@@ -232,12 +232,18 @@ def has_aux_key_head(model: ModelConfig) -> bool:
 
 def _check_model(cfg: TrainConfig, source: str) -> None:
     """The architecture and the augmentation recipes name entries of the family table."""
-    from corrvos.families import NAMES, canonical_arch
+    from corrvos.families import NAMES, canonical_arch, family_of_arch
 
     try:
         canonical_arch(cfg.model.arch)
     except ValueError as exc:
         raise ConfigError(f"{source}: model.arch: {exc}") from None
+    owner = family_of_arch(cfg.model.arch)
+    if not owner.trainable:
+        raise ConfigError(
+            f"{source}: model.arch: {cfg.model.arch!r} ({owner.title}) runs inference only; training it is not "
+            "implemented yet"
+        )
     for stage in cfg.stages:
         if stage.data.augment != "auto" and stage.data.augment not in NAMES:
             raise ConfigError(

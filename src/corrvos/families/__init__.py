@@ -44,7 +44,7 @@ __all__ = [
 
 #: The family table: each name is a package ``corrvos.families.<name>`` whose ``family`` module defines ``FAMILY``
 #: (whose first architecture carries the family's name) and whose ``__init__`` defines its torch-free ``CARD``.
-NAMES: tuple[str, ...] = ("stcn", "xmem")
+NAMES: tuple[str, ...] = ("stcn", "xmem", "cutie")
 
 _MAX_LISTED = 20
 

@@ -16,6 +16,8 @@ Options a family does not use are ignored by it (STCN has no long-term memory; X
 | ``num_prototypes`` | (unused) | 128 | P: prototypes per consolidation |
 | ``max_long_term_elements`` | (unused) | 10000 | LT_max: long-term elements before least-used eviction |
 | ``count_long_term_usage`` | (unused) | None | count long-term usage (None: eval.py rule from the length) |
+| ``max_mem_frames`` | (unused) | (unused) | Cutie (5): memory frames kept, the group's first one included |
+| ``stagger_updates`` | (unused) | (unused) | Cutie (5): sensory updates by the decoder per ``mem_every`` frames |
 | ``internal_size`` | None | 480 | shorter side the frames are resized to before the network (None = as given) |
 | ``resize_mode`` | "bicubic" | "bilinear" | interpolation of that resize (STCN's YouTube-VOS driver / XMem's eval.py) |
 """
@@ -42,6 +44,8 @@ class InferenceConfig:
     num_prototypes: int = 128
     max_long_term_elements: int = 10000
     count_long_term_usage: bool | None = None
+    max_mem_frames: int = 5
+    stagger_updates: int = 5
     internal_size: int | None = None
     resize_mode: str = "bicubic"
     amp: str = "none"
@@ -58,6 +62,11 @@ class InferenceConfig:
             raise ValueError(
                 f"need 1 <= min_mid_term_frames < max_mid_term_frames, got {self.min_mid_term_frames} and "
                 f"{self.max_mid_term_frames}"
+            )
+        if self.max_mem_frames < 2 or self.stagger_updates < 1:
+            raise ValueError(
+                f"max_mem_frames must be >= 2 and stagger_updates >= 1, got {self.max_mem_frames} and "
+                f"{self.stagger_updates}"
             )
         if self.num_prototypes < 1:
             raise ValueError(f"num_prototypes must be >= 1, got {self.num_prototypes}")

@@ -109,6 +109,7 @@ class InferenceCore:
         # device constants made once: a host-to-device copy per frame would stall the CUDA stream
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(3, 1, 1)
+        self._black = ((0 - self._mean) / self._std).flatten()  # [3] the normalised value of a black pixel
         self.reset(video_length=video_length)
 
     def reset(self, *, video_length: int | None = None) -> None:
@@ -165,7 +166,8 @@ class InferenceCore:
             raise ValueError(f"frame {self.frame_index} has size {shape}, earlier frames {self.input_shape}")
         x = ((image.to(self.device, torch.float32) - self._mean) / self._std)[None]  # [1, 3, H, W]
         x = resize_image(x, resized_shape(*shape, self.config.internal_size), self.config.resize_mode)  # [1, 3, H', W']
-        x, self.pad = pad_to_multiple(x, 16)  # [1, 3, Hp, Wp]
+        fill = self._black if self.recurrence.pads_before_normalising else None
+        x, self.pad = pad_to_multiple(x, 16, fill=fill)  # [1, 3, Hp, Wp]
         return x
 
     def _prepare_mask(self, mask: Tensor | np.ndarray) -> Tensor:
@@ -261,7 +263,9 @@ class InferenceCore:
         periodic = self.last_memory_frame is not None and t - self.last_memory_frame >= cfg.mem_every
         is_memory_frame = (has_mask or periodic) and not end
         temporary = not is_memory_frame and cfg.include_last and not end
-        deep_update, decoder_update = self.recurrence.plan(t, is_memory_frame=is_memory_frame, end=end)
+        deep_update, decoder_update = self.recurrence.plan(
+            t, last_memory_frame=self.last_memory_frame, is_memory_frame=is_memory_frame, end=end
+        )
         with self._autocast():
             feats = self.model.encode_key(  # QueryFeatures, key [1, CK, h, w]
                 x, need_shrinkage=is_memory_frame, need_selection=cfg.enable_long_term or bool(old_ids)

@@ -74,8 +74,15 @@ def resize_label(label: Tensor, shape: tuple[int, int]) -> Tensor:
     return resized[0, 0].to(label.dtype)
 
 
-def pad_to_multiple(x: Tensor, stride: int = 16) -> tuple[Tensor, tuple[int, int, int, int]]:
-    """Zero-pad the last two dims of ``x`` up to multiples of ``stride``, split evenly (floor half left/top).
+def pad_to_multiple(
+    x: Tensor, stride: int = 16, *, fill: Tensor | None = None
+) -> tuple[Tensor, tuple[int, int, int, int]]:
+    """Pad the last two dims of ``x`` up to multiples of ``stride``, split evenly (floor half left/top).
+
+    Args:
+        x: [..., C, H, W] (or [H, W]).
+        fill: per-channel value [C] of the padded pixels (default zeros). Cutie pads the frame before normalising
+            it, so its padding is the normalised value of a black pixel, ``-mean / std``.
 
     Returns:
         the padded tensor and ``(left, right, top, bottom)``.
@@ -85,7 +92,12 @@ def pad_to_multiple(x: Tensor, stride: int = 16) -> tuple[Tensor, tuple[int, int
     pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
     if ph == 0 and pw == 0:
         return x, pad
-    return F.pad(x, pad), pad
+    out = F.pad(x, pad)
+    if fill is not None:
+        outside = torch.ones(h, w, dtype=x.dtype, device=x.device)
+        outside = 1 - F.pad(outside, pad)  # [H', W'] 1 on the padded pixels
+        out = out + fill.to(x.dtype).view(-1, 1, 1) * outside  # 0 + fill there, x + 0 elsewhere
+    return out, pad
 
 
 def unpad(x: Tensor, pad: tuple[int, int, int, int]) -> Tensor:

@@ -32,6 +32,8 @@ class MatchingRecurrence:
         memory: the video's memory (``MemoryStore``).
     """
 
+    pads_before_normalising = False  # frames are normalised, then zero-padded (STCN's and XMem's convention)
+
     def __init__(self, model: nn.Module, config: InferenceConfig, memory: Any) -> None:
         self.model, self.config, self.memory = model, config, memory
         self.hidden: Tensor | None = None  # [1, N, CH, h, w] in channel order (models with a hidden state)
@@ -42,7 +44,7 @@ class MatchingRecurrence:
         """Every frame changes the state (a hidden state, or reads that count usage): none may be skipped."""
         return self.model.hidden_dim > 0 or self.memory.reads_change_state
 
-    def plan(self, t: int, *, is_memory_frame: bool, end: bool) -> tuple[bool, bool]:
+    def plan(self, t: int, *, last_memory_frame: int | None, is_memory_frame: bool, end: bool) -> tuple[bool, bool]:
         """(deep_update, decoder_update) of frame ``t``."""
         sync = self.config.deep_update_every < 0
         deep = (is_memory_frame if sync else t - self.last_deep_update >= self.config.deep_update_every) and not end

@@ -1,9 +1,34 @@
-"""The Cutie family (hkchengrex/Cutie, Cheng et al., CVPR 2024): work in progress.
+"""The Cutie family (hkchengrex/Cutie, Cheng et al., CVPR 2024): inference (training is not implemented yet).
 
 - :mod:`.network`: the ``Cutie`` network with named stages (base: ResNet-50 pixel encoder; small: ResNet-18), with
-  the official state_dict layout (527 / 359 entries);
-- :mod:`.blocks` and :mod:`.transformer`: its building blocks, object transformer and object summarizer.
+  the official state_dict layout (527 / 359 entries); :mod:`.blocks` and :mod:`.transformer`: its parts;
+- :mod:`.memory` and :mod:`.recurrence`: its inference memory (pixel memory per object group, object memory; the
+  long-term memory is not implemented yet) and its per-frame recurrence;
+- :mod:`.family`: its entry of the family table; :mod:`.weights`: its official weight files.
 
-Not yet in the family table (``corrvos.families.NAMES``): its inference memory (pixel working and long-term memory,
-sensory and object memory) and its table entry come next.
+This ``__init__`` holds the family's card and imports no torch.
 """
+
+from __future__ import annotations
+
+from corrvos.families.card import FamilyCard
+
+__all__ = ["CARD"]
+
+CARD = FamilyCard(
+    name="cutie",
+    title="Cutie",
+    inference_defaults={
+        "top_k": 30,
+        "mem_every": 5,
+        "deep_update_every": -1,
+        "enable_long_term": False,
+        "max_mem_frames": 5,
+        "stagger_updates": 5,
+        "internal_size": 480,
+        "resize_mode": "bilinear",
+    },
+    driver_defaults={"youtube_all_frames": True},
+    checkpoint_markers="Cutie: pixel_encoder / object_transformer",
+    checkpoint_sources="Cutie",
+)

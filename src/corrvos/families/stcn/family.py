@@ -99,4 +99,5 @@ FAMILY = Family(
     augment={"video": ClipAugmentConfig.video, "bl30k": _bl30k, "static": ClipAugmentConfig.static_images},
     curricula={"video": STCN_CURRICULUM, "bl30k": STCN_BL30K_CURRICULUM},
     recipe=_recipe,
+    tiny_args={"key_encoder": "resnet18", "width": 16},
 )

@@ -131,5 +131,6 @@ FAMILY = Family(
     curricula={"video": XMEM_CURRICULUM, "bl30k": XMEM_BL30K_CURRICULUM},
     loss_defaults={"dice_weight": 1.0, "dice_mode": "objects"},
     recipe=_recipe,
+    tiny_args={"key_encoder": "resnet18", "width": 16},
     cpu_recipe=_cpu_recipe,
 )

@@ -1,0 +1,100 @@
+"""Cutie's per-frame recurrence: what :class:`corrvos.inference.InferenceCore` delegates to the family for a frame.
+
+Re-expresses the frame loop of hkchengrex/Cutie:cutie/inference/inference_core.py (``_segment``, ``_add_memory``)
+and the read of its memory manager, written independently:
+
+- segmenting a frame: for each object group, the pixel readout of its memory, fused with the sensory memory and the
+  last frame's masks (``fuse_pixel``), refined by the object transformer from the group's object memory
+  (``read_objects``; its attention masks come from the group's own objects, as Cutie reads bucket by bucket); then
+  the mask decoder on every object at once (``segment``), which updates the sensory memory on the frames
+  ``stagger_updates`` spreads over each ``mem_every`` interval (every frame with the defaults 5 / 5);
+- a memory frame: the mask encoder on the frame's final probabilities gives the values, a deep update of the sensory
+  memory and the object summaries, all added to the memory;
+- new objects start with a zero sensory memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import Tensor, nn
+
+from corrvos.families.cutie.memory import CutieMemory
+from corrvos.inference.config import InferenceConfig
+from corrvos.inference.objects import scatter_groups
+from corrvos.types import QueryFeatures
+
+__all__ = ["CutieRecurrence", "stagger_offsets"]
+
+
+def stagger_offsets(mem_every: int, stagger_updates: int) -> set[int]:
+    """Frame offsets after the last memory frame on which the decoder updates the sensory memory (Cutie's rule)."""
+    if stagger_updates >= mem_every:
+        return set(range(1, mem_every + 1))
+    return {int(v) for v in np.round(np.linspace(1, mem_every, stagger_updates)).astype(int)}
+
+
+class CutieRecurrence:
+    """Cutie's recurrence (module docstring); built by ``InferenceCore`` as ``cls(model, config, memory)``."""
+
+    def __init__(self, model: nn.Module, config: InferenceConfig, memory: CutieMemory) -> None:
+        self.model, self.config, self.memory = model, config, memory
+        self.hidden: Tensor | None = None  # [1, N, CS, h, w] sensory memory in channel order
+        self.last_prob: Tensor | None = None  # [1, N, Hp, Wp] the last frame's object probabilities
+        self.offsets = stagger_offsets(config.mem_every, config.stagger_updates)
+
+    every_frame_counts = True  # the sensory memory changes on (almost) every frame
+    pads_before_normalising = True  # Cutie pads the [0, 1] frame, then normalises: padding = -mean / std
+
+    def plan(self, t: int, *, last_memory_frame: int | None, is_memory_frame: bool, end: bool) -> tuple[bool, bool]:
+        """(deep_update, decoder_update): a deep update on every memory frame; decoder updates by the stagger rule."""
+        since = t - (last_memory_frame if last_memory_frame is not None else 0)
+        return is_memory_frame and not end, since in self.offsets and not end
+
+    def add_objects(self, new_ids: list[int], ids: list[int], like: Tensor) -> None:
+        """Zero sensory memory for objects ``new_ids`` (``ids``: every known id, ascending)."""
+        fresh = like.new_zeros(1, len(ids), self.model.hidden_dim, *like.shape[-2:])  # [1, N, CS, h, w]
+        if self.hidden is not None:
+            old = [c for c, obj_id in enumerate(ids) if obj_id not in new_ids]
+            fresh[:, old] = self.hidden.to(fresh.dtype)
+        self.hidden = fresh
+
+    def segment(self, feats: QueryFeatures, groups: list[list[int]], *, update_hidden: bool) -> Tensor:
+        """Read the memory, refine per group, decode every object: [N+1, Hp, Wp] float32 probabilities."""
+        assert self.hidden is not None and self.last_prob is not None and feats.pix_feat is not None
+        refined = []
+        for g, channels in enumerate(groups):
+            readout = self.memory.read_group(g, feats)  # [1, N_g, CV, h, w]
+            fused = self.model.fuse_pixel(
+                feats.pix_feat, readout, self.hidden[:, channels], self.last_prob[:, channels]
+            )  # [1, N_g, C, h, w]
+            pixel, _ = self.model.read_objects(fused, self.memory.object_memory(g))
+            refined.append(pixel[0])
+        readout16 = scatter_groups(refined, groups)[None]  # [1, N, C, h, w]
+        seg = self.model.segment(readout16, feats, self.hidden, update_hidden=update_hidden)
+        if update_hidden and seg.hidden is not None:
+            self.hidden = seg.hidden
+        return seg.prob[0].float()
+
+    def memorize(
+        self,
+        x: Tensor,
+        feats: QueryFeatures,
+        prob: Tensor,
+        groups: list[list[int]],
+        *,
+        t: int,
+        temporary: bool,
+        deep_update: bool,
+    ) -> None:
+        """Encode frame ``t`` from its final probabilities [N+1, Hp, Wp]; add values and summaries to the memory."""
+        assert self.hidden is not None and feats.pix_feat is not None
+        value, hidden, summaries = self.model.encode_value(
+            x, feats.pix_feat, prob[1:][None], self.hidden, deep_update=deep_update
+        )
+        self.memory.add(feats, value, groups, temporary=temporary, summaries=summaries)
+        if deep_update:
+            self.hidden = hidden
+
+    def observe(self, prob: Tensor) -> None:
+        """Keep the frame's final object probabilities for the next frame's fusion."""
+        self.last_prob = prob[1:][None]

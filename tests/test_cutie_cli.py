@@ -1,0 +1,69 @@
+"""Cutie files through the command line, unchanged: ``segment`` on a video, ``infer`` + ``eval`` on a DAVIS-layout
+split, the weight names of ``corrvos download``, and the help texts that list the families."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from corrvos.cli import main
+from corrvos.data.io import read_label
+from corrvos.families.cutie.network import Cutie
+from test_cli_infer import _davis_root, _scene, _segment_test_mp4
+from test_wiring import _one_thread  # noqa: F401  (autouse: one intra-op thread for this module)
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.cuda.amp.autocast:FutureWarning")
+
+
+@pytest.fixture
+def cutie_file(tmp_path: Path) -> Path:
+    """A Cutie-small state_dict with random weights (keys scaled so that the random similarities stay moderate)."""
+    torch.manual_seed(0)
+    model = Cutie(key_encoder="resnet18").eval()
+    with torch.no_grad():
+        model.key_proj.key_proj.weight.mul_(0.05)
+    path = tmp_path / "cutie-small.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_segment_takes_a_cutie_file(tmp_path: Path, cutie_file: Path, capsys) -> None:
+    rc, out = _segment_test_mp4(tmp_path, cutie_file)
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{t:05d}.png" for t in range(5)]
+    assert np.array_equal(read_label(out / "masks" / "00000.png"), _scene(0)[1])
+
+
+def test_infer_and_eval_take_a_cutie_file(tmp_path: Path, cutie_file: Path, capsys) -> None:
+    root = _davis_root(tmp_path / "DAVIS")
+    out = tmp_path / "results"
+    argv = ["infer", "--model", str(cutie_file), "--davis-root", str(root), "--set", "val", "--out", str(out)]
+    assert main([*argv, "--device", "cpu", "--size", "-1"]) == 0, capsys.readouterr().err
+    masks = sorted((out / "aaa").glob("*.png"))
+    assert len(masks) == 4 and np.array_equal(read_label(masks[0]), read_label(root / "Annotations/480p/aaa/00000.png"))
+    assert main(["eval", "--davis-root", str(root), "--results", str(out), "--set", "val"]) == 0
+    assert "J&F-Mean" in capsys.readouterr().out
+
+
+def test_disable_long_term_is_accepted_for_cutie(tmp_path: Path, cutie_file: Path, capsys) -> None:
+    root = _davis_root(tmp_path / "DAVIS")
+    argv = ["infer", "--model", str(cutie_file), "--davis-root", str(root), "--out", str(tmp_path / "o")]
+    # Cutie's default has no long-term memory (not implemented yet); --disable-long-term is then a no-op
+    assert main([*argv, "--device", "cpu", "--size", "-1", "--disable-long-term"]) == 0, capsys.readouterr().err
+
+
+def test_download_lists_the_cutie_files(capsys) -> None:
+    assert main(["download", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "cutie-base" in listed and "cutie-small" in listed
+    assert "cutie-small-nomose" in listed
+
+
+def test_help_texts_name_every_family(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["infer", "--help"])
+    text = capsys.readouterr().out
+    assert "Cutie" in text and "XMem" in text and "STCN" in text

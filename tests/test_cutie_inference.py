@@ -1,0 +1,82 @@
+"""Cutie inference (``corrvos.families.cutie``: memory and recurrence behind ``InferenceCore.step``) against the
+official ``InferenceCore`` of hkchengrex/Cutie on the same weights: every frame's probabilities, on a video whose size
+is not a multiple of 16 (the padding convention), with memory frames beyond ``max_mem_frames`` (eviction), the
+stagger rule, and an object introduced later (a second object group). Skips without ``.ref/Cutie``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from corrvos.families.cutie.memory import CutieMemory
+from corrvos.families.cutie.network import Cutie
+from corrvos.families.cutie.recurrence import stagger_offsets
+from corrvos.inference import InferenceCore
+from corrvos.inference.config import inference_config_for
+from official_cutie import build_official_cutie, have_official_cutie, official_eval_config, official_inference_core
+from test_wiring import _one_thread  # noqa: F401  (autouse: one intra-op thread for this module)
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.cuda.amp.autocast:FutureWarning")
+
+
+def test_stagger_offsets_follow_the_official_rule() -> None:
+    assert stagger_offsets(5, 5) == {1, 2, 3, 4, 5}
+    assert stagger_offsets(5, 9) == {1, 2, 3, 4, 5}
+    assert stagger_offsets(10, 3) == {1, 6, 10}  # round(linspace(1, 10, 3)) = 1, 5.5 -> 6, 10
+    assert stagger_offsets(6, 1) == {1}
+
+
+def test_long_term_memory_is_refused_until_implemented() -> None:
+    with pytest.raises(ValueError, match="long-term"):
+        CutieMemory(inference_config_for("cutie", enable_long_term=True))
+
+
+def _video(t: int, h: int, w: int) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
+    """Frames of three moving squares on noise; masks on frame 0 (objects 1, 2) and frame 4 (object 3)."""
+    g = torch.Generator().manual_seed(5)
+    frames, masks = [], {}
+    for i in range(t):
+        img = torch.rand(3, h, w, generator=g) * 0.3
+        label = torch.zeros(h, w, dtype=torch.long)
+        for obj, (y, x, colour) in enumerate([(6, 6 + 2 * i, 0), (40, 50 - i, 1), (20 + i, 30, 2)], start=1):
+            img[colour, y : y + 20, x : x + 20] = 0.9
+            label[y : y + 20, x : x + 20] = obj
+        frames.append(img)
+        if i == 0:
+            masks[i] = torch.where(label == 3, 0, label)
+        if i == 4:
+            masks[i] = torch.where(label == 3, 3, 0)
+    return frames, masks
+
+
+@pytest.mark.skipif(not have_official_cutie(), reason="needs .ref/Cutie and omegaconf")
+@pytest.mark.parametrize(("mem_every", "stagger", "max_frames"), [(2, 5, 3), (3, 2, 5)])
+def test_probabilities_equal_the_official_inference(mem_every: int, stagger: int, max_frames: int) -> None:
+    torch.manual_seed(0)
+    ours = Cutie(key_encoder="resnet18").eval()
+    with torch.no_grad():
+        ours.key_proj.key_proj.weight.mul_(0.05)  # keep random-init similarities in exp's range (the official
+        # top-k softmax exponentiates without subtracting the maximum)
+    official = build_official_cutie("small").eval()
+    official.load_state_dict(ours.state_dict(), strict=True)
+    cfg = official_eval_config("small", mem_every=mem_every, stagger_updates=stagger, max_mem_frames=max_frames)
+    theirs = official_inference_core(official, cfg)
+    config = inference_config_for(
+        ours, internal_size=None, mem_every=mem_every, stagger_updates=stagger, max_mem_frames=max_frames
+    )
+    core = InferenceCore(ours, config)
+    frames, masks = _video(12, 72, 88)  # 72 x 88: padded to 80 x 96
+    worst, disagree, pixels = 0.0, 0, 0
+    with torch.inference_mode():
+        for i, frame in enumerate(frames):
+            end = i == len(frames) - 1
+            mask = masks.get(i)
+            got = core.step(frame, mask, end=end)
+            objects = None if mask is None else sorted(int(v) for v in mask.unique() if v)
+            want = theirs.step(frame, mask, objects, end=end)
+            assert got.shape == want.shape, i
+            worst = max(worst, float((got - want).abs().max()))
+            disagree += int((got.argmax(0) != want.argmax(0)).sum())  # near-ties of a random-init network
+            pixels += got[0].numel()
+    assert worst <= 1e-4 and disagree / pixels <= 1e-4, (worst, disagree, pixels)
+    assert core.memory.num_groups == 2
