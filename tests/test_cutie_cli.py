@@ -67,3 +67,17 @@ def test_help_texts_name_every_family(capsys) -> None:
         main(["infer", "--help"])
     text = capsys.readouterr().out
     assert "Cutie" in text and "XMem" in text and "STCN" in text
+
+
+def test_visualize_correspondence_takes_a_cutie_file(tmp_path: Path, cutie_file: Path, capsys) -> None:
+    from corrvos.data.synthetic import generate_dataset
+
+    root = generate_dataset(tmp_path / "synth", sequences=1, frames=4, size=(64, 80), seed=1)
+    seq = sorted((root / "JPEGImages" / "480p").iterdir())[0]
+    masks = root / "Annotations" / "480p" / seq.name
+    out = tmp_path / "figs"
+    argv = ["visualize", "correspondence", "--model", str(cutie_file), "--video", str(seq), "--masks", str(masks)]
+    assert main([*argv, "--frame", "0", "--target", "-1", "--out", str(out), "--device", "cpu"]) == 0, (
+        capsys.readouterr().err
+    )
+    assert len(list(out.glob("correspondence_*.png"))) == 1
