@@ -110,16 +110,17 @@ def plot_curves(result: dict[str, Any], path: Path) -> Path:
         ax.axhline(100 * floors["empty"]["visible"], color="grey", ls="-.", lw=1, label="empty after frame 0")
         for i, recipe in enumerate(result["settings"]["recipes"]):
             colour = colours[i % len(colours)]
+            style = ("-", "--", "-.")[(i // len(colours)) % 3]  # more recipes than colours: dashed after a cycle
             runs = [r for r in result["runs"] if r["recipe"] == recipe]
             for r in runs:
                 xs = [p["train_seconds"] / 60 for p in r["curve"]]
                 ys = [100 * p[name]["visible"] for p in r["curve"]]
-                ax.plot(xs, ys, color=colour, lw=0.8, alpha=0.45 if len(runs) > 1 else 1.0, marker=".")
+                ax.plot(xs, ys, color=colour, ls=style, lw=0.8, alpha=0.45 if len(runs) > 1 else 1.0, marker=".")
             if len(runs) > 1 and len({len(r["curve"]) for r in runs}) == 1:
                 xs = np.mean([[p["train_seconds"] / 60 for p in r["curve"]] for r in runs], axis=0)
                 ys = np.mean([[100 * p[name]["visible"] for p in r["curve"]] for r in runs], axis=0)
-                ax.plot(xs, ys, color=colour, lw=2.2)
-            ax.plot([], [], color=colour, lw=2, label=recipe)
+                ax.plot(xs, ys, color=colour, ls=style, lw=2.2)
+            ax.plot([], [], color=colour, ls=style, lw=2, label=recipe)
         h, w = info["size"]
         ax.set_title(f"held-out '{name}': {info['videos']} stress videos at {h}x{w}")
         ax.set_xlabel(f"training minutes ({result['settings']['threads']} thread(s) per run)")
