@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from corrvos.families.cutie.memory import CutieMemory
 from corrvos.inference.config import InferenceConfig
 from corrvos.inference.objects import scatter_groups
+from corrvos.inference.recurrence import MatchingRecurrence
 from corrvos.types import QueryFeatures
 
 __all__ = ["CutieRecurrence", "stagger_offsets"]
@@ -33,12 +34,12 @@ def stagger_offsets(mem_every: int, stagger_updates: int) -> set[int]:
     return {int(v) for v in np.round(np.linspace(1, mem_every, stagger_updates)).astype(int)}
 
 
-class CutieRecurrence:
-    """Cutie's recurrence (module docstring); built by ``InferenceCore`` as ``cls(model, config, memory)``."""
+class CutieRecurrence(MatchingRecurrence):
+    """Cutie's recurrence (module docstring); built by ``InferenceCore`` as ``cls(model, config, memory)``. New
+    objects get a zero sensory memory (``hidden``, [1, N, CS, h, w] in channel order) as in the matching models."""
 
     def __init__(self, model: nn.Module, config: InferenceConfig, memory: CutieMemory) -> None:
-        self.model, self.config, self.memory = model, config, memory
-        self.hidden: Tensor | None = None  # [1, N, CS, h, w] sensory memory in channel order
+        super().__init__(model, config, memory)
         self.last_prob: Tensor | None = None  # [1, N, Hp, Wp] the last frame's object probabilities
         self.offsets = stagger_offsets(config.mem_every, config.stagger_updates)
 
@@ -49,14 +50,6 @@ class CutieRecurrence:
         """(deep_update, decoder_update): a deep update on every memory frame; decoder updates by the stagger rule."""
         since = t - (last_memory_frame if last_memory_frame is not None else 0)
         return is_memory_frame and not end, since in self.offsets and not end
-
-    def add_objects(self, new_ids: list[int], ids: list[int], like: Tensor) -> None:
-        """Zero sensory memory for objects ``new_ids`` (``ids``: every known id, ascending)."""
-        fresh = like.new_zeros(1, len(ids), self.model.hidden_dim, *like.shape[-2:])  # [1, N, CS, h, w]
-        if self.hidden is not None:
-            old = [c for c, obj_id in enumerate(ids) if obj_id not in new_ids]
-            fresh[:, old] = self.hidden.to(fresh.dtype)
-        self.hidden = fresh
 
     def segment(self, feats: QueryFeatures, groups: list[list[int]], *, update_hidden: bool) -> Tensor:
         """Read the memory, refine per group, decode every object: [N+1, Hp, Wp] float32 probabilities."""
