@@ -117,7 +117,3 @@ class Family:
     @property
     def default_arch(self) -> str:
         return self.architectures[0].name
-
-    @property
-    def model_classes(self) -> tuple[type[nn.Module], ...]:
-        return tuple(dict.fromkeys(a.model_class for a in self.architectures))
