@@ -1,4 +1,5 @@
-"""Inference speed and peak memory of corrvos' ``InferenceCore`` (STCN, XMem) on a generated video, and the official's.
+"""Inference speed and peak memory of corrvos' ``InferenceCore`` (STCN, XMem, Cutie) on a generated video, and the
+official's.
 
 A 480p video (854x480 by default) with 3 moving objects is generated in memory; an STCN (``--arch stcn``, the
 default) or an XMem (``--arch xmem``) with random weights (seeded; the key projection scaled by 0.05 so that the
@@ -27,6 +28,13 @@ mask, labels)`` on the first frame and ``step(rgb, end=...)`` after; its ImageNe
 same way (argmax included). The working memory first fills (10 memory frames: frame 45) and is consolidated into
 long-term memory only in videos of 47 frames or more; shorter runs compare the working memory alone.
 
+Cutie (``--arch cutie``, Cutie-base: ResNet-50 pixel encoder): corrvos runs with Cutie's ``eval_config.yaml``
+defaults (top_k 30, mem_every 5, 5 memory frames, stagger 5, no long-term memory) at the frames' own size. When
+hkchengrex/Cutie is present under ``.ref/Cutie`` (its ``cutie/`` folder; ``omegaconf`` installed), its
+``InferenceCore`` runs on the same weights and frames as its ``eval_vos.py`` drives it (``step(rgb in [0, 1], index
+mask, objects)`` on the first frame, ``step(rgb, end=...)`` after, the argmax timed), its ImageNet download patched
+out.
+
 Usage:
     python benchmarks/inference_speed.py --frames 20 --devices cpu cuda --out benchmarks/results/inference.json
     python benchmarks/inference_speed.py --arch xmem --frames 12 --devices cpu --out benchmarks/results/x.json
@@ -37,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import io
 import json
 import logging
@@ -55,9 +64,13 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OFFICIAL = REPO / ".ref" / "STCN"
-DEFAULT_OFFICIAL_ROOTS = {"stcn": DEFAULT_OFFICIAL, "xmem": REPO / ".ref" / "XMem"}
+DEFAULT_OFFICIAL_ROOTS = {"stcn": DEFAULT_OFFICIAL, "xmem": REPO / ".ref" / "XMem", "cutie": REPO / ".ref" / "Cutie"}
 #: marker file of each official checkout (relative to its root)
-OFFICIAL_MARKERS = {"stcn": "inference_core.py", "xmem": "inference/inference_core.py"}
+OFFICIAL_MARKERS = {
+    "stcn": "inference_core.py",
+    "xmem": "inference/inference_core.py",
+    "cutie": "cutie/inference/inference_core.py",
+}
 #: added to XMem's ``decoder.pred.bias`` for random weights: the random decoder's object logits average about 1.3
 #: (sigmoid 0.78 for every object), so that the background (prod of 1 - p) never wins; shifted, it wins a few
 #: per cent of the pixels and the label maps are not all foreground.
@@ -90,7 +103,7 @@ def make_video(frames: int, height: int, width: int, objects: int, seed: int = 0
 
 
 def build_model(seed: int, arch: str = "stcn"):
-    """A seeded random network of ``arch`` ("stcn" or "xmem") adjusted for finite, non-degenerate outputs.
+    """A seeded random network of ``arch`` ("stcn", "xmem" or "cutie") adjusted for finite, non-degenerate outputs.
 
     Both: the key projection is scaled by 0.05, so that the unsubtracted top-k exponentials of the official code stay
     finite (unscaled random keys give squared distances in the hundreds, whose exponentials underflow to 0 / 0).
@@ -177,6 +190,75 @@ def xmem_official_config(model, frames: int) -> dict:
         >= config["max_long_term_elements"]
     )
     return config
+
+
+def cutie_official_config(root: Path):
+    """Cutie's evaluation options (``eval_config.yaml``'s engine values, the same as corrvos' Cutie defaults) and its
+    base model config, as the OmegaConf object its ``InferenceCore`` reads."""
+    from omegaconf import OmegaConf
+
+    from corrvos.inference import inference_config_for
+
+    cfg = inference_config_for("cutie")
+    engine = {
+        "top_k": cfg.top_k,
+        "mem_every": cfg.mem_every,
+        "stagger_updates": cfg.stagger_updates,
+        "max_mem_frames": cfg.max_mem_frames,
+        "use_long_term": cfg.enable_long_term,
+        "chunk_size": cfg.chunk_size,
+        "flip_aug": cfg.flip_aug,
+        "save_aux": False,
+        "max_internal_size": -1,
+        "long_term": {
+            "count_usage": True,
+            "max_mem_frames": cfg.max_mid_term_frames,
+            "min_mem_frames": cfg.min_mid_term_frames,
+            "num_prototypes": cfg.num_prototypes,
+            "max_num_tokens": cfg.max_long_term_elements,
+            "buffer_tokens": cfg.long_term_buffer,
+        },
+    }
+    model = OmegaConf.load(root / "cutie" / "config" / "model" / "base.yaml")
+    return OmegaConf.merge(OmegaConf.create({"model": model}), OmegaConf.create(engine))
+
+
+def load_official_cutie(root: Path) -> types.SimpleNamespace:
+    """Import hkchengrex/Cutie's network and ``InferenceCore`` from a checkout (its ResNet ImageNet download patched
+    out: the weights are replaced by corrvos' afterwards anyway)."""
+    sys.path.insert(0, str(root))
+    resnet = importlib.import_module("cutie.model.utils.resnet")
+    resnet.load_weights_add_extra_dim = lambda *args, **kwargs: None
+    resnet.model_zoo.load_url = lambda *args, **kwargs: {}
+    network = importlib.import_module("cutie.model.cutie")
+    core = importlib.import_module("cutie.inference.inference_core")
+    return types.SimpleNamespace(CUTIE=network.CUTIE, InferenceCore=core.InferenceCore)
+
+
+def run_official_cutie(official, model, frames: torch.Tensor, first: np.ndarray, *, amp: str, keep_probs: bool):
+    """The official Cutie eval_vos.py loop (timed part: ``step`` and the argmax) on the same frames."""
+    ids = sorted(int(i) for i in np.unique(first) if i != 0)
+    mask = torch.from_numpy(first.astype(np.int64)).to(frames.device)
+    device = frames.device
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.type, enabled=amp != "none", dtype=torch.float16 if amp == "fp16" else torch.bfloat16),
+    ):
+        probs = []
+        sync()
+        start = time.perf_counter()
+        processor = official.InferenceCore(model, cfg=official.cfg)
+        for ti in range(frames.shape[0]):
+            first_frame = ti == 0
+            prob = processor.step(
+                frames[ti], mask if first_frame else None, ids if first_frame else None, end=ti == frames.shape[0] - 1
+            )
+            torch.argmax(prob, dim=0).to(torch.uint8)  # eval_vos.py's label map
+            if keep_probs:
+                probs.append(prob.float().cpu())
+        sync()
+        seconds = time.perf_counter() - start
+    return seconds, probs
 
 
 def normalise(frames: torch.Tensor) -> torch.Tensor:
@@ -296,7 +378,15 @@ def worker(args: argparse.Namespace) -> dict:
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
     frames, first = make_video(args.frames, args.height, args.width, args.objects)
-    if args.engine == "official" and args.arch == "xmem":
+    if args.engine == "official" and args.arch == "cutie":
+        official = load_official_cutie(Path(args.official_root))
+        official.cfg = cutie_official_config(Path(args.official_root))
+        ours = build_model(args.seed, "cutie")
+        model = official.CUTIE(official.cfg).eval()
+        model.load_state_dict(ours.state_dict(), strict=True)
+        model.to(device)
+        run = lambda keep: run_official_cutie(official, model, frames.to(device), first, amp=args.amp, keep_probs=keep)  # noqa: E731
+    elif args.engine == "official" and args.arch == "xmem":
         official = load_official_xmem(Path(args.official_root))
         ours = build_model(args.seed, "xmem")
         with contextlib.redirect_stdout(io.StringIO()):  # its constructor prints its hyperparameters
@@ -368,7 +458,12 @@ def worker(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", choices=["stcn", "xmem"], default="stcn", help="network and its engine defaults")
+    p.add_argument(
+        "--arch",
+        choices=["stcn", "xmem", "cutie"],
+        default="stcn",
+        help="network (Cutie: base) and its engine defaults",
+    )
     p.add_argument("--frames", type=int, default=20)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=854)
@@ -392,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--official-root",
         default=None,
-        help="official checkout (optional; default .ref/STCN, or .ref/XMem with --arch xmem)",
+        help="official checkout (optional; default .ref/STCN, .ref/XMem or .ref/Cutie by --arch)",
     )
     p.add_argument("--no-official", action="store_true", help="skip the official comparison")
     p.add_argument("--out", default=None, help="JSON file for the results")
@@ -411,9 +506,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_official and (Path(args.official_root) / OFFICIAL_MARKERS[args.arch]).is_file():
         engines.append("official")
     positions = -(-args.height // 16) * -(-args.width // 16)  # key positions of one (padded) frame
-    if args.arch == "xmem" and "official" in engines and positions < 30:
+    if args.arch == "cutie" and "official" in engines and importlib.util.find_spec("omegaconf") is None:
+        print("official Cutie skipped: its configs need omegaconf (pip install omegaconf)")
+        engines.remove("official")
+    if args.arch in ("xmem", "cutie") and "official" in engines and positions < 30:
         # the official top-k (torch.topk with k = 30) fails while the memory holds fewer positions
-        print(f"official XMem skipped: a {args.height}x{args.width} frame has {positions} key positions < top_k 30")
+        print(
+            f"official {args.arch} skipped: a {args.height}x{args.width} frame has {positions} key positions < top_k 30"
+        )
         engines.remove("official")
     devices = [d for d in args.devices if d != "cuda" or torch.cuda.is_available()]
     records = []

@@ -48,11 +48,64 @@ def test_infer_and_eval_take_a_cutie_file(tmp_path: Path, cutie_file: Path, caps
     assert "J&F-Mean" in capsys.readouterr().out
 
 
-def test_disable_long_term_is_accepted_for_cutie(tmp_path: Path, cutie_file: Path, capsys) -> None:
+def _engine(argv: list[str], model: torch.nn.Module, **kwargs):
+    import argparse
+
+    from corrvos.cli.engine_options import add_engine_arguments, check_engine_arguments, engine_config
+
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    parser.add_argument("--size", type=int, default=None)
+    args = parser.parse_args(argv)
+    check_engine_arguments(args)
+    return engine_config(args, model, **kwargs)
+
+
+def test_engine_options_reach_cutie_s_config() -> None:
+    from corrvos.errors import ConfigError
+    from corrvos.families.stcn.network import STCN
+
+    model = Cutie(key_encoder="resnet18")
+    default = _engine([], model)
+    assert (default.enable_long_term, default.top_k, default.max_mem_frames, default.internal_size) == (
+        False,
+        30,
+        5,
+        480,
+    )
+    argv = [
+        "--enable-long-term",
+        "--long-term-buffer",
+        "7",
+        "--chunk-size",
+        "2",
+        "--flip-aug",
+        "--stagger-updates",
+        "3",
+    ]
+    config = _engine(argv, model)
+    assert (config.enable_long_term, config.long_term_buffer, config.chunk_size) == (True, 7, 2)
+    assert (config.flip_aug, config.stagger_updates, config.count_long_term_usage) == (True, 3, True)
+    plus = _engine(["--preset", "plus"], model)
+    assert (plus.max_mem_frames, plus.mem_every, plus.internal_size) == (10, 3, 720)
+    mixed = _engine(["--preset", "plus", "--mem-every", "4", "--size", "600"], model)  # explicit options win
+    assert (mixed.max_mem_frames, mixed.mem_every, mixed.internal_size) == (10, 4, 600)
+    with pytest.raises(ConfigError, match="flip_aug"):
+        _engine(["--flip-aug"], STCN())
+    with pytest.raises(ConfigError, match="no preset 'plus'"):
+        _engine(["--preset", "plus"], STCN())
+    with pytest.raises(ConfigError, match="--chunk-size"):
+        _engine(["--chunk-size", "0"], model)
+    with pytest.raises(SystemExit):
+        _engine(["--enable-long-term", "--disable-long-term"], model)
+
+
+def test_infer_runs_cutie_with_long_term_memory_flip_and_chunks(tmp_path: Path, cutie_file: Path, capsys) -> None:
     root = _davis_root(tmp_path / "DAVIS")
     argv = ["infer", "--model", str(cutie_file), "--davis-root", str(root), "--out", str(tmp_path / "o")]
-    # Cutie's default has no long-term memory (not implemented yet); --disable-long-term is then a no-op
-    assert main([*argv, "--device", "cpu", "--size", "-1", "--disable-long-term"]) == 0, capsys.readouterr().err
+    options = ["--enable-long-term", "--flip-aug", "--chunk-size", "1", "--mem-every", "1"]
+    assert main([*argv, "--device", "cpu", "--size", "-1", *options]) == 0, capsys.readouterr().err
+    assert len(sorted((tmp_path / "o" / "aaa").glob("*.png"))) == 4
 
 
 def test_download_lists_the_cutie_files(capsys) -> None:

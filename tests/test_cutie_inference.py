@@ -1,7 +1,8 @@
 """Cutie inference (``corrvos.families.cutie``: memory and recurrence behind ``InferenceCore.step``) against the
 official ``InferenceCore`` of hkchengrex/Cutie on the same weights: every frame's probabilities, on a video whose size
 is not a multiple of 16 (the padding convention), with memory frames beyond ``max_mem_frames`` (eviction), the
-stagger rule, and an object introduced later (a second object group). Skips without ``.ref/Cutie``."""
+stagger rule, an object introduced later (a second object group), long-term memory (consolidations and long-term
+evictions, with usage), ``chunk_size`` and ``flip_aug``. Skips without ``.ref/Cutie``."""
 
 from __future__ import annotations
 
@@ -26,9 +27,18 @@ def test_stagger_offsets_follow_the_official_rule() -> None:
     assert stagger_offsets(6, 1) == {1}
 
 
-def test_long_term_memory_is_refused_until_implemented() -> None:
-    with pytest.raises(ValueError, match="long-term"):
-        CutieMemory(inference_config_for("cutie", enable_long_term=True))
+def test_options_other_families_cannot_take_are_refused() -> None:
+    from corrvos.families.stcn.network import STCN
+    from corrvos.inference.memory_store import make_memory, make_recurrence
+
+    stcn = STCN()
+    config = inference_config_for(stcn, flip_aug=True)
+    with pytest.raises(ValueError, match="flip_aug"):
+        make_recurrence(stcn, config, make_memory(stcn, config))
+    with pytest.raises(ValueError, match="chunk_size"):
+        inference_config_for("cutie", chunk_size=0)
+    with pytest.raises(ValueError, match="include_last"):
+        CutieMemory(inference_config_for("cutie", include_last=True))
 
 
 def _video(t: int, h: int, w: int) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
@@ -49,9 +59,34 @@ def _video(t: int, h: int, w: int) -> tuple[list[torch.Tensor], dict[int, torch.
     return frames, masks
 
 
+# long-term memory small enough for a 5 x 6 stride-16 map (30 elements per frame): a consolidation every second frame
+# (T_max 4, T_min 2: 60 candidates -> 16 prototypes) and a long-term eviction every third one (LT_max 60, buffer 8)
+_LONG_TERM = {"max_mid_term_frames": 4, "min_mid_term_frames": 2, "num_prototypes": 16}
+_OFFICIAL_LONG_TERM = {"count_usage": True, "max_mem_frames": 4, "min_mem_frames": 2, "num_prototypes": 16}
+_CASES = {
+    "fifo": ({"mem_every": 2, "stagger_updates": 5, "max_mem_frames": 3}, {}),
+    "stagger": ({"mem_every": 3, "stagger_updates": 2, "max_mem_frames": 5}, {}),
+    "long_term": (
+        {"mem_every": 1, "top_k": 10, "enable_long_term": True, "max_long_term_elements": 60, "long_term_buffer": 8}
+        | _LONG_TERM,
+        {"use_long_term": True, "long_term": _OFFICIAL_LONG_TERM | {"max_num_tokens": 60, "buffer_tokens": 8}},
+    ),
+    "chunk": ({"mem_every": 2, "chunk_size": 1}, {}),
+    "flip": (
+        {"mem_every": 2, "flip_aug": True, "enable_long_term": True, "max_long_term_elements": 60} | _LONG_TERM,
+        {
+            "use_long_term": True,
+            "long_term": _OFFICIAL_LONG_TERM | {"max_num_tokens": 60, "buffer_tokens": 2000},
+        },
+    ),
+}
+_OFFICIAL_NAMES = {"max_mem_frames", "mem_every", "stagger_updates", "top_k", "chunk_size", "flip_aug"}
+
+
 @pytest.mark.skipif(not have_official_cutie(), reason="needs .ref/Cutie and omegaconf")
-@pytest.mark.parametrize(("mem_every", "stagger", "max_frames"), [(2, 5, 3), (3, 2, 5)])
-def test_probabilities_equal_the_official_inference(mem_every: int, stagger: int, max_frames: int) -> None:
+@pytest.mark.parametrize("case", sorted(_CASES))
+def test_probabilities_equal_the_official_inference(case: str) -> None:
+    options, official_extra = _CASES[case]
     torch.manual_seed(0)
     ours = Cutie(key_encoder="resnet18").eval()
     with torch.no_grad():
@@ -59,13 +94,10 @@ def test_probabilities_equal_the_official_inference(mem_every: int, stagger: int
         # top-k softmax exponentiates without subtracting the maximum)
     official = build_official_cutie("small").eval()
     official.load_state_dict(ours.state_dict(), strict=True)
-    cfg = official_eval_config("small", mem_every=mem_every, stagger_updates=stagger, max_mem_frames=max_frames)
-    theirs = official_inference_core(official, cfg)
-    config = inference_config_for(
-        ours, internal_size=None, mem_every=mem_every, stagger_updates=stagger, max_mem_frames=max_frames
-    )
-    core = InferenceCore(ours, config)
-    frames, masks = _video(12, 72, 88)  # 72 x 88: padded to 80 x 96
+    shared = {k: v for k, v in options.items() if k in _OFFICIAL_NAMES}
+    theirs = official_inference_core(official, official_eval_config("small", **shared, **official_extra))
+    core = InferenceCore(ours, inference_config_for(ours, internal_size=None, **options))
+    frames, masks = _video(24 if case == "long_term" else 12, 72, 88)  # 72 x 88: padded to 80 x 96
     worst, disagree, pixels = 0.0, 0, 0
     with torch.inference_mode():
         for i, frame in enumerate(frames):
@@ -80,3 +112,9 @@ def test_probabilities_equal_the_official_inference(mem_every: int, stagger: int
             pixels += got[0].numel()
     assert worst <= 1e-4 and disagree / pixels <= 1e-4, (worst, disagree, pixels)
     assert core.memory.num_groups == 2
+    if options.get("enable_long_term"):
+        official_sizes = [theirs.memory.long_mem.size(b) for b in sorted(theirs.memory.long_mem.buckets)]
+        assert [g.long.size for g in core.memory.groups] == official_sizes
+        assert min(official_sizes) > 0  # consolidation happened in both groups
+        if case == "long_term":
+            assert official_sizes[0] == 60 - 16 - 8 + 16  # the first group's long-term memory was evicted

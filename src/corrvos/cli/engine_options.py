@@ -10,18 +10,48 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_engine_arguments", "check_amp", "check_engine_arguments", "engine_config", "load_inference_model"]
+__all__ = [
+    "ENGINE_SETTINGS",
+    "add_engine_arguments",
+    "check_amp",
+    "check_engine_arguments",
+    "engine_config",
+    "load_inference_model",
+]
+
+#: the engine options' argparse names, e.g. for recording the settings a result was made with
+ENGINE_SETTINGS = (
+    *("preset", "top_k", "mem_every", "include_last", "deep_update_every", "disable_long_term", "enable_long_term"),
+    *("min_mid_term_frames", "max_mid_term_frames", "num_prototypes", "max_long_term_elements", "long_term_buffer"),
+    *("max_mem_frames", "stagger_updates", "chunk_size", "flip_aug", "amp", "fold_bn"),
+)
+_POSITIVE = (
+    *("top_k", "mem_every", "min_mid_term_frames", "max_mid_term_frames", "num_prototypes", "max_long_term_elements"),
+    *("max_mem_frames", "stagger_updates"),
+)
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the inference engine shared by ``infer`` and ``segment`` (defaults: the model family's)."""
     from corrvos.families import option_defaults as d
     from corrvos.families import option_users as u
-    from corrvos.families import titles
+    from corrvos.families import presets, titles
 
     g = parser.add_argument_group(
         f"memory options (defaults: the official ones of the checkpoint's model family, {titles()}; an option "
         "applies to the families named in its help)"
+    )
+    named = presets()
+    g.add_argument(
+        "--preset",
+        choices=sorted({name for by_family in named.values() for name in by_family}) or None,
+        default=None,
+        help="a named set of the options below, under any option given explicitly: "
+        + "; ".join(
+            f"{name} ({family}): " + ", ".join(f"{k}={v}" for k, v in values.items())
+            for family, by_family in named.items()
+            for name, values in by_family.items()
+        ),
     )
     g.add_argument(
         "--top-k",
@@ -47,11 +77,18 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"{u('deep_update_every')}: renew the sensory memory with the value encoder (deep update) every N "
         "frames; -1 (default) does it on every memory frame",
     )
-    g.add_argument(
+    long_term = g.add_mutually_exclusive_group()
+    long_term.add_argument(
         "--disable-long-term",
         action="store_true",
-        help=f"{u('enable_long_term')}: keep every memory frame in working memory (no consolidation into "
-        "long-term memory; memory then grows with the video)",
+        help=f"{u('enable_long_term')}: no long-term memory (the working memory then keeps every memory frame and "
+        "grows with the video, or keeps the last --max-mem-frames where that option applies)",
+    )
+    long_term.add_argument(
+        "--enable-long-term",
+        action="store_true",
+        help=f"{u('enable_long_term')}: consolidate working memory into long-term memory (defaults: "
+        f"{d('enable_long_term')}; for long videos such as LVOS and BURST)",
     )
     g.add_argument(
         "--min-mid-term-frames",
@@ -78,6 +115,40 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"LT_max, long-term elements kept before the least-used are dropped ({d('max_long_term_elements')}; "
         "raise it if objects disappear for a long time)",
+    )
+    g.add_argument(
+        "--long-term-buffer",
+        type=int,
+        default=None,
+        help=f"{u('long_term_buffer')}: a long-term eviction keeps LT_max - P - this many elements "
+        f"({d('long_term_buffer')})",
+    )
+    g.add_argument(
+        "--max-mem-frames",
+        type=int,
+        default=None,
+        help=f"{u('max_mem_frames')}: memory frames kept without long-term memory, the permanent first one "
+        f"included ({d('max_mem_frames')}; the plus preset uses 10)",
+    )
+    g.add_argument(
+        "--stagger-updates",
+        type=int,
+        default=None,
+        help=f"{u('stagger_updates')}: sensory-memory updates by the decoder per --mem-every frames "
+        f"({d('stagger_updates')})",
+    )
+    g.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help=f"{u('chunk_size')}: objects processed at a time (-1: all at once; {d('chunk_size')}); smaller "
+        "bounds the GPU memory of videos with many objects",
+    )
+    g.add_argument(
+        "--flip-aug",
+        action="store_true",
+        help=f"{u('flip_aug')}: also segment the mirror image (a second memory) and average the two; about twice "
+        "the time",
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast (CUDA only)")
@@ -107,8 +178,9 @@ def engine_config(
     import dataclasses
 
     from corrvos.errors import ConfigError
+    from corrvos.families import preset_options
     from corrvos.inference.config import inference_config_for
-    from corrvos.inference.memory_store import make_memory
+    from corrvos.inference.memory_store import make_memory, make_recurrence
 
     size = getattr(args, "size", None)
     overrides: dict[str, Any] = {
@@ -116,15 +188,23 @@ def engine_config(
         "mem_every": args.mem_every,
         "include_last": True if args.include_last else None,
         "deep_update_every": args.deep_update_every,
-        "enable_long_term": False if args.disable_long_term else None,
+        "enable_long_term": False if args.disable_long_term else True if args.enable_long_term else None,
         "min_mid_term_frames": args.min_mid_term_frames,
         "max_mid_term_frames": args.max_mid_term_frames,
         "num_prototypes": args.num_prototypes,
         "max_long_term_elements": args.max_long_term_elements,
+        "long_term_buffer": args.long_term_buffer,
+        "max_mem_frames": args.max_mem_frames,
+        "stagger_updates": args.stagger_updates,
+        "chunk_size": args.chunk_size,
+        "flip_aug": True if args.flip_aug else None,
         "amp": args.amp,
     }
     try:
-        config = inference_config_for(model, **{k: v for k, v in overrides.items() if v is not None})
+        preset = {} if args.preset is None else preset_options(model, args.preset)
+        if size is None and "internal_size" in preset:
+            size = preset.pop("internal_size")
+        config = inference_config_for(model, **(preset | {k: v for k, v in overrides.items() if v is not None}))
         if size is not None:
             config = dataclasses.replace(config, internal_size=size if size > 0 else None)
         elif config.internal_size is None and default_size is not None:
@@ -136,7 +216,7 @@ def engine_config(
             and not getattr(args, "upsample", False)
         ):
             config = dataclasses.replace(config, internal_size=None)  # smaller than --size: keep, never enlarge
-        make_memory(model, config)  # options the model's memory refuses
+        make_recurrence(model, config, make_memory(model, config))  # options the model's family refuses
     except ValueError as exc:
         raise ConfigError(f"bad inference option: {exc}") from exc
     return config
@@ -146,17 +226,14 @@ def check_engine_arguments(args: argparse.Namespace) -> None:
     """Validate the shared engine options before any slow work (ConfigError naming the option)."""
     from corrvos.errors import ConfigError
 
-    for name in (
-        "top_k",
-        "mem_every",
-        "min_mid_term_frames",
-        "max_mid_term_frames",
-        "num_prototypes",
-        "max_long_term_elements",
-    ):
+    for name in _POSITIVE:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.long_term_buffer is not None and args.long_term_buffer < 0:
+        raise ConfigError(f"--long-term-buffer must be >= 0, got {args.long_term_buffer}")
+    if args.chunk_size is not None and (args.chunk_size == 0 or args.chunk_size < -1):
+        raise ConfigError(f"--chunk-size must be -1 (all objects) or >= 1, got {args.chunk_size}")
     size = getattr(args, "size", None)
     if size is not None and size != -1 and size < 16:
         raise ConfigError(

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corrvos.cli.engine_options import add_engine_arguments
+from corrvos.cli.engine_options import ENGINE_SETTINGS, add_engine_arguments
 from corrvos.data.mask_formats import MASK_FORMATS
 
 if TYPE_CHECKING:
@@ -359,8 +359,7 @@ def _job(args: argparse.Namespace) -> dict[str, Any]:
         model = Path(args.model)  # reported when it is loaded
     settings = (
         *("mask_format", "resize_mask", "start", "end", "stride", "forward_only", "no_overlay", "alpha", "fps"),
-        *("size", "upsample", "top_k", "mem_every", "include_last", "deep_update_every", "disable_long_term"),
-        *("min_mid_term_frames", "max_mid_term_frames", "num_prototypes", "max_long_term_elements", "amp", "fold_bn"),
+        *("size", "upsample", *ENGINE_SETTINGS),
     )
     return {
         "command": "segment",

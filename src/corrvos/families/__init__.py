@@ -67,6 +67,20 @@ def option_users(option: str) -> str:
     return " / ".join(c.title for c in cards().values() if option in c.inference_defaults)
 
 
+def presets() -> dict[str, dict[str, dict[str, Any]]]:
+    """Family title -> preset name -> options, of the families that have named presets (torch-free)."""
+    return {c.title: {n: dict(v) for n, v in c.presets.items()} for c in cards().values() if c.presets}
+
+
+def preset_options(model_or_family: Any, name: str) -> dict[str, Any]:
+    """The options of preset ``name`` of a model's family (or a family name); ValueError naming the presets."""
+    card = family(model_or_family).card if isinstance(model_or_family, str) else family_of(model_or_family).card
+    if name not in card.presets:
+        known = ", ".join(sorted(card.presets)) or "none"
+        raise ValueError(f"{card.title} has no preset {name!r} (its presets: {known})")
+    return dict(card.presets[name])
+
+
 def titles() -> str:
     """Every family's title, for help texts ("STCN / XMem")."""
     return " / ".join(c.title for c in cards().values())

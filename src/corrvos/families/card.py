@@ -25,6 +25,8 @@ class FamilyCard:
         (``youtube_all_frames``).
     checkpoint_markers: how its state_dicts are told apart, for error messages.
     checkpoint_sources: the official releases it loads, for help texts ("STCN / VOS_Correspondence").
+    presets: named sets of inference options (``--preset``; e.g. Cutie's "plus"); ``internal_size`` in a preset
+        stands for ``--size``.
     """
 
     name: str
@@ -33,3 +35,4 @@ class FamilyCard:
     driver_defaults: Mapping[str, Any] = field(default_factory=dict)
     checkpoint_markers: str = ""
     checkpoint_sources: str = ""
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

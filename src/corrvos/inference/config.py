@@ -2,7 +2,10 @@
 
 ``InferenceConfig`` groups every option of :class:`corrvos.inference.InferenceCore`. ``inference_config_for(model)``
 starts from the defaults of the model's family (STCN's eval scripts or XMem's ``eval.py``) and applies overrides.
-Options a family does not use are ignored by it (STCN has no long-term memory; XMem has no temporary last frame).
+Options a family does not use are ignored by it (STCN has no long-term memory; XMem has no temporary last frame);
+``flip_aug`` is refused by the families whose recurrence cannot take a batch of two. Cutie's defaults (its
+``eval_config.yaml``: top_k 30, long-term memory off, 480-pixel shorter side, ...) are in its card; the long-term
+settings T_max / T_min / P / LT_max have the same defaults in XMem and Cutie.
 
 | option | STCN | XMem | paper symbol / meaning |
 |---|---|---|---|
@@ -15,9 +18,12 @@ Options a family does not use are ignored by it (STCN has no long-term memory; X
 | ``max_mid_term_frames`` | (unused) | 10 | T_max: working-memory frames that trigger consolidation |
 | ``num_prototypes`` | (unused) | 128 | P: prototypes per consolidation |
 | ``max_long_term_elements`` | (unused) | 10000 | LT_max: long-term elements before least-used eviction |
-| ``count_long_term_usage`` | (unused) | None | count long-term usage (None: eval.py rule from the length) |
-| ``max_mem_frames`` | (unused) | (unused) | Cutie (5): memory frames kept, the group's first one included |
+| ``count_long_term_usage`` | (unused) | None | count long-term usage (None: eval.py's rule; Cutie counts) |
+| ``long_term_buffer`` | (unused) | (unused) | Cutie (2000): elements below LT_max - P that a long-term eviction frees |
+| ``max_mem_frames`` | (unused) | (unused) | Cutie (5): frames kept without long-term memory, the first included |
 | ``stagger_updates`` | (unused) | (unused) | Cutie (5): sensory updates by the decoder per ``mem_every`` frames |
+| ``chunk_size`` | (unused) | (unused) | Cutie (-1 = all): objects processed at a time |
+| ``flip_aug`` | (refused) | (refused) | Cutie (False): average with the mirror image (two memories) |
 | ``internal_size`` | None | 480 | shorter side the frames are resized to before the network (None = as given) |
 | ``resize_mode`` | "bicubic" | "bilinear" | interpolation of that resize (STCN's YouTube-VOS driver / XMem's eval.py) |
 """
@@ -44,8 +50,11 @@ class InferenceConfig:
     num_prototypes: int = 128
     max_long_term_elements: int = 10000
     count_long_term_usage: bool | None = None
+    long_term_buffer: int = 2000
     max_mem_frames: int = 5
     stagger_updates: int = 5
+    chunk_size: int = -1
+    flip_aug: bool = False
     internal_size: int | None = None
     resize_mode: str = "bicubic"
     amp: str = "none"
@@ -68,6 +77,10 @@ class InferenceConfig:
                 f"max_mem_frames must be >= 2 and stagger_updates >= 1, got {self.max_mem_frames} and "
                 f"{self.stagger_updates}"
             )
+        if self.long_term_buffer < 0:
+            raise ValueError(f"long_term_buffer must be >= 0, got {self.long_term_buffer}")
+        if self.chunk_size == 0 or self.chunk_size < -1:
+            raise ValueError(f"chunk_size must be -1 (every object at once) or >= 1, got {self.chunk_size}")
         if self.num_prototypes < 1:
             raise ValueError(f"num_prototypes must be >= 1, got {self.num_prototypes}")
         if self.enable_long_term and self.max_long_term_elements <= self.num_prototypes:

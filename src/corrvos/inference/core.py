@@ -125,7 +125,8 @@ class InferenceCore:
 
     @property
     def hidden(self) -> Tensor | None:
-        """[1, N, CH, h, w] hidden (sensory) state in channel order, for models that keep one."""
+        """[B, N, CH, h, w] hidden (sensory) state in channel order (B = 2 with ``flip_aug``), for models that keep
+        one."""
         return self.recurrence.hidden
 
     @property
@@ -156,7 +157,8 @@ class InferenceCore:
         self.frame_index += 1
 
     def _prepare_image(self, image: Tensor) -> Tensor:
-        """[3, H, W] RGB in [0, 1] -> normalised, resized, padded [1, 3, H', W'] on the model's device."""
+        """[3, H, W] RGB in [0, 1] -> normalised, resized, padded [1, 3, H', W'] on the model's device ([2, ...]
+        with ``flip_aug``: the mirror image follows)."""
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(f"image must be [3, H, W], got {tuple(image.shape)}")
         shape = (int(image.shape[1]), int(image.shape[2]))
@@ -168,6 +170,8 @@ class InferenceCore:
         x = resize_image(x, resized_shape(*shape, self.config.internal_size), self.config.resize_mode)  # [1, 3, H', W']
         fill = self._black if self.recurrence.pads_before_normalising else None
         x, self.pad = pad_to_multiple(x, 16, fill=fill)  # [1, 3, Hp, Wp]
+        if self.config.flip_aug:
+            x = torch.cat([x, x.flip(-1)])  # [2, 3, Hp, Wp]: the frame and its mirror image
         return x
 
     def _prepare_mask(self, mask: Tensor | np.ndarray) -> Tensor:

@@ -55,4 +55,6 @@ def make_recurrence(model: Any, config: InferenceConfig, memory: MemoryStore) ->
     from corrvos.inference.recurrence import MatchingRecurrence
 
     cls = family_of(model).recurrence or MatchingRecurrence
+    if config.flip_aug and not cls.supports_flip_aug:
+        raise ValueError(f"flip_aug (averaging with the mirror image) is not supported by {family_of(model).title}")
     return cls(model, config, memory)

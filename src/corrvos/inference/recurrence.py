@@ -33,6 +33,7 @@ class MatchingRecurrence:
     """
 
     pads_before_normalising = False  # frames are normalised, then zero-padded (STCN's and XMem's convention)
+    supports_flip_aug = False  # whether frames may come as a batch of two (the frame and its mirror image)
 
     def __init__(self, model: nn.Module, config: InferenceConfig, memory: Any) -> None:
         self.model, self.config, self.memory = model, config, memory
@@ -52,10 +53,10 @@ class MatchingRecurrence:
 
     def add_objects(self, new_ids: list[int], ids: list[int], like: Tensor) -> None:
         """Objects ``new_ids`` joined (``ids``: every known id, ascending): give them a zero hidden state at their
-        channels. ``like``: a [.., h, w] tensor of the frame's stride-16 size."""
+        channels. ``like``: a [B, .., h, w] tensor of the frame's batch and stride-16 size."""
         if self.model.hidden_dim <= 0:
             return
-        fresh = zero_hidden(self.model, 1, len(ids), *like.shape[-2:], like=like)  # [1, N, CH, h, w]
+        fresh = zero_hidden(self.model, like.shape[0], len(ids), *like.shape[-2:], like=like)  # [B, N, CH, h, w]
         if self.hidden is not None:
             old = [c for c, obj_id in enumerate(ids) if obj_id not in new_ids]
             fresh[:, old] = self.hidden.to(fresh.dtype)

@@ -170,7 +170,14 @@ class Cutie(StagedModel):
         )
 
     def encode_value(
-        self, frame: Tensor, pix_feat: Tensor, masks: Tensor, sensory: Tensor, *, deep_update: bool = True
+        self,
+        frame: Tensor,
+        pix_feat: Tensor,
+        masks: Tensor,
+        sensory: Tensor,
+        *,
+        deep_update: bool = True,
+        chunk_size: int = -1,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """A memory frame's value, updated sensory memory and object summaries.
 
@@ -180,6 +187,8 @@ class Cutie(StagedModel):
             masks: [B, N, H, W] object probabilities.
             sensory: [B, N, CS, h, w] sensory memory.
             deep_update: update the sensory memory from the value (else it is returned unchanged).
+            chunk_size: objects encoded at a time (< 1: all; Cutie's ``chunk_size``, which bounds the memory; the
+                "others" channel still comes from every object).
 
         Returns:
             (value [B, N, CV, h, w], sensory [B, N, CS, h, w], summaries [B, N, 16, C+1]).
@@ -187,11 +196,21 @@ class Cutie(StagedModel):
         enc = self.mask_encoder
         g = masks.unsqueeze(2) if self.single_object else torch.stack([masks, others_mask(masks)], dim=2)
         b, n = g.shape[:2]
-        x = torch.cat([frame.unsqueeze(1).expand(-1, n, -1, -1, -1), g], dim=2).flatten(0, 1)  # [B*N, 5, H, W]
-        x = enc.trunk(x)  # [B*N, 256, h, w]
-        value = enc.fuser(pix_feat, x.view(b, n, *x.shape[1:]))  # [B, N, CV, h, w]
+        step = n if chunk_size < 1 else chunk_size
+        values, sensories = [], []
+        for i in range(0, n, step):
+            part = g[:, i : i + step]  # [B, n_c, 1|2, H, W]
+            n_c = part.shape[1]
+            x = torch.cat([frame.unsqueeze(1).expand(-1, n_c, -1, -1, -1), part], dim=2).flatten(
+                0, 1
+            )  # [B*n_c, 5, H, W]
+            x = enc.trunk(x)  # [B*n_c, 256, h, w]
+            value = enc.fuser(pix_feat, x.view(b, n_c, *x.shape[1:]))  # [B, n_c, CV, h, w]
+            values.append(value)
+            sensories.append(enc.sensory_update(value, sensory[:, i : i + step]) if deep_update else None)
+        value = values[0] if len(values) == 1 else torch.cat(values, dim=1)  # [B, N, CV, h, w]
         if deep_update:
-            sensory = enc.sensory_update(value, sensory)
+            sensory = sensories[0] if len(sensories) == 1 else torch.cat(sensories, dim=1)
         return value, sensory, self.object_summarizer(masks, value)
 
     def fuse_pixel(self, pix_feat: Tensor, readout: Tensor, sensory: Tensor, last_mask: Tensor) -> Tensor:
@@ -218,21 +237,31 @@ class Cutie(StagedModel):
         *,
         selector: Tensor | None = None,
         update_hidden: bool = True,
+        chunk_size: int = -1,
     ) -> SegmentOutput:
-        """Decode every object, sigmoid, mask by ``selector`` [B, N], soft-aggregate, upsample x4; update the
-        sensory memory ``hidden`` [B, N, CS, h, w] (returned as ``hidden`` when ``update_hidden``)."""
+        """Decode every object (``chunk_size`` at a time; < 1: all), sigmoid, mask by ``selector`` [B, N],
+        soft-aggregate, upsample x4; update the sensory memory ``hidden`` [B, N, CS, h, w] (returned as ``hidden``
+        when ``update_hidden``)."""
         dec = self.mask_decoder
         b, n = readout16.shape[:2]
         f8, f4 = (t(f) for t, f in zip(dec.decoder_feat_proc.transforms, (feats.f8, feats.f4), strict=True))
-        p8 = dec.up_16_8(readout16, f8)  # [B, N, 128, 2h, 2w]
-        p4 = dec.up_8_4(p8, f4)  # [B, N, 128, 4h, 4w]
-        with torch.autocast(device_type=p4.device.type, enabled=False):
-            logits = dec.pred(F.relu(p4.flatten(0, 1).float()))  # [B*N, 1, 4h, 4w]
-        new_hidden = None
-        if update_hidden and hidden is not None:
-            p4 = torch.cat([p4, logits.view(b, n, 1, *logits.shape[-2:])], dim=2)
-            new_hidden = dec.sensory_update([readout16, p8, p4], hidden)
-        prob = torch.sigmoid(logits.view(b, n, *logits.shape[-2:]))  # [B, N, 4h, 4w]
+        step = n if chunk_size < 1 else chunk_size
+        all_logits, hiddens = [], []
+        for i in range(0, n, step):
+            r16 = readout16[:, i : i + step]  # [B, n_c, C, h, w]
+            n_c = r16.shape[1]
+            p8 = dec.up_16_8(r16, f8)  # [B, n_c, 128, 2h, 2w]
+            p4 = dec.up_8_4(p8, f4)  # [B, n_c, 128, 4h, 4w]
+            with torch.autocast(device_type=p4.device.type, enabled=False):
+                logits = dec.pred(F.relu(p4.flatten(0, 1).float()))  # [B*n_c, 1, 4h, 4w]
+            logits = logits.view(b, n_c, *logits.shape[-2:])  # [B, n_c, 4h, 4w]
+            all_logits.append(logits)
+            if update_hidden and hidden is not None:
+                p4 = torch.cat([p4, logits.unsqueeze(2)], dim=2)
+                hiddens.append(dec.sensory_update([r16, p8, p4], hidden[:, i : i + step]))
+        logits = all_logits[0] if len(all_logits) == 1 else torch.cat(all_logits, dim=1)  # [B, N, 4h, 4w]
+        new_hidden = None if not hiddens else hiddens[0] if len(hiddens) == 1 else torch.cat(hiddens, dim=1)
+        prob = torch.sigmoid(logits)  # [B, N, 4h, 4w]
         if selector is not None:
             prob = prob * selector[:, :, None, None].to(prob.dtype)
         agg = aggregate_logits(prob.float())  # [B, N+1, 4h, 4w]
