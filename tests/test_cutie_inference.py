@@ -110,6 +110,7 @@ def test_probabilities_equal_the_official_inference(case: str) -> None:
             worst = max(worst, float((got - want).abs().max()))
             disagree += int((got.argmax(0) != want.argmax(0)).sum())  # near-ties of a random-init network
             pixels += got[0].numel()
+    print(f"{case}: worst {worst:.2g}, disagree {disagree}/{pixels}")
     assert worst <= 1e-4 and disagree / pixels <= 1e-4, (worst, disagree, pixels)
     assert core.memory.num_groups == 2
     if options.get("enable_long_term"):

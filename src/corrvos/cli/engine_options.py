@@ -31,6 +31,11 @@ _POSITIVE = (
 )
 
 
+def _flag(option: str) -> str:
+    """The command-line flag of an ``InferenceConfig`` field (``internal_size`` is ``--size``)."""
+    return "size" if option == "internal_size" else option.replace("_", "-")
+
+
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the inference engine shared by ``infer`` and ``segment`` (defaults: the model family's)."""
     from corrvos.families import option_defaults as d
@@ -48,7 +53,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="a named set of the options below, under any option given explicitly: "
         + "; ".join(
-            f"{name} ({family}): " + ", ".join(f"{k}={v}" for k, v in values.items())
+            f"{name} ({family}): " + " ".join(f"--{_flag(k)} {v}" for k, v in values.items())
             for family, by_family in named.items()
             for name, values in by_family.items()
         ),
