@@ -150,18 +150,23 @@ def load_official(stcn_root: Path, device: torch.device) -> types.SimpleNamespac
     )
 
 
+def _import_official(root: Path, resnet: str, network: str, core: str) -> tuple[types.ModuleType, types.ModuleType]:
+    """The network and inference-core modules of an official checkout at ``root``, with the ImageNet initialisation
+    of its ResNets (``load_weights_add_extra_dim`` and ``model_zoo.load_url`` of module ``resnet``) patched out."""
+    sys.path.insert(0, str(root))
+    module = importlib.import_module(resnet)
+    module.load_weights_add_extra_dim = lambda *args, **kwargs: None
+    module.model_zoo.load_url = lambda *args, **kwargs: {}
+    return importlib.import_module(network), importlib.import_module(core)
+
+
 def load_official_xmem(xmem_root: Path) -> types.SimpleNamespace:
     """Import hkchengrex/XMem's network and ``InferenceCore`` from a checkout (no torchvision, no download).
 
     The ImageNet initialisation of its ResNets (``model.resnet.load_weights_add_extra_dim`` and
     ``model_zoo.load_url``) is patched out: the weights are replaced by corrvos' afterwards anyway.
     """
-    sys.path.insert(0, str(xmem_root))
-    resnet = importlib.import_module("model.resnet")
-    resnet.load_weights_add_extra_dim = lambda *args, **kwargs: None
-    resnet.model_zoo.load_url = lambda *args, **kwargs: {}
-    network = importlib.import_module("model.network")
-    core = importlib.import_module("inference.inference_core")
+    network, core = _import_official(xmem_root, "model.resnet", "model.network", "inference.inference_core")
     return types.SimpleNamespace(XMem=network.XMem, InferenceCore=core.InferenceCore)
 
 
@@ -226,12 +231,9 @@ def cutie_official_config(root: Path):
 def load_official_cutie(root: Path) -> types.SimpleNamespace:
     """Import hkchengrex/Cutie's network and ``InferenceCore`` from a checkout (its ResNet ImageNet download patched
     out: the weights are replaced by corrvos' afterwards anyway)."""
-    sys.path.insert(0, str(root))
-    resnet = importlib.import_module("cutie.model.utils.resnet")
-    resnet.load_weights_add_extra_dim = lambda *args, **kwargs: None
-    resnet.model_zoo.load_url = lambda *args, **kwargs: {}
-    network = importlib.import_module("cutie.model.cutie")
-    core = importlib.import_module("cutie.inference.inference_core")
+    network, core = _import_official(
+        root, "cutie.model.utils.resnet", "cutie.model.cutie", "cutie.inference.inference_core"
+    )
     return types.SimpleNamespace(CUTIE=network.CUTIE, InferenceCore=core.InferenceCore)
 
 
