@@ -4,6 +4,7 @@ uploads and their checks, propagation jobs, exports, the token and the Host chec
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,9 @@ from PIL import Image
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 
-from starlette.testclient import TestClient
+with warnings.catch_warnings():  # Starlette 1.x suggests httpx2 for its TestClient; httpx works the same here
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient
 
 from corrvos.annotate import Project, Propagator
 from corrvos.annotate.server import create_app
@@ -21,6 +24,7 @@ from corrvos.data.io import read_label
 from test_annotate_project import _folder, _make_core, _scene
 
 LOCAL = "http://127.0.0.1"
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 
 @pytest.fixture
