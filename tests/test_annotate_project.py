@@ -212,7 +212,8 @@ def test_per_object_overlay_and_training_set_exports(tmp_path: Path) -> None:
         seq = DavisDataset(root, split="train").sequence("my_clip")
         assert len(seq) == 4 and seq.object_ids == [1, 2]
         assert np.array_equal(read_label(root / "Annotations/480p/my_clip/00002.png"), _scene(2)[1])
-        assert len(davis_clip_dataset(root, split="train", num_frames=3)) == 1
+        clips = davis_clip_dataset(root, split="train", num_frames=3, max_skip=1)
+        assert len(clips) == 1 and clips[0] is not None  # the training loader draws a clip from it
         video = export(project, "overlay")
         cap = cv2.VideoCapture(str(video))
         count = 0
@@ -226,3 +227,43 @@ def test_per_object_overlay_and_training_set_exports(tmp_path: Path) -> None:
         assert not (tmp_path / "proj" / "exports" / "masks").exists()
         with pytest.raises(DataError, match="sequence name"):
             export(project, "training-set", name="../up")
+
+
+def test_cli_help_explains_every_option(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["annotate", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--video", "--model", "--project", "--host", "--port", "--no-browser", "--max-upload-mb", "--size"):
+        assert option in text, option
+    assert "keyboard shortcuts" in text and "token" in text
+
+
+def test_cli_opens_the_default_project_and_serves_it(tmp_path: Path, ckpt: Path, monkeypatch, capsys) -> None:
+    pytest.importorskip("starlette")
+    import corrvos.annotate.server as server
+
+    frames = _folder(tmp_path / "clip", 2)
+    served = {}
+
+    def fake_serve(project, make_core, **options) -> None:
+        served.update(options, root=project.root, core=make_core(2))
+
+    monkeypatch.setattr(server, "serve", fake_serve)
+    argv = ["annotate", "--video", str(frames), "--model", str(ckpt), "--device", "cpu", "--no-browser"]
+    assert main([*argv, "--max-upload-mb", "2"]) == 0
+    assert served["root"] == tmp_path / "clip.annotate" and (tmp_path / "clip.annotate" / "project.json").is_file()
+    assert (served["host"], served["port"], served["open_browser"], served["max_upload"]) == (
+        "127.0.0.1",
+        0,
+        False,
+        2 << 20,
+    )
+    assert served["core"].config.internal_size is None  # a 48x80 video is not enlarged to 480, as in segment
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"no video")
+    assert main(["annotate", "--video", str(bad), "--model", str(ckpt), "--no-browser"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("corrvos annotate: error:") and "bad.mp4" in err and "\n" not in err
+    assert main([*argv, "--port", "70000"]) == 2
+    assert "--port must lie in 0..65535" in capsys.readouterr().err
