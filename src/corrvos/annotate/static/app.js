@@ -289,7 +289,7 @@ function renderObjects() {
       applyState(await (await api("DELETE", `/api/objects/${obj.id}`)).json());
       if (S.selected === obj.id) S.selected = null;
       renderObjects();
-      await showFrame(S.frame);
+      await showFrame(S.target);
     });
     item.append(pick, colour, name, remove);
     list.append(item);
@@ -359,7 +359,7 @@ function poll() {
     if (job.frames_written !== S.written || !running) {
       S.written = job.frames_written;
       await refreshState();
-      if (!S.drawing && S.pending === 0 && !S.polygon.length) await showFrame(S.frame);
+      if (!S.drawing && S.pending === 0 && !S.polygon.length) await showFrame(S.target);
     }
     if (!running) {
       clearInterval(S.polling);
@@ -460,12 +460,12 @@ async function start() {
     if (!file) return;
     const answer = await api("PUT", `/api/annotations/${S.frame}`, file, "image/png");
     applyState(await answer.json());
-    await showFrame(S.frame);
+    await showFrame(S.target);
     say(`loaded ${file.name} onto frame ${S.project.frames[S.frame]}`, true);
   });
   $("clear-annotation").onclick = guarded(async () => {
     applyState(await (await api("DELETE", `/api/annotations/${S.frame}`)).json());
-    await showFrame(S.frame);
+    await showFrame(S.target);
   });
   for (const d of ["forward", "backward", "both"]) $(`propagate-${d}`).onclick = guarded(() => propagate(d));
   $("cancel").onclick = guarded(async () => showJob(await (await api("POST", "/api/propagate/cancel")).json()));
