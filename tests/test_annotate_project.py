@@ -53,7 +53,7 @@ def test_both_equals_segment_and_the_palette_export_is_its_masks(tmp_path: Path,
     frames = _folder(tmp_path / "frames")
     with Project.open(tmp_path / "proj", frames) as project:
         project.set_annotation(2, _only(_scene(2)[1], 1))  # object 1 on frame 2: frames 0-1 run backwards
-        project.set_annotation(4, _scene(4)[1])  # object 2 appears on frame 4, object 1 corrected there
+        project.set_annotation(4, _only(_scene(4)[1], 2))  # object 2 appears on frame 4; object 1 keeps its prediction
         written = run_propagation(project, _make_core(ckpt, frames), "both")
         assert written == N
         ours = {name: project.propagated(i) for i, name in enumerate(project.frame_names)}
@@ -65,6 +65,7 @@ def test_both_equals_segment_and_the_palette_export_is_its_masks(tmp_path: Path,
         assert np.array_equal(read_label(exported / f"{name}.png"), label), name
     assert (ours["00000"] == 1).sum() > 20  # the backward pass ran
     assert not np.any(ours["00003"] == 2) and (ours["00005"] == 2).sum() > 20  # object 2 from frame 4 on
+    assert np.any(ours["00004"] == 1)  # the annotated frame's mask is the engine's (object 1 predicted), as segment
 
 
 def test_forward_leaves_earlier_frames_and_equals_segment_from_the_first_annotation(tmp_path: Path, ckpt) -> None:
