@@ -342,7 +342,7 @@ def serve(
         sock.close()
         raise DataError(None, f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose another --port") from exc
     bound = sock.getsockname()[1]
-    shown = "127.0.0.1" if local else host
+    shown = "127.0.0.1" if local else socket.gethostname() if host in ("0.0.0.0", "::", "") else host
     url = f"http://{shown}:{bound}/" + ("" if token is None else f"?token={token}")
     print(f"corrvos annotate: open {url}  (Ctrl-C stops the server; the project is saved as you work)", flush=True)
     if open_browser:
