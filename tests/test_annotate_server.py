@@ -131,7 +131,7 @@ def test_static_files_and_no_path_traversal(served) -> None:
     client, _ = served
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text
-    assert client.get("/static/app.js").status_code == 200
+    assert all(client.get(f"/static/{name}").status_code == 200 for name in ("app.js", "draw.js", "style.css"))
     for path in ("/static/../server.py", "/static/%2e%2e/server.py", "/static/..%2fserver.py", "/api/frames/-1"):
         assert client.get(path).status_code == 404, path
 
