@@ -134,6 +134,7 @@ def _propagate(driver, direction: str) -> None:
     _settled(driver)
 
 
+@pytest.mark.slow
 def test_draw_propagate_correct_export_equals_segment(browser, server, tmp_path: Path, ckpt: Path) -> None:
     url, project, frames = server
     shots = os.environ.get("CORRVOS_ANNOTATE_SCREENSHOTS")
