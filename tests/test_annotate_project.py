@@ -20,6 +20,8 @@ from corrvos.cli.annotate import core_factory
 from corrvos.data.io import read_label, write_image, write_label
 from corrvos.errors import DataError
 from test_cli_infer import _scene, _write_mp4
+from test_cli_xmem import xmem_file  # noqa: F401 - fixture
+from test_cutie_cli import cutie_file  # noqa: F401 - fixture
 
 N = 6  # frames
 
@@ -66,6 +68,19 @@ def test_both_equals_segment_and_the_palette_export_is_its_masks(tmp_path: Path,
     assert (ours["00000"] == 1).sum() > 20  # the backward pass ran
     assert not np.any(ours["00003"] == 2) and (ours["00005"] == 2).sum() > 20  # object 2 from frame 4 on
     assert np.any(ours["00004"] == 1)  # the annotated frame's mask is the engine's (object 1 predicted), as segment
+
+
+@pytest.mark.parametrize("family_file", ["xmem_file", "cutie_file"])
+def test_other_families_propagate_as_segment(tmp_path: Path, family_file: str, request) -> None:
+    model = request.getfixturevalue(family_file)
+    frames = _folder(tmp_path / "frames", 4)
+    with Project.open(tmp_path / "proj", frames) as project:
+        project.set_annotation(1, _scene(1)[1])
+        assert run_propagation(project, _make_core(model, frames), "both") == 4
+        ours = {name: project.propagated(i) for i, name in enumerate(project.frame_names)}
+    theirs = _segment(model, frames, tmp_path / "proj" / "annotations", tmp_path / "seg")
+    assert sorted(theirs) == sorted(ours)
+    assert all(np.array_equal(ours[k], theirs[k]) for k in theirs)
 
 
 def test_forward_leaves_earlier_frames_and_equals_segment_from_the_first_annotation(tmp_path: Path, ckpt) -> None:
