@@ -136,6 +136,8 @@ def _propagate(driver, direction: str) -> None:
 
 @pytest.mark.slow
 def test_draw_propagate_correct_export_equals_segment(browser, server, tmp_path: Path, ckpt: Path) -> None:
+    from selenium.webdriver.common.keys import Keys
+
     url, project, frames = server
     shots = os.environ.get("CORRVOS_ANNOTATE_SCREENSHOTS")
     browser.get(url)
@@ -153,6 +155,17 @@ def test_draw_propagate_correct_export_equals_segment(browser, server, tmp_path:
     first = project.annotation(0)
     assert first[35, 40] == 1 and first[28, 28] == 1 and first[5, 5] == 0 and first[90, 150] == 0
     assert set(np.unique(first).tolist()) == {0, 1}
+    body.send_keys("e")  # the eraser through the object, then ctrl+z restores the mask before that stroke
+    _drag(browser, [(40, 20), (40, 50)])
+    _settled(browser)
+    _wait(browser, "window.annotate.label[35 * 160 + 40] === 0")
+    _settled(browser)
+    assert project.annotation(0)[35, 40] == 0
+    body.send_keys(Keys.CONTROL, "z")
+    _wait(browser, "window.annotate.label[35 * 160 + 40] === 1")
+    _settled(browser)
+    assert np.array_equal(project.annotation(0), first)
+    body.send_keys("b")
 
     _propagate(browser, "both")
     assert project.mask(5)[1] == "propagated"

@@ -6,7 +6,7 @@
 const $ = (id) => document.getElementById(id);
 const S = {
   project: null, frame: 0, label: null, kind: "none", selected: null, tool: "brush", zoom: 1, playing: false,
-  target: 0, polygon: [], drawing: false, last: null, pending: 0, loadToken: 0, polling: null, written: -1, overlay: true,
+  target: 0, undo: [], polygon: [], drawing: false, last: null, pending: 0, loadToken: 0, polling: null, written: -1, overlay: true,
 };
 window.annotate = S; // for the browser tests and the curious
 let W = 0, H = 0;
@@ -74,6 +74,7 @@ async function showFrame(i) {
   const answer = await api("GET", `/api/masks/${i}`);
   const bytes = answer.status === 204 ? null : new Uint8Array(await answer.arrayBuffer());
   if (token !== S.loadToken) return; // another frame was asked for meanwhile
+  if (i !== S.frame) S.undo = []; // undo is per frame: the masks before each stroke since the frame was shown
   S.frame = i;
   frameCtx.drawImage(image, 0, 0);
   S.label = bytes || new Uint8Array(W * H);
@@ -255,6 +256,7 @@ function onKey(event) {
   else if (k === "-") setZoom(S.zoom / 1.25);
   else if (k === "o") { $("show-overlay").checked = !$("show-overlay").checked; S.overlay = $("show-overlay").checked; renderOverlay(); }
   else if (k === "Enter") closePolygon();
+  else if (k === "z" && (event.ctrlKey || event.metaKey)) undo();
   else if (k === "Escape") { S.polygon = []; renderDraw(); }
   else return;
   event.preventDefault();

@@ -114,6 +114,7 @@ function imagePoint(event) {
 
 function closePolygon() {
   if (S.polygon.length >= 3 && needObject()) {
+    S.undo.push(S.label.slice());
     fillPolygon(S.polygon, S.selected);
     S.polygon = [];
     renderDraw();
@@ -134,6 +135,7 @@ function setupDrawing() {
       return;
     }
     if (S.tool === "brush" && !needObject()) return;
+    S.undo.push(S.label.slice()); // the mask before this stroke
     S.drawing = true;
     S.last = null;
     canvas.setPointerCapture(event.pointerId);
@@ -153,4 +155,11 @@ function setupDrawing() {
   canvas.addEventListener("pointerup", finish);
   canvas.addEventListener("pointercancel", finish);
   canvas.addEventListener("dblclick", closePolygon);
+}
+
+function undo() {
+  if (!S.undo.length || S.drawing) return say("nothing to undo on this frame");
+  S.label = S.undo.pop();
+  renderOverlay();
+  saveAnnotation();
 }
