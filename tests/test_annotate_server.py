@@ -109,6 +109,8 @@ def test_objects_settings_propagation_and_exports(served) -> None:
     label = _scene(0)[1]
     client.put("/api/annotations/0", content=label.tobytes(), headers={"content-type": "application/octet-stream"})
     assert client.post("/api/propagate", json={"direction": "up"}).status_code == 400
+    assert client.post("/api/propagate/cancel").status_code == 415  # JSON only, as every changing request
+    assert client.post("/api/propagate/cancel", json={}).json()["state"] == "idle"
     assert client.post("/api/propagate", json={"direction": "forward"}).json()["state"] == "running"
     status = client.app.state.propagator.wait(60)
     assert status.state == "done" and status.frames_written == 4

@@ -231,6 +231,7 @@ def create_app(
         return JSONResponse(asdict(propagator.status()))
 
     async def cancel(request: Request) -> Response:
+        await json_body(request)  # a JSON request: another site's page cannot send it without a preflight
         return JSONResponse(asdict(propagator.cancel()))
 
     async def do_export(request: Request) -> Response:

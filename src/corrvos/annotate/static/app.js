@@ -316,7 +316,7 @@ async function start() {
     await showFrame(S.target);
   });
   for (const d of ["forward", "backward", "both"]) $(`propagate-${d}`).onclick = guarded(() => propagate(d));
-  $("cancel").onclick = guarded(async () => showJob(await (await api("POST", "/api/propagate/cancel")).json()));
+  $("cancel").onclick = guarded(async () => showJob(await (await api("POST", "/api/propagate/cancel", {}, "json")).json()));
   for (const kind of ["palette", "per-object", "overlay", "training-set"]) {
     $(`export-${kind}`).onclick = guarded(() => exportAs(kind));
   }
