@@ -7,6 +7,7 @@ same random STCN (the session fixture ``ckpt``), on tiny 48x80 scenes.
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import cv2
@@ -206,6 +207,34 @@ def test_video_file_project_equals_segment_on_the_video_file(tmp_path: Path, ckp
     theirs = _segment(ckpt, video, tmp_path / "proj" / "annotations", tmp_path / "seg")
     assert sorted(theirs) == sorted(ours)
     assert all(np.array_equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_a_video_file_is_decoded_lazily_in_the_background(tmp_path: Path, monkeypatch) -> None:
+    from corrvos.data.video import VideoFileSource
+
+    video = tmp_path / "clip.mp4"
+    _write_mp4(video, 5)
+    expected = [rgb for _, rgb in VideoFileSource(video)]
+    gate, original = threading.Event(), VideoFileSource.__iter__
+
+    def gated(self):  # the decoder stops before frame 2 until the gate opens
+        for k, item in enumerate(original(self)):
+            if k == 2:
+                gate.wait(30)
+            yield item
+
+    monkeypatch.setattr(VideoFileSource, "__iter__", gated)
+    with Project.open(tmp_path / "proj", video) as project:  # returns before the video is decoded
+        assert np.array_equal(project.frame(1), expected[1])
+        assert project.frames.decoded == (2, 5) and not project.frames.complete
+        with pytest.raises(DataError, match=r"frame 3 is not decoded after 0\.2 s"):
+            project.frames.read(3, timeout=0.2)
+        gate.set()
+        assert np.array_equal(project.frame(4), expected[4])
+        assert len(project.source) == 5 and project.frames.complete  # source waits for the end
+    monkeypatch.setattr(VideoFileSource, "__iter__", None)  # reopened: the decoded frames, no decoding
+    with Project.open(tmp_path / "proj") as project:
+        assert project.frames.complete and np.array_equal(project.frame(3), expected[3])
 
 
 def test_per_object_overlay_and_training_set_exports(tmp_path: Path) -> None:

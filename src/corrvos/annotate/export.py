@@ -117,7 +117,7 @@ def _write_overlay(project: Project, path: Path, alpha: float) -> Path:
     shown = np.zeros(256, bool)  # ids with a colour (objects)
     for obj_id, colour in colours.items():
         lookup[obj_id], shown[obj_id] = colour, True
-    with VideoWriter(path, fps=project.source.fps) as video:
+    with VideoWriter(path, fps=project.frames.fps) as video:
         for i, _, label in _labels(project, required=False):
             rgb = project.frame(i)  # [H, W, 3]
             if label is not None:

@@ -5,7 +5,7 @@ Layout of a project folder::
     project.json              the video, its frame names and size, the objects, the settings (JSON)
     annotations/<frame>.png   the frames a person drew or corrected: palette PNGs of object ids (0 background)
     masks/<frame>.png         the propagated masks, one per frame, palette PNGs
-    frames/<frame>.png        a video file's frames, decoded once (lossless) so that any frame can be shown
+    frames/<frame>.png        a video file's frames, decoded once in the background (:mod:`.frames`)
     exports/                  what the export buttons write
     .lock                     held (``flock``) by the server that has the project open
 
@@ -17,7 +17,6 @@ a server, writes are serialised by a lock, so two browser windows on one project
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -25,13 +24,13 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from corrvos.annotate.frames import ProjectFrames
 from corrvos.data.io import DAVIS_PALETTE, VOID_LABEL, read_label, write_label
 from corrvos.data.video import FolderSource, open_frames
 from corrvos.errors import DataError
-from corrvos.utils import atomic_path, atomic_write_text, make_output_dir
+from corrvos.utils import atomic_write_text, make_output_dir
 
 __all__ = ["AnnotatedObject", "Project", "ProjectSettings"]
 
@@ -79,16 +78,16 @@ class Project:
     Holds the folder's lock until :meth:`close`. Frames are read from disk when asked for (never all in memory).
     """
 
-    def __init__(self, root: Path, state: _State, source: FolderSource, lock_fd: int) -> None:
+    def __init__(self, root: Path, state: _State, frames: ProjectFrames, lock_fd: int) -> None:
         self.root = root
         self._state = state
-        self.source = source
+        self.frames = frames
         self._lock_fd = lock_fd
         self.lock = threading.RLock()  # serialises writes of the server's threads
 
     # ----------------------------------------------------------------------------------------------- opening
     @classmethod
-    def open(cls, root: str | Path, video: str | Path | None = None, *, progress: bool = False) -> Project:
+    def open(cls, root: str | Path, video: str | Path | None = None) -> Project:
         """Open the project ``root``, creating it for ``video`` when it has no ``project.json`` yet.
 
         Raises:
@@ -101,13 +100,13 @@ class Project:
         root = make_output_dir(root)
         lock_fd = _take_lock(root / ".lock")
         try:
-            return cls._open_locked(root, video, lock_fd, progress=progress)
+            return cls._open_locked(root, video, lock_fd)
         except BaseException:
             os.close(lock_fd)
             raise
 
     @classmethod
-    def _open_locked(cls, root: Path, video: str | Path | None, lock_fd: int, *, progress: bool) -> Project:
+    def _open_locked(cls, root: Path, video: str | Path | None, lock_fd: int) -> Project:
         path = root / PROJECT_FILE
         if path.is_file():
             state = _read_state(path)
@@ -117,14 +116,13 @@ class Project:
             raise DataError(root, "not a corrvos annotate project (no project.json): give --video to create it")
         else:
             state = None
-        source = _frames_of(Path(video if state is None else state.video), root, progress=progress)
+        frames = ProjectFrames(Path(video if state is None else state.video), root / "frames")
         if state is None:
-            state = _State(str(Path(video).resolve()), list(source.names), (int(source.size[0]), int(source.size[1])))
-        elif source.names != state.frame_names or tuple(source.size) != tuple(state.size):
+            state = _State(str(Path(video).resolve()), list(frames.names), frames.size)
+        elif tuple(frames.size) != tuple(state.size) or (frames.video.is_dir() and frames.names != state.frame_names):
             raise DataError(state.video, "the frames changed since the project was made: start a new --project")
-        project = cls(root, state, source, lock_fd)
-        if not path.is_file():
-            project._save()
+        project = cls(root, state, frames, lock_fd)
+        project._save()
         return project
 
     def close(self) -> None:
@@ -142,7 +140,13 @@ class Project:
     # --------------------------------------------------------------------------------------------- reading
     @property
     def frame_names(self) -> list[str]:
-        return list(self._state.frame_names)
+        """The frames' names (a video file's are final once decoded, see :mod:`corrvos.annotate.frames`)."""
+        return list(self.frames.names)
+
+    @property
+    def source(self) -> FolderSource:
+        """Every frame, random access (waits for the decoding of a video file)."""
+        return self.frames.source()
 
     @property
     def size(self) -> tuple[int, int]:
@@ -171,23 +175,23 @@ class Project:
 
     def frame(self, index: int) -> np.ndarray:
         """uint8 RGB [H, W, 3] of frame ``index``."""
-        return self.source.read(self._check_index(index))
+        return self.frames.read(self._check_index(index))
 
     def annotated_frames(self) -> list[int]:
         """Indices of the annotated frames, ascending."""
-        index = {n: i for i, n in enumerate(self._state.frame_names)}
+        index = {n: i for i, n in enumerate(self.frames.names)}
         folder = self.annotations_dir
         found = [index[p.stem] for p in folder.glob("*.png") if p.stem in index] if folder.is_dir() else []
         return sorted(found)
 
     def annotation(self, index: int) -> np.ndarray | None:
         """The annotation of frame ``index`` (uint8 [H, W] ids) or None."""
-        path = self.annotations_dir / f"{self._state.frame_names[self._check_index(index)]}.png"
+        path = self.annotations_dir / f"{self.frames.names[self._check_index(index)]}.png"
         return read_label(path) if path.is_file() else None
 
     def propagated(self, index: int) -> np.ndarray | None:
         """The propagated mask of frame ``index`` or None."""
-        path = self.masks_dir / f"{self._state.frame_names[self._check_index(index)]}.png"
+        path = self.masks_dir / f"{self.frames.names[self._check_index(index)]}.png"
         return read_label(path) if path.is_file() else None
 
     def mask(self, index: int) -> tuple[np.ndarray | None, str]:
@@ -246,9 +250,7 @@ class Project:
     def write_propagated(self, index: int, label: np.ndarray) -> None:
         """Store the propagated mask of frame ``index`` (atomically)."""
         with self.lock:
-            write_label(
-                self.masks_dir / f"{self._state.frame_names[self._check_index(index)]}.png", label, self.palette()
-            )
+            write_label(self.masks_dir / f"{self.frames.names[self._check_index(index)]}.png", label, self.palette())
 
     def add_object(self, name: str | None = None, colour: str | None = None) -> AnnotatedObject:
         """A new object with the smallest free id."""
@@ -321,11 +323,11 @@ class Project:
 
     # --------------------------------------------------------------------------------------------- helpers
     def _annotation_path(self, index: int) -> Path:
-        return self.annotations_dir / f"{self._state.frame_names[self._check_index(index)]}.png"
+        return self.annotations_dir / f"{self.frames.names[self._check_index(index)]}.png"
 
     def _check_index(self, index: int) -> int:
-        if not 0 <= index < len(self._state.frame_names):
-            raise DataError(None, f"frame {index} is outside the video's {len(self._state.frame_names)} frames")
+        if not 0 <= index < len(self.frames.names):
+            raise DataError(None, f"frame {index} is outside the video's {len(self.frames.names)} frames")
         return index
 
     def _object(self, obj_id: int) -> AnnotatedObject:
@@ -335,6 +337,7 @@ class Project:
         raise DataError(None, f"no object with id {obj_id}")
 
     def _save(self) -> None:
+        self._state.frame_names = list(self.frames.names)
         state = asdict(self._state)
         state["format"] = FORMAT_VERSION
         atomic_write_text(self.root / PROJECT_FILE, json.dumps(state, indent=1) + "\n")
@@ -361,32 +364,6 @@ def _read_state(path: Path) -> _State:
         )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(path, f"unreadable project file ({type(exc).__name__}: {exc})") from exc
-
-
-def _frames_of(video: Path, root: Path, *, progress: bool) -> FolderSource:
-    """The frames as random-access files: the frame folder itself, or a video file decoded once into frames/."""
-    source = open_frames(video)  # raises a DataError naming the video when it cannot be read
-    if isinstance(source, FolderSource):
-        return source
-    cache = root / "frames"
-    if not (cache / ".complete").is_file():
-        _decode_video(video, cache, progress=progress)
-    return FolderSource(cache)
-
-
-def _decode_video(video: Path, cache: Path, *, progress: bool) -> None:
-    """Decode every frame of a video file into ``cache/<name>.png`` (lossless, so identical to decoding again)."""
-    from tqdm import tqdm
-
-    source = open_frames(video)
-    make_output_dir(cache)
-    for old in cache.glob("*.png"):  # an interrupted decoding
-        old.unlink()
-    for name, rgb in tqdm(source, total=len(source), desc=f"decoding {video.name}", disable=not progress):
-        with atomic_path(cache / f"{name}.png") as tmp:
-            cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    with contextlib.suppress(FileExistsError):
-        (cache / ".complete").touch()
 
 
 def _check_colour(colour: str) -> str:

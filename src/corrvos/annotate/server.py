@@ -153,7 +153,8 @@ def create_app(
             "project": str(project.root),
             "frames": names,
             "size": [h, w],
-            "fps": project.source.fps,
+            "fps": project.frames.fps,
+            "decoded": list(project.frames.decoded),  # [frames decoded, frames]: a video file decodes at start
             "objects": [asdict(o) for o in project.objects],
             "settings": asdict(project.settings),
             "annotated": project.annotated_frames(),

@@ -22,7 +22,7 @@ set that `corrvos train` reads as it is.
 The project folder (--project, default <video name>.annotate next to the video) keeps the annotations
 (annotations/<frame>.png, a --mask-dir for `corrvos segment`), the propagated masks (masks/), the objects and the
 settings, saved as you work; run the command again with the same --project to continue. A video file is decoded
-once into <project>/frames/ (lossless PNG) so that any frame can be shown at once.
+once, in the background while you work, into <project>/frames/ (lossless PNG) for random access.
 
 Safety: the server listens on 127.0.0.1 only, on a free port unless --port. With --host (e.g. 0.0.0.0 to reach it
 from another machine) every request needs the token printed at start (in the URL, as Jupyter). The server reads
@@ -107,10 +107,12 @@ def run(args: argparse.Namespace) -> int:
             f"corrvos annotate needs the annotate extra ({exc.name} is missing): pip install 'corrvos[annotate]'"
         ) from exc
     project_dir = Path(args.project) if args.project else default_project(args.video)
-    with Project.open(project_dir, args.video, progress=True) as project:
+    with Project.open(project_dir, args.video) as project:
         model, device = load_inference_model(args)
         make_core = core_factory(args, model, project.size)
-        print(f"Project {project.root}: {len(project.frame_names)} frames, model {args.model} on {device}")
+        done, total = project.frames.decoded
+        decoding = "" if done == total else f" (decoding the video into {project.root / 'frames'} in the background)"
+        print(f"Project {project.root}: {total} frames, model {args.model} on {device}{decoding}")
         serve(
             project,
             make_core,
