@@ -48,6 +48,15 @@ function applyState(state) {
   renderStrip();
   const job = state.job || {};
   document.body.dataset.job = job.state || "idle";
+  const [decoded, total] = state.decoded || [0, 0];
+  if (decoded < total) { // a video file is being decoded: say how far, and look again
+    say(`decoding the video: ${decoded} / ${total} frames (propagation and exports wait for the end)`, true);
+    clearTimeout(S.decodeTimer);
+    S.decodeTimer = setTimeout(guarded(refreshState), 1000);
+  } else if (S.decodeTimer) {
+    S.decodeTimer = null;
+    say("video decoded", true);
+  }
 }
 
 async function refreshState() {
