@@ -32,7 +32,7 @@ Propagation uses the same engine and options as `corrvos segment` (the memory op
 `corrvos segment --video V --mask-dir <project>/annotations` gives the masks of "propagate both".
 
 keyboard shortcuts in the page: see docs/annotate.md (left/right: previous/next frame, space: play, b: brush,
-e: eraser, p: polygon, [ ]: brush size, 1-9: select object, +/-: zoom, o: toggle the overlay)
+e: eraser, p: polygon, [ ]: brush size, 1-9: select object, +/-: zoom, o: toggle the overlay, ctrl+z: undo)
 
 examples:
   corrvos annotate --video clip.mp4 --model stcn.pth
