@@ -105,6 +105,7 @@ ALLOWED: dict[str, set[str]] = {
     "inference": BASE | {"models", "data", "families", "config"},
     "training": BASE | {"models", "data", "losses", "inference", "families", "config", "weights", "visualize"},
     "visualize": BASE | {"models", "data", "inference", "evaluation", "losses", "families", "config", "weights"},
+    "annotate": BASE | {"data", "inference", "visualize"},
     "demo": {"*"},
     "cli": {"*"},
     "__main__": {"cli"},

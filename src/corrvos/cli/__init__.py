@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "download": "download",
     "visualize": "visualize",
+    "annotate": "annotate",
 }
 
 
