@@ -237,3 +237,42 @@ def test_xmem_10_minute_two_thread_sentence() -> None:
     _quoted(BENCHMARKS, f"`--threads 2`, {run['steps_done']} steps;")
     _quoted(BENCHMARKS, f"scored visible J&F {both(4)} at 4 minutes, {both(6)} at 6")
     _quoted(BENCHMARKS, f"{both(8)} at 8 and **{both(end)} at its end**")
+
+
+def test_eval_speed_table_rows_come_from_its_json() -> None:
+    record = _record("eval_speed.json")
+    doc = _table_after("## `benchmarks/eval_speed.py`: J&F evaluation speed")
+    for row, res in zip(doc, record["results"], strict=False):  # the first rows: the eval_speed.py defaults
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1:] == [
+            res["evaluator"],
+            f"{res['seconds']:.2f}",
+            f"{res['frames_per_second']:.1f}",
+            f"{res['speedup_vs_official']:.1f}x",
+        ], row
+    h, w = record["size"]
+    _quoted(
+        BENCHMARKS,
+        f"`eval_speed.py` defaults: {record['sequences']} seq. × {record['frames_per_sequence']} frames, {h}×{w}, "
+        f"{record['evaluated_frames']} scored frames, {record['objects']} objects",
+    )
+
+
+def test_long_video_table_comes_from_its_json() -> None:
+    records = {(r["model"], r["length"]): r for r in _record("long_video_cpu.json")["records"]}
+    doc = _table_after("## `benchmarks/long_video.py`: memory and speed on long videos")
+    assert len(doc) == len(records)
+    for row in doc:
+        model, frames, fps, elements, allocated, rss = (c.strip() for c in row.strip("|").split("|"))
+        rec = records[(model.lower(), int(frames))]
+        assert [fps, elements, allocated] == [
+            f"{rec['fps']:.1f}",
+            f"{rec['peak_elements']:,}".replace(",", " "),
+            f"{rec['peak_memory_mib']:.1f}",
+        ], row
+        assert rss.split()[0] == f"{rec['max_rss_mib']:.0f}", row
+        growth = re.search(r"\(\+([\d.]+) %\)", rss)  # against the same model's shortest video
+        if growth:
+            first = records[(model.lower(), min(length for m, length in records if m == model.lower()))]
+            digits = len(growth.group(1).partition(".")[2])
+            assert float(growth.group(1)) == round(100 * (rec["max_rss_mib"] / first["max_rss_mib"] - 1), digits), row
