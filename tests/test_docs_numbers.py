@@ -276,3 +276,57 @@ def test_long_video_table_comes_from_its_json() -> None:
             first = records[(model.lower(), min(length for m, length in records if m == model.lower()))]
             digits = len(growth.group(1).partition(".")[2])
             assert float(growth.group(1)) == round(100 * (rec["max_rss_mib"] / first["max_rss_mib"] - 1), digits), row
+
+
+def test_readme_summary_numbers_come_from_the_benchmark_records() -> None:
+    from learning_speed_report import recipe_summary
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.1f}"
+
+    def signed(x: float) -> str:
+        return f"{100 * x:+.1f}"
+
+    study = _record("learning_speed_study_stcn.json")
+    cpu = recipe_summary(study)["cpu"]
+    sets = study["data"]["eval"]
+    size = {name: "×".join(map(str, sets[name]["size"])) for name in ("like", "large")}
+    (like_mean, like_std), (large_mean, large_std) = cpu["like_visible@10"], cpu["large_visible@10"]
+    floors = [pct(sets[name]["floors"]["copy_first_frame"]["visible"]) for name in ("like", "large")]
+    _quoted(
+        "README.md",
+        f"STCN after 10 minutes on one core: visible-cell J&F {pct(like_mean)} ± {pct(like_std)} ({size['like']}) and "
+        f"{pct(large_mean)} ± {pct(large_std)} ({size['large']}; {cpu['seeds']} seeds) against floors of {floors[0]} "
+        f"and {floors[1]};",
+    )
+    ends = {}
+    for arch in ("stcn", "xmem"):
+        (run,) = _record(f"learning_speed_long_{arch}.json")["runs"]
+        ends[arch] = f"{pct(run['curve'][-1]['like']['visible'])} / {pct(run['curve'][-1]['large']['visible'])}"
+    _quoted("README.md", f"over 45 minutes (STCN {ends['stcn']}, XMem {ends['xmem']})")
+    (run,) = _record("learning_speed_xmem_10min_2threads.json")["runs"]
+    end = run["curve"][-1]
+    _quoted(
+        "README.md", f"a 10-minute run on both cores: {pct(end['like']['visible'])} / {pct(end['large']['visible'])}"
+    )
+
+    stcn = _record("ablation_finetune_cpu.json")["summary"]["stcn"]
+    xmem = _record("ablation_finetune_cpu_xmem.json")["summary"]["xmem"]
+
+    def interval(d: dict[str, Any]) -> str:
+        return f"[{signed(d['ci_low'])}, {signed(d['ci_high'])}]"
+
+    paper_jf, vis, cross = stcn["paper"]["diff_jf"], xmem["paper"]["diff_visible_jf"], xmem["paper"]["diff_crossing_jf"]
+    assert vis["mean"] < 0 and cross["mean"] < 0  # the README says "lowered"
+    _quoted("README.md", f"({signed(paper_jf['mean'])} J&F [95 % interval {interval(paper_jf)[1:-1]}])")
+    _quoted(
+        "README.md",
+        f"lowered J&F where the object is visible by {pct(-vis['mean'])} [{signed(vis['ci_low'])}, "
+        f"{signed(vis['ci_high'])}] (and on the crossing frames by {pct(-cross['mean'])})",
+    )
+    official = [stcn["official"]["diff_jf"], xmem["official"]["diff_jf"]]
+    _quoted(
+        "README.md",
+        f"neutral on both ({signed(official[0]['mean'])} {interval(official[0])}, {signed(official[1]['mean'])} "
+        f"{interval(official[1])})",
+    )
