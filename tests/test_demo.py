@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from corrvos.cli import main
 from corrvos.demo import DemoSettings, run_demo
@@ -82,6 +83,7 @@ def test_demo_runs_both_models_and_reports_only_existing_files(demo) -> None:
     assert {f for files in demo.figures.values() for f in files} == set(refs)
     record = json.loads((out / "demo.json").read_text())
     assert record["scores"]["paper"]["global_scores"] == demo.scores["paper"].global_scores
+    assert record["environment"]["torch"] == torch.__version__ and record["environment"]["cpu_count"] >= 1
     page = (out / "report.html").read_text()
     assert "cannot separate the losses" in page and f"{demo.scores['none'].global_scores['J&F-Mean']:.3f}" in page
 
@@ -200,3 +202,34 @@ def test_demo_quick_baseline(tmp_path: Path, capsys) -> None:
         cv2.imread(str(tmp_path / "q" / "baseline" / "synth001" / "00003.png")),
         cv2.imread(str(tmp_path / "q" / "baseline" / "synth001" / "00000.png")),
     )
+
+
+def test_demo_environment_names_the_commit_of_this_checkout(tmp_path: Path) -> None:
+    """demo.json's ``environment`` (the numbers are deterministic per machine and torch build, not across them):
+    the commit git reports for the repository root, run here independently; ``None`` for a copy of the package
+    outside a checkout."""
+    import shutil
+    import subprocess
+    import sys
+
+    from corrvos.demo.pipeline import environment
+
+    repo = Path(__file__).resolve().parents[1]
+    env = environment()
+    assert env["torch"] == torch.__version__ and env["cpu_count"] >= 1
+    if shutil.which("git") and (repo / ".git").exists():
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
+        assert env["commit"] == head.stdout.strip() and isinstance(env["dirty"], bool)
+    copy = tmp_path / "site" / "corrvos"
+    shutil.copytree(repo / "src" / "corrvos", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    code = "import json, corrvos.demo.pipeline as p; print(json.dumps(p.environment()))"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(copy.parent), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    outside = json.loads(done.stdout)
+    assert outside["commit"] is None and outside["dirty"] is None

@@ -274,6 +274,42 @@ def test_model_name_resolves_to_the_cached_file(server: _Server, monkeypatch: py
         load_model(cache_dir() / "nothing.pth")
 
 
+def test_init_from_and_matches_take_weight_names(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train --init-from NAME` (model.init_checkpoint) and `visualize matches --model NAME` read the cached file, as
+    docs/models.md says; before the download both name `corrvos download NAME`."""
+    from corrvos.config import TrainConfig
+    from corrvos.families.stcn.network import STCN
+    from corrvos.training.model_setup import load_init_weights
+    from corrvos.training.preflight import check_training_inputs
+    from corrvos.visualize.matches import find_projection_head
+
+    state = STCN().state_dict()
+    cheap = {k: torch.full((), i % 5, dtype=v.dtype).expand(v.shape) for i, (k, v) in enumerate(state.items())}
+    tmp = cache_dir().parent / "stcn-src.pth"
+    torch.save(cheap, tmp)
+    entry = _register(monkeypatch, server, "t-init", tmp.read_bytes())
+    cfg = TrainConfig()
+    cfg.model.init_checkpoint = "t-init"
+
+    def preflight() -> str:
+        try:
+            check_training_inputs(cfg, resuming=False, url_ok=lambda url: False)
+        except ConfigError as exc:
+            return str(exc)
+        return ""
+
+    assert "corrvos download t-init" in preflight()
+    with pytest.raises(CheckpointError, match="corrvos download t-init"):
+        find_projection_head("t-init")
+    _get(entry, server)
+    assert "t-init" not in preflight()
+    model = STCN()
+    load_init_weights(cfg, model, "t-init")
+    assert torch.equal(model.state_dict()["key_proj.key_proj.bias"], cheap["key_proj.key_proj.bias"])
+    source = find_projection_head("t-init")  # an official file: no PROJ, raw pooled res4
+    assert source.head is None and source.res4_dim == 1024
+
+
 def test_imagenet_backbones_read_the_cache_first(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
     from corrvos.models import backbones
 

@@ -69,6 +69,26 @@ def test_hungarian_matches_brute_force(shape):
         assert cost[rows, cols].sum() == pytest.approx(_brute_force_min(cost))
 
 
+def test_object_embeddings_sample_res4_at_stride_16():
+    """Boxes are in image pixels and res4 is at stride 16: on a res4 map that is linear in the cell coordinates
+    (channel 0 = row, channel 1 = column), bilinear RoIAlign is exact, so with PROJ = identity the embedding is the
+    box centre in res4 cells, (x1 + x2) / 32 - 1/2 (aligned=True). Stride 8 would double every coordinate and put
+    the lower / right boxes outside the map (zeros)."""
+    h = w = 8  # res4 of a 128 x 128 image
+    rows, cols = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
+    res4 = torch.stack([rows, cols, torch.ones(h, w, dtype=torch.float64)])[None]  # [1, 3, h, w]
+    boxes = torch.tensor(
+        [[[16.0, 24.0, 40.0, 48.0], [80.0, 90.0, 110.0, 120.0], [8.0, 72.0, 30.0, 112.0], [64.0, 8.0, 100.0, 24.0]]],
+        dtype=torch.float64,
+    )  # [1, 4, 4] (x1, y1, x2, y2); every box stays inside [0, 7] cells at stride 16
+    emb = object_embeddings(res4, boxes, torch.nn.Identity(), roi_size=3, sampling_ratio=2)  # [1, 4, 3]
+    x1, y1, x2, y2 = boxes[0].unbind(1)
+    want = torch.stack([(y1 + y2) / 32 - 0.5, (x1 + x2) / 32 - 0.5, torch.ones(4, dtype=torch.float64)], dim=1)
+    torch.testing.assert_close(emb[0], want, rtol=0, atol=1e-12)
+
+
 def test_random_subset():
     valid = torch.tensor([[True, True, True, False], [False, True, False, False], [False] * 4])
     for seed in range(5):

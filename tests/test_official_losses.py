@@ -150,6 +150,34 @@ def test_make_second_view_geometry_on_linear_image():
             torch.testing.assert_close(frames2[b, t, 0], want, rtol=1e-6, atol=1e-6)
 
 
+def test_second_view_replays_the_release_flip_then_crop():
+    """An exact replay of the draws (per clip: flip if u0 < 0.5, s = 0.5 + 0.5 u1, window centre (1 - s)(2 u2 - 1),
+    (1 - s)(2 u3 - 1)): the release flips the frame first and then crops the *flipped* frame around that centre.
+    Computed here without theta, on a linear image where bilinear sampling is exact. Cropping the unflipped frame
+    at the centre and flipping after (the crop's x translation with the wrong sign for flipped clips) gives the same
+    distribution of views, but other views for these draws."""
+    h, w, b = 8, 10, 6
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    img = 3.0 * xs - 2.0 * ys + 1.0  # [H, W], linear in the pixel coordinates
+    frames = img.expand(b, 2, 3, h, w).clone()  # [B, T, 3, H, W]
+    frames2, _ = make_second_view(frames, generator=torch.Generator().manual_seed(4))
+    u = torch.rand(b, 4, generator=torch.Generator().manual_seed(4)).double()  # the same draws, replayed
+    flipped = u[:, 0] < 0.5
+    s = 0.5 + 0.5 * u[:, 1]
+    cx, cy = (1 - s) * (2 * u[:, 2] - 1), (1 - s) * (2 * u[:, 3] - 1)
+    assert 0 < int(flipped.sum()) < b and torch.all(cx[flipped].abs() > 0.02)  # the seed tests both kinds of clip
+    ux = (2 * torch.arange(w, dtype=torch.float64) + 1) / w - 1  # [W] view-2 pixel centres, normalised
+    uy = (2 * torch.arange(h, dtype=torch.float64) + 1) / h - 1  # [H]
+    for bi in range(b):
+        src = img.flip(-1) if flipped[bi] else img  # the frame the window is cut from
+        px = (((s[bi] * ux + cx[bi] + 1) * w - 1) / 2).clamp(0, w - 1)  # [W] window columns in src
+        py = (((s[bi] * uy + cy[bi] + 1) * h - 1) / 2).clamp(0, h - 1)  # [H]
+        # src is linear too: its value at (py, px) from its corner and its steps
+        want = src[0, 0] + (src[0, 1] - src[0, 0]) * px[None, :] + (src[1, 0] - src[0, 0]) * py[:, None]  # [H, W]
+        for t in range(2):
+            torch.testing.assert_close(frames2[bi, t, 0], want, rtol=1e-6, atol=1e-6)
+
+
 def test_align_pure_flip_and_shapes():
     x = torch.randn(2, 3, 4, 5, 6)
     theta = torch.tensor([[-1.0, 0, 0], [0, 1.0, 0]]).repeat(2, 1, 1)

@@ -122,6 +122,49 @@ def test_grid_sampling_reproducible_and_inside():
         sample_grid_index(4, 4, batch=1, num_y=3, num_x=1, stride_y=2, stride_x=1)
 
 
+def _alg_s1_grid(seed, batch, h, w, stride):
+    """Alg. S1's grid: x offsets, then y offsets, each ``randint(0, R, (B,))``; floor(h / R) x floor(w / R) points."""
+    g = torch.Generator().manual_seed(seed)
+    off_x = torch.randint(0, stride, (batch,), generator=g)
+    off_y = torch.randint(0, stride, (batch,), generator=g)
+    rows = [
+        [(oy + stride * i) * w + ox + stride * j for i in range(h // stride) for j in range(w // stride)]
+        for oy, ox in zip(off_y.tolist(), off_x.tolist(), strict=True)
+    ]
+    return torch.tensor(rows), off_x, off_y
+
+
+def test_grid_offsets_replay_alg_s1_draws_and_reach_the_last_cell():
+    """Alg. S1 draws one x offset, then one y offset per clip, uniformly in [0, R - 1]: replaying those draws from the
+    same generator gives exactly the sampled grid (and the loss's own grid), and over 64 clips every offset
+    0 .. R - 1 occurs on both axes (a draw in [0, R - 2] never reaches the stride's last cell)."""
+    h, w, stride, batch = 16, 24, 4, 64
+    index = sample_grid_index(
+        h,
+        w,
+        batch=batch,
+        num_y=4,
+        num_x=6,
+        stride_y=stride,
+        stride_x=stride,
+        generator=torch.Generator().manual_seed(3),
+    )
+    want, off_x, off_y = _alg_s1_grid(3, batch, h, w, stride)
+    assert torch.equal(index, want)
+    assert set(off_x.tolist()) == set(off_y.tolist()) == set(range(stride))
+    assert set((index[:, 0] % w).tolist()) == set((index[:, 0] // w).tolist()) == {0, 1, 2, 3}
+    # a map smaller than the stride: one point per clip, anywhere in the map
+    small = sample_grid_index(
+        3, 3, batch=batch, num_y=1, num_x=1, stride_y=8, stride_x=8, generator=torch.Generator().manual_seed(3)
+    )
+    assert set((small[:, 0] % 3).tolist()) == set((small[:, 0] // 3).tolist()) == {0, 1, 2}
+    # the loss draws its grid the same way (stride 4 on a 16 x 24 map: 4 x 6 points per clip)
+    k_t1, k_t2, k_r = _keys(6, b=3, h=h, w=w)
+    drawn = pixel_consistency_loss(k_t1, k_t2, k_r, stride=stride, generator=torch.Generator().manual_seed(5))
+    explicit = pixel_consistency_loss(k_t1, k_t2, k_r, grid_index=_alg_s1_grid(5, 3, h, w, stride)[0])
+    assert drawn.item() == explicit.item()
+
+
 def test_small_maps_and_generator_path():
     k_t1, k_t2, k_r = _keys(3, h=3, w=3)
     loss = pixel_consistency_loss(k_t1, k_t2, k_r, stride=8, generator=torch.Generator().manual_seed(0))

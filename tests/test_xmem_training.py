@@ -152,6 +152,32 @@ def test_deep_update_draw_changes_the_clip(xmem) -> None:
     assert (never[:, 1] - always[:, 1]).abs().max() > 1e-4  # frame 2 sees frame 1's deep update or not
 
 
+def test_frame_0_value_deep_updates_the_hidden_state(xmem) -> None:
+    """Frame 1's decoder gets the hidden state of frame 0's deep update (``hidden_reinforce`` on frame 0's
+    ground-truth values, from zeros), whatever ``deep_update_prob`` says; without it frame 1 would see zeros.
+    Needs no official code: the expected state is computed from the model's own encoder, outside the unroller."""
+    batch = make_batch(b=2, t=3, n=2)
+    seen = []
+    original = xmem.segment
+
+    def spy(readout, feats, hidden, **kwargs):
+        seen.append(hidden.clone())
+        return original(readout, feats, hidden, **kwargs)
+
+    xmem.segment = spy
+    try:
+        with torch.no_grad():
+            logits = _unroller(xmem, num_ref=None, p=0.0)(batch).logits  # frames 1.. never deep-update
+            f16 = xmem.encode_key(batch.frames[:, 0]).f16  # [B, C16, h, w]
+            zeros = torch.zeros(2, 2, xmem.hidden_dim, *f16.shape[-2:])  # [B, N, CH, h, w]
+            _, want = xmem.encode_value(batch.frames[:, 0], f16, batch.masks[:, 0], zeros, deep_update=True)
+    finally:
+        del xmem.segment
+    assert len(seen) == 2 and logits.shape[1] == 2
+    assert want.abs().max() > 1e-3  # the deep update from zeros gives a non-zero state (so zeros would differ)
+    torch.testing.assert_close(seen[0], want, rtol=1e-5, atol=1e-6)
+
+
 def test_task_seeds_the_draws_per_step(xmem) -> None:
     batch = make_batch(b=2)
     task = CorrespondenceTask(_unroller(xmem), LossConfig(mode="none", **family("xmem").loss_defaults))

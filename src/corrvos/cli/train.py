@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--init-from",
         metavar="CKPT",
-        help=f"start from these weights (official {checkpoint_sources()} file or a corrvos checkpoint): fine-tuning",
+        help=f"start from these weights (official {checkpoint_sources()} file or a corrvos checkpoint, or a weight "
+        "name of `corrvos download`, e.g. xmem): fine-tuning",
     )
     parser.add_argument(
         "--stages",

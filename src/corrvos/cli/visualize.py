@@ -133,8 +133,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         metavar="CKPT",
-        help=f"checkpoint (official {checkpoint_sources()} file or corrvos checkpoint); repeat to compare "
-        "checkpoints, one column each",
+        help=f"checkpoint (official {checkpoint_sources()} file or corrvos checkpoint) or a weight name of "
+        "`corrvos download` (e.g. stcn); repeat to compare checkpoints, one column each",
     )
     p.add_argument("--labels", nargs="+", metavar="NAME", help="column titles, one per --model (default: file names)")
     _add_frame_pair(p, masks_required=False)
@@ -160,7 +160,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description=MATCHES_DESCRIPTION,
         formatter_class=_formatter,
     )
-    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint (any file corrvos can load)")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="CKPT",
+        help="checkpoint (any file corrvos can load) or a weight name of `corrvos download` (e.g. stcn)",
+    )
     _add_frame_pair(p, masks_required=True)
     p.add_argument(
         "--features",

@@ -28,7 +28,16 @@ from corrvos.errors import DataError
 from corrvos.families import NAMES
 from corrvos.utils import atomic_write_text, make_output_dir
 
-__all__ = ["DEMO_MARKER", "EVAL_PREFIX", "FLOORS", "DemoResult", "DemoSettings", "ModelScores", "run_demo"]
+__all__ = [
+    "DEMO_MARKER",
+    "EVAL_PREFIX",
+    "FLOORS",
+    "DemoResult",
+    "DemoSettings",
+    "ModelScores",
+    "environment",
+    "run_demo",
+]
 
 DEMO_MARKER = "demo.json"
 _OWNED = ("data", "runs", "results", "figures", "baseline", "report.html", DEMO_MARKER)
@@ -68,6 +77,42 @@ class DemoResult:
     facts: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
+
+
+def environment() -> dict[str, Any]:
+    """What the demo's numbers depend on besides its settings: the corrvos commit (``None`` outside a git checkout;
+    ``dirty`` when tracked files differ from it), versions, the machine and its cores. Recorded in ``demo.json``:
+    the scores are deterministic for one machine and torch build, not across them."""
+    import os
+    import platform
+    import subprocess
+
+    import torch
+
+    import corrvos
+
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    checkout = (here.parents[2] / ".git").exists()  # src/corrvos/demo -> the repository (not an installed copy)
+    commit = git("rev-parse", "--short", "HEAD") if checkout else None
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {
+        "corrvos": corrvos.__version__,
+        "commit": commit,
+        "dirty": None if status is None else bool(status),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def _prepare_folder(out: Path) -> Path:
@@ -217,6 +262,7 @@ def run_demo(settings: DemoSettings) -> DemoResult:
         "figures": result.figures,
         "facts": result.facts,
         "seconds": seconds,
+        "environment": environment(),
     }
     atomic_write_text(out / DEMO_MARKER, json.dumps(record, indent=2) + "\n")
     return result
