@@ -39,10 +39,10 @@ def read_checkpoint(path: str | Path, *, map_location: Any = "cpu", what: str = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError (not a zip / truncated), EOFError, ...
-        raise CheckpointError(f"{path}: {_explain_load_failure(exc, what)}") from exc
+        raise CheckpointError(f"{path}: {_explain_load_failure(exc, what, path)}") from exc
 
 
-def _explain_load_failure(exc: Exception, what: str) -> str:
+def _explain_load_failure(exc: Exception, what: str, path: Path) -> str:
     """One line saying why ``torch.load(weights_only=True)`` failed, without torch's advice to disable it."""
     text = str(exc)
     if "deserialize object on a CUDA device" in text or "torch.cuda.is_available() is False" in text:
@@ -58,5 +58,15 @@ def _explain_load_failure(exc: Exception, what: str) -> str:
             f"refused: not a weights-only {what}: it holds pickled Python objects or code{detail}, "
             "which corrvos never loads; re-save only its tensors (a state_dict) where it was made"
         )
-    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return f"cannot read the {what}, the file is corrupt or not a torch file ({type(exc).__name__}: {first_line})"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+        size = path.stat().st_size
+    except OSError:
+        head, size = b"", 0
+    if head.startswith(b"PK") or head.startswith(b"\x80"):  # a torch zip archive, or a legacy pickle
+        return (
+            f"cannot read the {what}: the file is truncated or corrupt ({size} bytes; an interrupted download or "
+            "copy?): download or copy it again"
+        )
+    return f"cannot read the {what}: not a PyTorch weight file (it starts with {head!r})"

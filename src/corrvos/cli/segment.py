@@ -134,9 +134,10 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.fps is not None and not args.fps > 0:
         raise ConfigError(f"--fps must be > 0, got {args.fps}")
     if args.start < 0 or args.stride < 1 or (args.end is not None and args.end <= args.start):
+        end = "" if args.end is None else f" --end {args.end}"
         raise ConfigError(
-            f"frame range: --start must be >= 0, --end > --start and --stride >= 1; got --start {args.start} "
-            f"--end {args.end} --stride {args.stride}"
+            f"frame range: --start must be >= 0, --end > --start and --stride >= 1; got --start {args.start}{end} "
+            f"--stride {args.stride}"
         )
     if args.videos is not None:
         given = [f"--{n.replace('_', '-')}" for n in ("mask", "mask_dir", "mask_frame") if getattr(args, n) is not None]
@@ -239,11 +240,21 @@ def _segment_video(
 
 
 def run(args: argparse.Namespace) -> int:
-    from corrvos.cli.engine_options import check_engine_arguments
+    from corrvos.cli.engine_options import check_engine_arguments, check_paths_early
 
     check_engine_arguments(args)
     _check_options(args)
+    check_paths_early({}, {"--out": args.out})  # before the inputs are read and the (slow) model loaded
     return _run_many(args) if args.videos is not None else _run_one(args)
+
+
+def interrupt_hint(args: argparse.Namespace, argv: list[str]) -> str:
+    """After Ctrl-C: how to go on (``--videos`` keeps the complete videos; one video leaves nothing in --out)."""
+    from corrvos.cli.engine_options import skip_done_command
+
+    if args.videos is not None:
+        return f"continue with: {skip_done_command(argv)}"
+    return "nothing was written to --out; run the same command again"
 
 
 def _run_one(args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from corrvos.devices import device_option
+
 HELP = "draw the paper's figures: matching responses, object matches, loss curves, result comparisons"
 DESCRIPTION = """\
 Draw the figures of the supplementary material for your own checkpoints, runs and results.
@@ -114,7 +116,12 @@ def _add_frame_pair(p: argparse.ArgumentParser, masks_required: bool) -> None:
     p.add_argument("--frame", type=int, required=True, metavar="T", help="index of frame t (the query frame)")
     p.add_argument("--target", type=int, required=True, metavar="TAU", help="index of frame tau (the distant frame)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:K (default: auto)")
+    p.add_argument(
+        "--device",
+        type=device_option,
+        default="auto",
+        help="auto (cuda if available), cpu, cuda or cuda:K (default: auto)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
