@@ -240,7 +240,9 @@ def _labels(given: list[str] | None, paths: list[str], option: str) -> list[str]
 
 
 def run_correspondence(args: argparse.Namespace) -> int:
+    from corrvos.data.sequence import image_size
     from corrvos.devices import resolve_device
+    from corrvos.errors import DataError
     from corrvos.models import load_model
     from corrvos.utils import make_output_dir
     from corrvos.visualize.correspondence import make_correspondence_figure, parse_point
@@ -249,8 +251,15 @@ def run_correspondence(args: argparse.Namespace) -> int:
     labels = _labels(args.labels, args.model, "--model")
     points = [parse_point(p) for p in args.points] if args.points else None
     folder = FrameFolder(args.video, args.masks)
-    folder.check_index(args.frame, "--frame")
+    frame = folder.check_index(args.frame, "--frame")
     folder.check_index(args.target, "--target")
+    if points is not None:  # before the model load and the output folder
+        height, width = image_size(folder.paths[frame])
+        outside = [(y, x) for y, x in points if not (0 <= y < height and 0 <= x < width)]
+        if outside:
+            y, x = outside[0]
+            bounds = f"{height}x{width}, HxW: y 0..{height - 1}, x 0..{width - 1}"
+            raise DataError(folder.paths[frame], f"--points {y},{x} lies outside frame t ({bounds})")
     device = resolve_device(args.device, option="--device")
     models = [load_model(m, map_location=device) for m in args.model]
     out = make_output_dir(args.out)
