@@ -66,7 +66,7 @@ def _explain_load_failure(exc: Exception, what: str, path: Path) -> str:
         head, size = b"", 0
     if head.startswith(b"PK") or head.startswith(b"\x80"):  # a torch zip archive, or a legacy pickle
         return (
-            f"cannot read the {what}: the file is truncated or corrupt ({size} bytes; an interrupted download or "
-            "copy?): download or copy it again"
+            f"cannot read the {what}: the file is truncated or corrupt ({size / 1e6:.1f} MB; an interrupted "
+            "download or copy?): download or copy it again"
         )
     return f"cannot read the {what}: not a PyTorch weight file (it starts with {head!r})"

@@ -16,7 +16,7 @@ __all__ = [
     "check_engine_arguments",
     "check_paths_early",
     "engine_config",
-        "load_inference_model",
+    "load_inference_model",
     "skip_done_command",
 ]
 

@@ -34,8 +34,11 @@ object ids, 255 = void / ignored (as in DAVIS). --mask-format:
   rgb         one colour per object, black = background; ids 1, 2, ... in order of first appearance (row by row)
               in the first annotated mask, or fixed by --palette-map FILE.json {"<id>": [R, G, B] or "#rrggbb"};
               the mapping is written as colour_ids.json and the result PNGs' palette has those colours
+  binary      one object: a 0/255 (or 0/1) grayscale mask, pixels >= 128 are object 1 (in auto, 255 is void)
   per-object  one binary mask per object (SAM-style export): <frame>_<id>.png in a mask folder, 0/255 or 0/1
               grayscale; where objects overlap the larger id wins; an empty file removes its object on that frame
+Masks must be lossless (PNG): JPEG and lossy WebP masks are refused, and so is an automatically numbered colour
+mask with more than 3 tiny colours (each under max(10 pixels, 0.05% of the mask): anti-aliased edges).
 
 Where the masks are:
   --mask FILE [--mask-frame K]   one annotated frame (default frame 0); a mask inside the frame folder is no frame
