@@ -93,13 +93,12 @@ class ColourMap:
         """Colours [H, W, 3] uint8 -> label map [H, W] uint8, giving new colours the next free ids (unless fixed).
 
         Raises:
-            DataError: a colour an explicit map does not list, or more colours than there are object ids.
+            DataError: a colour an explicit map does not list, more colours than there are object ids, or (numbering
+                colours automatically) more than MAX_TINY_COLOURS tiny colours.
         """
         codes = _pack(rgb).reshape(-1)  # [H*W] 0xRRGGBB
         uniq, first, inverse, counts = np.unique(codes, return_index=True, return_inverse=True, return_counts=True)
         table = {_pack_one(c): i for c, i in self.lookup().items()}
-        if not self.fixed:
-            _check_tiny_colours(uniq, counts, table, path)
         unknown = [int(c) for c in uniq[np.argsort(first)] if int(c) not in table]  # raster order of appearance
         if unknown and self.fixed:
             shown = ", ".join(_hex(c) for c in unknown[:5]) + (
@@ -113,6 +112,8 @@ class ColourMap:
                 f"{len(unknown) + len(self.colours)} colours, more than the {_MAX_OBJECT_ID} object ids: "
                 "anti-aliased edges or JPEG artefacts? save the mask without smoothing as PNG, or give --palette-map",
             )
+        if not self.fixed:
+            _check_tiny_colours(uniq, counts, table, path)
         for code, obj_id in zip(unknown, free, strict=False):
             self.colours[obj_id] = _unpack(code)
             table[code] = obj_id
