@@ -12,11 +12,13 @@ import re
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import corrvos.models
 from corrvos.cli import build_parser, main
+from corrvos.data.io import write_label
 from corrvos.devices import check_device_name, resolve_device
 from corrvos.errors import ConfigError
 from test_cli_infer import _davis_root, _write_mp4
@@ -263,6 +265,25 @@ def test_visualize_correspondence_checks_points_before_the_output_folder(tmp_pat
     assert main([*argv, "--points", "10,20", "48,5"]) == 2  # frames are 48x80: y = 48 is outside
     assert _one_line(capsys).endswith("--points 48,5 lies outside frame t (48x80, HxW: y 0..47, x 0..79)")
     assert not out.exists()
+
+
+def test_visualize_leaves_no_empty_folder_when_the_figure_fails(tmp_path: Path, ckpt: Path, capsys) -> None:
+    root = _davis_root(tmp_path / "DAVIS", seqs=("aaa",), frames=3)
+    empty = tmp_path / "empty_masks"
+    for t in range(3):
+        write_label(empty / f"{t:05d}.png", np.zeros((48, 80), np.uint8))
+    out = tmp_path / "figures"
+    pair = ["--video", str(root / "JPEGImages" / "480p" / "aaa"), "--masks", str(empty), "--frame", "0", "--target",
+            "2", "--out", str(out), "--device", "cpu"]  # fmt: skip
+    expected = {
+        "correspondence": f"{empty}: the mask of frame 00000.jpg holds no object",
+        "matches": f"{empty / '00000.png'}: the mask holds no object",
+    }
+    for view in ("correspondence", "matches"):
+        assert main(["visualize", view, "--model", str(ckpt), *pair]) == 2
+        line = _one_line(capsys)
+        assert line == f"corrvos visualize: error: {expected[view]}", line
+        assert not out.exists(), view
 
 
 def test_eval_on_a_read_only_results_folder_suggests_output(tmp_path: Path, monkeypatch, capsys) -> None:
