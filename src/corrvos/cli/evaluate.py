@@ -185,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
 
     results = Path(args.results)
     problem = "cannot write the score CSVs into the results folder ({}): give a writable folder with --output"
-    if args.output is None and results.is_dir() and not os.access(results, os.W_OK):  # before the slow scoring
+    writes_into_results = args.output is None and not args.reuse  # --reuse may only read the CSVs there
+    if writes_into_results and results.is_dir() and not os.access(results, os.W_OK):  # before the slow scoring
         raise DataError(results, problem.format("no write permission"))
     try:
         return _run(args)
