@@ -137,7 +137,7 @@ CASES: dict[str, Callable[[Path, Path], tuple]] = {
     "pack-youtube --out DIR": lambda d, ck: (["pack-youtube", "--results", str(d), "--out", str(d)], "is a folder"),
     "train --device tpu": lambda d, ck: _no_file(_train(d, "--device", "tpu"), "'tpu': not a device"),
     "train --set device=tpu": lambda d, ck: _no_file(_train(d, "--set", "device=tpu"), "'tpu': not a device"),
-    "segment --device tpu": lambda d, ck: _no_file([*_segment(d, ck)[:-2], "--device", "tpu"], "choice: 'tpu'"),
+    "segment --device tpu": lambda d, ck: _no_file([*_segment(d, ck)[:-2], "--device", "tpu"], "'tpu': not a device"),
     "segment --size 0": lambda d, ck: _no_file(_segment(d, ck, "--size", "0"), "--size must be"),
     "infer --size 0": lambda d, ck: _no_file(_infer(d, ck, _davis_root(d / "D", ("a",), 2), "--size", "0"), "--size"),
     "segment: missing video": lambda d, ck: (_segment(d, ck, video=d / "none.mp4"), "no such video"),

@@ -39,11 +39,23 @@ def read_checkpoint(path: str | Path, *, map_location: Any = "cpu", what: str = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError (not a zip / truncated), EOFError, ...
-        raise CheckpointError(f"{path}: {_explain_load_failure(exc, what)}") from exc
+        raise CheckpointError(f"{path}: {_explain_load_failure(exc, what, path)}") from exc
 
 
-def _explain_load_failure(exc: Exception, what: str) -> str:
-    """One line saying why ``torch.load(weights_only=True)`` failed, without torch's advice to disable it."""
+def _explain_load_failure(exc: Exception, what: str, path: Path) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` failed, without torch's advice to disable it.
+
+    A file that is neither a zip archive (``torch.save``) nor a binary pickle (the legacy format) is not a PyTorch
+    file at all (a text file, an HTML error page): said first, as torch's own error then names pickle internals.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+        size = path.stat().st_size
+    except OSError:
+        head, size = b"", 0
+    if not (head.startswith(b"PK") or head.startswith(b"\x80")):
+        return f"cannot read the {what}: not a PyTorch weight file (it starts with {head!r})"
     text = str(exc)
     if "deserialize object on a CUDA device" in text or "torch.cuda.is_available() is False" in text:
         return (
@@ -58,5 +70,7 @@ def _explain_load_failure(exc: Exception, what: str) -> str:
             f"refused: not a weights-only {what}: it holds pickled Python objects or code{detail}, "
             "which corrvos never loads; re-save only its tensors (a state_dict) where it was made"
         )
-    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return f"cannot read the {what}, the file is corrupt or not a torch file ({type(exc).__name__}: {first_line})"
+    return (
+        f"cannot read the {what}: the file is truncated or corrupt ({size / 1e6:.1f} MB; an interrupted "
+        "download or copy?): download or copy it again"
+    )

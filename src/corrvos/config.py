@@ -27,7 +27,7 @@ import yaml
 from corrvos.data.sampling import SkipCurriculum
 from corrvos.errors import ConfigError
 from corrvos.losses.config import LossConfig
-from corrvos.yaml_dataclasses import build_dataclass, read_yaml_chain
+from corrvos.yaml_dataclasses import build_dataclass, read_yaml_chain, yaml_problem
 
 __all__ = [
     "DATA_ROOT_ENV",
@@ -426,7 +426,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], *, source: s
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source} {item!r}: cannot parse the value: {exc}") from exc
+            raise ConfigError(f"{source} {item!r}: cannot parse the value: {yaml_problem(exc)}") from exc
         node: Any = data
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1

@@ -48,9 +48,12 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """
     path = Path(path)
     make_output_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
-    )
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
+        )
+    except OSError as exc:  # name the file the user asked for, not the hidden temporary one
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -20,7 +20,7 @@ import yaml
 
 from corrvos.errors import ConfigError
 
-__all__ = ["build_dataclass", "deep_merge", "read_yaml_chain"]
+__all__ = ["build_dataclass", "deep_merge", "read_yaml_chain", "yaml_problem"]
 
 
 def _type_name(tp: Any) -> str:
@@ -109,6 +109,15 @@ def build_dataclass(cls: type, data: dict[str, Any], *, where: str = "", source:
     return _build(cls, data, where, source)
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML parse error as one line: "line L, column C: <problem>" (PyYAML's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or next((x for x in str(exc).splitlines() if x.strip()), "parse error")
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}" + (f" ({context})" if context else "")
+
+
 def read_yaml_chain(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = path.resolve()
     if path in chain:
@@ -120,7 +129,7 @@ def read_yaml_chain(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: invalid YAML: {yaml_problem(exc)}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -47,6 +47,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _CommandParser(_Parser):
+    """The parser of a sub-command (and of its own sub-commands): also takes ``--debug`` and ``-v`` after the command
+    name, so that ``corrvos train --debug ...`` works like ``corrvos --debug train ...``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        flags = self.add_argument_group("global options (also accepted before the command)")
+        flags.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug messages")
+        flags.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="corrvos",
@@ -58,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show the Python traceback of an error instead of one line"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"corrvos.cli.{module_name}")
         p = sub.add_parser(
@@ -74,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
@@ -86,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"corrvos {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        hint = _interrupt_hint(args, argv)
+        print("interrupted" + (f": {hint}" if hint else ""), file=sys.stderr)
         return 130
     except OSError as exc:  # permission denied, disk full, a file where a folder must go, ...
         where = exc.filename if exc.filename is not None else "input/output"
@@ -100,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _interrupt_hint(args: argparse.Namespace, argv: list[str]) -> str | None:
+    """What to run after Ctrl-C: the command module's ``interrupt_hint(args, argv)``, where it has one."""
+    module = importlib.import_module(f"corrvos.cli.{COMMANDS[args.command]}")
+    hint = getattr(module, "interrupt_hint", None)
+    return None if hint is None else hint(args, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,8 +15,10 @@ __all__ = [
     "add_engine_arguments",
     "check_amp",
     "check_engine_arguments",
+    "check_paths_early",
     "engine_config",
     "load_inference_model",
+    "skip_done_command",
 ]
 
 #: the engine options' argparse names, e.g. for recording the settings a result was made with
@@ -38,6 +40,7 @@ def _flag(option: str) -> str:
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the inference engine shared by ``infer`` and ``segment`` (defaults: the model family's)."""
+    from corrvos.devices import device_option
     from corrvos.families import option_defaults as d
     from corrvos.families import option_users as u
     from corrvos.families import presets, titles
@@ -155,7 +158,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"{u('flip_aug')}: also segment the mirror image (a second memory) and average the two; about twice "
         "the time",
     )
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        type=device_option,
+        help="auto (cuda if available, the default), cpu, cuda or cuda:K",
+    )
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast (CUDA only)")
     parser.add_argument(
         "--fold-bn",
@@ -246,6 +254,38 @@ def check_engine_arguments(args: argparse.Namespace) -> None:
         )
     if args.deep_update_every is not None and (args.deep_update_every == 0 or args.deep_update_every < -1):
         raise ConfigError(f"--deep-update-every must be -1 or >= 1, got {args.deep_update_every}")
+
+
+def check_paths_early(folders: dict[str, str | None], outputs: dict[str, str | None]) -> None:
+    """The cheap path checks, before the slow model load: each input folder exists, no output is a file.
+
+    Args:
+        folders: option -> folder that must exist (None: option not given), e.g. {"--davis-root": "data/DAVIS"}.
+        outputs: option -> output folder that may not be a file, e.g. {"--out": "results"}.
+
+    Raises:
+        DataError: naming the path and the option.
+    """
+    from pathlib import Path
+
+    from corrvos.errors import DataError
+
+    for option, folder in folders.items():
+        if folder is not None and not Path(folder).is_dir():
+            what = "is a file, not a folder" if Path(folder).exists() else "folder not found"
+            raise DataError(folder, f"{what} ({option})")
+    for option, out in outputs.items():
+        if out is not None and Path(out).exists() and not Path(out).is_dir():
+            raise DataError(out, f"is a file, not a folder: choose another {option}")
+
+
+def skip_done_command(argv: list[str]) -> str:
+    """The command that continues an interrupted ``infer`` / ``segment --videos`` run: the same one with
+    ``--skip-done`` (without ``--overwrite``, which would delete what was done)."""
+    import shlex
+
+    kept = [a for a in argv if a not in ("--overwrite", "--skip-done")]
+    return "corrvos " + shlex.join([*kept, "--skip-done"])
 
 
 def load_inference_model(args: argparse.Namespace) -> tuple[Any, Any]:

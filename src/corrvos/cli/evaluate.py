@@ -180,6 +180,24 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Score the results; a results folder the CSVs cannot be written into (read-only) points to ``--output``."""
+    from corrvos.errors import DataError
+
+    results = Path(args.results)
+    problem = "cannot write the score CSVs into the results folder ({}): give a writable folder with --output"
+    writes_into_results = args.output is None and not args.reuse  # --reuse may only read the CSVs there
+    if writes_into_results and results.is_dir() and not os.access(results, os.W_OK):  # before the slow scoring
+        raise DataError(results, problem.format("no write permission"))
+    try:
+        return _run(args)
+    except PermissionError as exc:
+        written = None if exc.filename is None else Path(exc.filename).resolve().parent
+        if args.output is not None or written is None or results.resolve() not in (written, *written.parents):
+            raise
+        raise DataError(results, problem.format(exc.strerror or exc)) from exc
+
+
+def _run(args: argparse.Namespace) -> int:
     import time
 
     from corrvos.errors import ConfigError

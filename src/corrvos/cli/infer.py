@@ -14,7 +14,14 @@ import argparse
 import logging
 from typing import Any
 
-from corrvos.cli.engine_options import add_engine_arguments, check_engine_arguments, engine_config, load_inference_model
+from corrvos.cli.engine_options import (
+    add_engine_arguments,
+    check_engine_arguments,
+    check_paths_early,
+    engine_config,
+    load_inference_model,
+    skip_done_command,
+)
 
 HELP = "segment a DAVIS, YouTube-VOS, MOSE or LVOS split with a checkpoint (result PNGs + FPS; TTA, scores)"
 DESCRIPTION = """\
@@ -234,6 +241,11 @@ def run(args: argparse.Namespace) -> int:
 
     check_engine_arguments(args)
     _check_tta(args)
+    roots = ("--davis-root", "--youtube-root", "--mose-root", "--lvos-root")
+    check_paths_early(
+        {r: getattr(args, r[2:].replace("-", "_")) for r in roots},
+        {"--out": args.out, "--save-scores": args.save_scores},
+    )  # before the (slow) model load
     model, device = load_inference_model(args)
     dataset, layout = _open_dataset(args, model)
     names = list(dataset.sequences)
@@ -296,6 +308,11 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"Results written to {results.root}" + (f", scores to {scores.root}" if scores else ""))
     return 0
+
+
+def interrupt_hint(args: argparse.Namespace, argv: list[str]) -> str:
+    """After Ctrl-C: the command that continues the run (complete sequences are kept, see ``--skip-done``)."""
+    return f"continue with: {skip_done_command(argv)}"
 
 
 def _job(args: argparse.Namespace, dataset: Any, layout: str, config: Any) -> dict[str, Any]:

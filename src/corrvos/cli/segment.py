@@ -34,8 +34,11 @@ object ids, 255 = void / ignored (as in DAVIS). --mask-format:
   rgb         one colour per object, black = background; ids 1, 2, ... in order of first appearance (row by row)
               in the first annotated mask, or fixed by --palette-map FILE.json {"<id>": [R, G, B] or "#rrggbb"};
               the mapping is written as colour_ids.json and the result PNGs' palette has those colours
+  binary      one object: a 0/255 (or 0/1) grayscale mask, pixels >= 128 are object 1 (in auto, 255 is void)
   per-object  one binary mask per object (SAM-style export): <frame>_<id>.png in a mask folder, 0/255 or 0/1
               grayscale; where objects overlap the larger id wins; an empty file removes its object on that frame
+Masks must be lossless (PNG): JPEG and lossy WebP masks are refused, and so is an automatically numbered colour
+mask with more than 3 tiny colours (each under max(10 pixels, 0.05% of the mask): anti-aliased edges).
 
 Where the masks are:
   --mask FILE [--mask-frame K]   one annotated frame (default frame 0); a mask inside the frame folder is no frame
@@ -134,9 +137,10 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.fps is not None and not args.fps > 0:
         raise ConfigError(f"--fps must be > 0, got {args.fps}")
     if args.start < 0 or args.stride < 1 or (args.end is not None and args.end <= args.start):
+        end = "" if args.end is None else f" --end {args.end}"
         raise ConfigError(
-            f"frame range: --start must be >= 0, --end > --start and --stride >= 1; got --start {args.start} "
-            f"--end {args.end} --stride {args.stride}"
+            f"frame range: --start must be >= 0, --end > --start and --stride >= 1; got --start {args.start}{end} "
+            f"--stride {args.stride}"
         )
     if args.videos is not None:
         given = [f"--{n.replace('_', '-')}" for n in ("mask", "mask_dir", "mask_frame") if getattr(args, n) is not None]
@@ -239,11 +243,21 @@ def _segment_video(
 
 
 def run(args: argparse.Namespace) -> int:
-    from corrvos.cli.engine_options import check_engine_arguments
+    from corrvos.cli.engine_options import check_engine_arguments, check_paths_early
 
     check_engine_arguments(args)
     _check_options(args)
+    check_paths_early({}, {"--out": args.out})  # before the inputs are read and the (slow) model loaded
     return _run_many(args) if args.videos is not None else _run_one(args)
+
+
+def interrupt_hint(args: argparse.Namespace, argv: list[str]) -> str:
+    """After Ctrl-C: how to go on (``--videos`` keeps the complete videos; one video leaves nothing in --out)."""
+    from corrvos.cli.engine_options import skip_done_command
+
+    if args.videos is not None:
+        return f"continue with: {skip_done_command(argv)}"
+    return "nothing was written to --out; run the same command again"
 
 
 def _run_one(args: argparse.Namespace) -> int:

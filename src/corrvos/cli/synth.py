@@ -7,7 +7,7 @@ import re
 
 from corrvos.errors import ConfigError
 
-__all__ = ["DESCRIPTION", "HELP", "add_arguments", "parse_size", "run"]
+__all__ = ["DESCRIPTION", "HELP", "MIN_FRAMES", "add_arguments", "check_frames", "parse_size", "run"]
 
 HELP = "generate a synthetic VOS dataset (DAVIS or YouTube-VOS layout), deterministic per seed"
 DESCRIPTION = """\
@@ -60,8 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--frames",
         type=int,
         default=8,
-        help="frames per video; for --layout youtube, the length of the all-frames video, of which "
-        "every 5th frame is sampled (default: %(default)s)",
+        help="frames per video, at least 3 (youtube: 11); for --layout youtube, the length of the all-frames video, "
+        "of which every 5th frame is sampled (default: %(default)s)",
     )
     parser.add_argument("--size", default="96x160", help="frame size HxW, each side >= 16 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default: %(default)s)")
@@ -86,11 +86,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 
+#: the fewest --frames per layout whose videos `corrvos eval` and `corrvos train` accept: 3 annotated frames (eval
+#: scores frames 1..T-2, training clips have 3 frames); YouTube-VOS annotates every 5th frame (0, 5, 10)
+MIN_FRAMES = {"davis": 3, "youtube": 11, "unlabeled": 3}
+
+
+def check_frames(frames: int, layout: str) -> None:
+    """ConfigError when ``--frames`` is too short for ``corrvos eval`` / ``train`` to use the dataset."""
+    need = MIN_FRAMES[layout]
+    if frames < need:
+        what = "3 annotated frames per video (every 5th frame is annotated)" if layout == "youtube" else "3 frames"
+        raise ConfigError(
+            f"--frames {frames}: the {layout} layout needs at least {need} frames per video, or corrvos eval and "
+            f"train refuse the dataset (they need {what})"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
     from corrvos.data.synthetic import generate_dataset
 
+    check_frames(args.frames, args.layout)
     size = parse_size(args.size)
     start = time.perf_counter()
     out = generate_dataset(

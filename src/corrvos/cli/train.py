@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from corrvos.devices import device_option
+
 HELP = "train a model from a YAML config (stages, losses, data); resumable, torchrun-ready"
 DESCRIPTION = """Train STCN / STCN+correspondence from a YAML experiment file (overrides of the defaults).
 
@@ -66,7 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "checkpoints/ (other files are kept); without it such a folder is refused",
     )
     parser.add_argument("--data-root", metavar="DIR", help="root of the dataset folders (default: $CORRVOS_DATA)")
-    parser.add_argument("--device", help="auto, cpu, cuda or cuda:K (default: the config's, 'auto')")
+    parser.add_argument(
+        "--device", type=device_option, help="auto, cpu, cuda or cuda:K (default: the config's, 'auto')"
+    )
     parser.add_argument(
         "--max-steps",
         type=int,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from corrvos.devices import device_option
+
 HELP = "draw the paper's figures: matching responses, object matches, loss curves, result comparisons"
 DESCRIPTION = """\
 Draw the figures of the supplementary material for your own checkpoints, runs and results.
@@ -114,7 +116,12 @@ def _add_frame_pair(p: argparse.ArgumentParser, masks_required: bool) -> None:
     p.add_argument("--frame", type=int, required=True, metavar="T", help="index of frame t (the query frame)")
     p.add_argument("--target", type=int, required=True, metavar="TAU", help="index of frame tau (the distant frame)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:K (default: auto)")
+    p.add_argument(
+        "--device",
+        type=device_option,
+        default="auto",
+        help="auto (cuda if available), cpu, cuda or cuda:K (default: auto)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -238,20 +245,30 @@ def _labels(given: list[str] | None, paths: list[str], option: str) -> list[str]
 
 
 def run_correspondence(args: argparse.Namespace) -> int:
+    from corrvos.cli.engine_options import check_paths_early
+    from corrvos.data.sequence import image_size
     from corrvos.devices import resolve_device
+    from corrvos.errors import DataError
     from corrvos.models import load_model
-    from corrvos.utils import make_output_dir
     from corrvos.visualize.correspondence import make_correspondence_figure, parse_point
     from corrvos.visualize.inputs import FrameFolder
 
     labels = _labels(args.labels, args.model, "--model")
     points = [parse_point(p) for p in args.points] if args.points else None
     folder = FrameFolder(args.video, args.masks)
-    folder.check_index(args.frame, "--frame")
+    frame = folder.check_index(args.frame, "--frame")
     folder.check_index(args.target, "--target")
+    if points is not None:  # before the model load and the output folder
+        height, width = image_size(folder.paths[frame])
+        outside = [(y, x) for y, x in points if not (0 <= y < height and 0 <= x < width)]
+        if outside:
+            y, x = outside[0]
+            bounds = f"{height}x{width}, HxW: y 0..{height - 1}, x 0..{width - 1}"
+            raise DataError(folder.paths[frame], f"--points {y},{x} lies outside frame t ({bounds})")
+    check_paths_early({}, {"--out": args.out})
     device = resolve_device(args.device, option="--device")
     models = [load_model(m, map_location=device) for m in args.model]
-    out = make_output_dir(args.out)
+    out = Path(args.out)  # created by the figure's write: a failure before it leaves no empty folder
     path, results = make_correspondence_figure(
         models, labels, folder, args.frame, args.target, out, points=points, top_k=args.top_k, device=device
     )
@@ -265,22 +282,23 @@ def run_correspondence(args: argparse.Namespace) -> int:
 
 
 def run_matches(args: argparse.Namespace) -> int:
+    from corrvos.cli.engine_options import check_paths_early
     from corrvos.devices import resolve_device
     from corrvos.models import load_model
-    from corrvos.utils import make_output_dir
     from corrvos.visualize.inputs import FrameFolder
     from corrvos.visualize.matches import find_projection_head, make_matches_figure
 
     folder = FrameFolder(args.video, args.masks)
     folder.check_index(args.frame, "--frame")
     folder.check_index(args.target, "--target")
+    check_paths_early({}, {"--out": args.out})
     device = resolve_device(args.device, option="--device")
     model = load_model(args.model, map_location=device)
     source = find_projection_head(args.model, features=args.features)
     if source.head is not None:
         source.head.to(device)
     print(source.note)
-    out = make_output_dir(args.out)
+    out = Path(args.out)  # created by the figure's write: a failure before it leaves no empty folder
     path, matches = make_matches_figure(model, source, folder, args.frame, args.target, out, device=device)
     print("cosine similarity (rows: objects of t, columns: objects of tau):")
     print("      " + " ".join(f"{k:>7}" for k in matches.ids_tau))

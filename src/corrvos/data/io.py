@@ -26,10 +26,13 @@ __all__ = [
     "DAVIS_PALETTE",
     "IMAGE_EXTENSIONS",
     "LABEL_MODES",
+    "LOSSY_FORMATS",
     "VOID_LABEL",
     "davis_palette",
     "label_header_problem",
     "list_frames",
+    "lossy_format",
+    "lossy_problem",
     "read_image",
     "read_label",
     "write_image",
@@ -41,6 +44,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 VOID_LABEL = 255
 #: Pillow modes of a label-map PNG: palette, 8-bit grayscale, and 1-bit (read as 0/1).
 LABEL_MODES = ("P", "L", "1")
+#: Pillow formats whose compression is lossy: never a mask (JPEG noise turns one id into many).
+LOSSY_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "JPEG2000": "JPEG 2000"}
 
 
 def davis_palette() -> np.ndarray:
@@ -71,7 +76,8 @@ def read_label(path: str | Path) -> np.ndarray:
     are the labels, exactly as ``np.array(PIL.Image.open(path))`` reads them in the official DAVIS toolkit.
 
     Raises:
-        DataError: the file is missing, not a readable image, colour (RGB) or 16-bit.
+        DataError: the file is missing, not a readable image, lossy (JPEG, lossy WebP: :func:`lossy_format`),
+            colour (RGB) or 16-bit.
     """
     path = Path(path)
     if not path.is_file():
@@ -79,6 +85,9 @@ def read_label(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             mode = img.mode
+            lossy = lossy_format(path, img.format)
+            if lossy is not None:
+                raise DataError(path, lossy_problem(lossy))
             if mode not in LABEL_MODES:
                 raise DataError(
                     path,
@@ -95,6 +104,43 @@ def read_label(path: str | Path) -> np.ndarray:
     if array.ndim != 2 or array.dtype != np.uint8:
         raise DataError(path, f"label map must be [H, W] uint8, got shape {array.shape} dtype {array.dtype}")
     return array
+
+
+def lossy_format(path: str | Path, pillow_format: str | None) -> str | None:
+    """The name of the lossy format of an image file (JPEG, JPEG 2000, lossy WebP), or None when it is lossless.
+
+    Args:
+        path: the file (read again only for WebP, whose lossless and lossy variants share a format name).
+        pillow_format: the format Pillow read from the file's content (``Image.format``), not its extension.
+    """
+    if pillow_format in LOSSY_FORMATS:
+        return LOSSY_FORMATS[pillow_format]
+    if pillow_format == "WEBP" and _webp_is_lossy(Path(path)):
+        return "lossy WebP"
+    return None
+
+
+def lossy_problem(lossy: str) -> str:
+    """The one-line refusal of a mask stored in the lossy format ``lossy``."""
+    return (
+        f"mask is a {lossy} file: lossy compression turns each object id into many noisy ids; save masks as "
+        "PNG (lossless; BMP, TIFF and lossless WebP work too)"
+    )
+
+
+def _webp_is_lossy(path: Path) -> bool:
+    """True when the WebP file's image chunk is ``VP8 `` (lossy) rather than ``VP8L`` (lossless)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    pos = 12  # after "RIFF", the size and "WEBP"
+    while pos + 8 <= len(data):
+        fourcc, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if fourcc in (b"VP8 ", b"VP8L"):
+            return fourcc == b"VP8 "
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+    return False
 
 
 def write_label(path: str | Path, label: np.ndarray, palette: np.ndarray | None = None) -> None:
@@ -135,9 +181,12 @@ def label_header_problem(
         return f"{path}: missing", None
     try:
         with Image.open(path) as img:
-            mode, (w, h) = img.mode, img.size
+            mode, (w, h), pillow_format = img.mode, img.size, img.format
     except Exception as exc:  # Pillow raises many types for corrupt files
         return f"{path}: cannot read image ({exc})", None
+    lossy = lossy_format(path, pillow_format)
+    if lossy is not None:
+        return f"{path}: {lossy_problem(lossy)}", (h, w)
     if mode not in LABEL_MODES:
         return f"{path}: must be a palette or 8-bit grayscale PNG, got mode {mode!r}", (h, w)
     if expected is not None and (h, w) != tuple(expected):

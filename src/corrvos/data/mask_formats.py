@@ -12,7 +12,15 @@ Formats (``corrvos segment --mask-format``):
   or 0/1 grayscale (a palette or colour file is read as grayscale). A pixel belongs to the object where the value
   is >= 128, or equals 1 in a file whose values are only 0 and 1. Where objects overlap, the larger id wins. Each
   file gives its object, even an empty one: the object is absent on that frame;
+- ``binary``: one object per mask file, the common 0/255 (or 0/1) grayscale mask: a pixel is object 1 where the
+  value is >= 128, or equals 1 in a file whose values are only 0 and 1 (a colour file is read as grayscale);
 - ``auto`` (default): palette and grayscale PNGs are label maps, RGB / RGBA PNGs colour masks.
+
+Lossy files (JPEG, JPEG 2000, lossy WebP, told by their content, not their name) are refused in every format:
+compression noise makes new ids (a 4-object colour JPEG read as 94 objects). A colour mask numbered automatically
+is refused when more than :data:`MAX_TINY_COLOURS` of its colours are tiny, each covering fewer than
+max(:data:`TINY_COLOUR_PIXELS`, :data:`TINY_COLOUR_FRACTION` of the pixels): the mark of anti-aliased edges or of a
+mask resized with interpolation; a ``--palette-map`` (fixed colours) turns this check off.
 
 Conventions: label maps are uint8 [H, W]; 0 is the background and 255 void (never an object: DAVIS borders); the
 ids 1..254 are objects. A colour map can send a colour to 0 (e.g. a white background) or to 255 (void).
@@ -28,19 +36,27 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from corrvos.data.io import DAVIS_PALETTE, LABEL_MODES, VOID_LABEL, read_label
+from corrvos.data.io import DAVIS_PALETTE, LABEL_MODES, VOID_LABEL, lossy_format, lossy_problem, read_label
 from corrvos.errors import DataError
 
 __all__ = [
     "BACKGROUND_COLOUR",
     "MASK_FORMATS",
+    "MAX_TINY_COLOURS",
+    "TINY_COLOUR_FRACTION",
+    "TINY_COLOUR_PIXELS",
     "ColourMap",
     "MaskRead",
     "image_mode",
     "read_mask_any",
 ]
 
-MASK_FORMATS = ("auto", "palette", "label", "rgb", "per-object")
+MASK_FORMATS = ("auto", "palette", "label", "rgb", "binary", "per-object")
+#: A colour of an automatically numbered colour mask is tiny below max(TINY_COLOUR_PIXELS, TINY_COLOUR_FRACTION *
+#: pixels) pixels (14x14 pixels at 480x854); a mask with more than MAX_TINY_COLOURS tiny colours is refused.
+TINY_COLOUR_PIXELS = 10
+TINY_COLOUR_FRACTION = 0.0005
+MAX_TINY_COLOURS = 3
 BACKGROUND_COLOUR = (0, 0, 0)
 #: Largest object id given to a colour automatically (255 is void).
 _MAX_OBJECT_ID = 254
@@ -77,10 +93,11 @@ class ColourMap:
         """Colours [H, W, 3] uint8 -> label map [H, W] uint8, giving new colours the next free ids (unless fixed).
 
         Raises:
-            DataError: a colour an explicit map does not list, or more colours than there are object ids.
+            DataError: a colour an explicit map does not list, more colours than there are object ids, or (numbering
+                colours automatically) more than MAX_TINY_COLOURS tiny colours.
         """
         codes = _pack(rgb).reshape(-1)  # [H*W] 0xRRGGBB
-        uniq, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+        uniq, first, inverse, counts = np.unique(codes, return_index=True, return_inverse=True, return_counts=True)
         table = {_pack_one(c): i for c, i in self.lookup().items()}
         unknown = [int(c) for c in uniq[np.argsort(first)] if int(c) not in table]  # raster order of appearance
         if unknown and self.fixed:
@@ -95,6 +112,8 @@ class ColourMap:
                 f"{len(unknown) + len(self.colours)} colours, more than the {_MAX_OBJECT_ID} object ids: "
                 "anti-aliased edges or JPEG artefacts? save the mask without smoothing as PNG, or give --palette-map",
             )
+        if not self.fixed:
+            _check_tiny_colours(uniq, counts, table, path)
         for code, obj_id in zip(unknown, free, strict=False):
             self.colours[obj_id] = _unpack(code)
             table[code] = obj_id
@@ -163,11 +182,16 @@ class MaskRead:
 
 def image_mode(path: str | Path) -> str | None:
     """The Pillow mode of an image file from its header, or None when it is missing or unreadable."""
+    return _header(path)[0]
+
+
+def _header(path: str | Path) -> tuple[str | None, str | None]:
+    """(Pillow mode, Pillow format) of an image file from its header; (None, None) when missing or unreadable."""
     try:
         with Image.open(path) as img:
-            return str(img.mode)
+            return str(img.mode), img.format
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return None
+        return None, None
 
 
 def read_mask_any(
@@ -194,10 +218,16 @@ def read_mask_any(
     if isinstance(source, Mapping):
         raise ValueError("a mapping of per-object files needs fmt='per-object'")
     path = Path(source)
-    mode = image_mode(path)
+    mode, pillow_format = _header(path)
     if mode is None:
         read_label(path)  # raises its message: not found / cannot decode
         raise DataError(path, "cannot decode mask")  # pragma: no cover - read_label raised
+    lossy = lossy_format(path, pillow_format)
+    if lossy is not None:
+        raise DataError(path, lossy_problem(lossy))
+    if fmt == "binary":
+        label = _read_binary(path).astype(np.uint8)  # [H, W] 0 or 1
+        return MaskRead(label, _ids_in(label), "labels")
     if fmt == "palette" and mode != "P":
         raise DataError(path, f"not a palette (indexed) PNG but mode {mode!r}: use --mask-format auto")
     if fmt == "label" and mode not in ("L", "1"):
@@ -209,6 +239,26 @@ def read_mask_any(
         return MaskRead(label, _ids_in(label), "colours")
     label = read_label(path)
     return MaskRead(label, _ids_in(label), "labels")
+
+
+def _check_tiny_colours(uniq: np.ndarray, counts: np.ndarray, table: dict[int, int], path: str | Path) -> None:
+    """DataError when more than MAX_TINY_COLOURS object colours (not background, void or mapped to either) are tiny.
+
+    Args:
+        uniq: int64 [U] the distinct colour codes of the mask; counts: [U] their pixel counts.
+        table: colour code -> id of the colours known so far (background and void are never objects).
+    """
+    limit = max(TINY_COLOUR_PIXELS, TINY_COLOUR_FRACTION * int(counts.sum()))
+    objects = np.array([table.get(int(c), 1) not in (0, VOID_LABEL) for c in uniq], dtype=bool)  # [U]
+    tiny = np.flatnonzero(objects & (counts < limit))
+    if len(tiny) > MAX_TINY_COLOURS:
+        examples = ", ".join(f"{_hex(int(uniq[i]))} ({int(counts[i])} px)" for i in tiny[:3])
+        raise DataError(
+            path,
+            f"{len(tiny)} of its {int(objects.sum())} object colours cover fewer than {limit:.0f} pixels each "
+            f"(e.g. {examples}): anti-aliased edges, a mask resized with interpolation or a lossy copy? save the "
+            "mask with hard edges (nearest neighbour), or list its colours in --palette-map",
+        )
 
 
 def _ids_in(label: np.ndarray) -> list[int]:
@@ -234,6 +284,9 @@ def _read_binary(path: Path) -> np.ndarray:
         raise DataError(path, "mask not found")
     try:
         with Image.open(path) as img:
+            lossy = lossy_format(path, img.format)
+            if lossy is not None:
+                raise DataError(path, lossy_problem(lossy))
             if img.mode not in ("1", "L", "P", "RGB", "RGBA", "LA"):
                 raise DataError(path, f"binary mask must be an 8-bit grayscale (or colour) PNG, got mode {img.mode!r}")
             array = np.array(img if img.mode in ("1", "L", "P") else img.convert("L"))  # [H, W]

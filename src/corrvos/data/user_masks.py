@@ -153,10 +153,16 @@ def load_annotations(
         )
     if masks and not problems:
         first = min(masks)
-        if not np.any((masks[first].label != 0) & (masks[first].label != VOID_LABEL)):
+        label = masks[first].label
+        if not np.any((label != 0) & (label != VOID_LABEL)):
             source = files[first]
             path = Path(min(source.values())) if isinstance(source, dict) else Path(source)
-            problems.append(f"{path}: mask has no object (every pixel is 0 = background or 255 = void)")
+            hint = (
+                "; a binary mask (0 background, 255 object)? --mask-format binary reads it as object 1"
+                if np.any(label == VOID_LABEL) and masks[first].kind == "labels"
+                else ""
+            )
+            problems.append(f"{path}: mask has no object (every pixel is 0 = background or 255 = void){hint}")
     if problems or not masks:
         return None, problems
     return VideoAnnotations(masks, colour_map if "colours" in kinds else None), []
