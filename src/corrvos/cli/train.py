@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--init-from",
         metavar="CKPT",
         help=f"start from these weights (official {checkpoint_sources()} file or a corrvos checkpoint, or a weight "
-        "name of `corrvos download`, e.g. xmem): fine-tuning",
+        "name listed by `corrvos download --list`): fine-tuning",
     )
     parser.add_argument(
         "--stages",

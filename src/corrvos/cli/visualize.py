@@ -141,7 +141,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         metavar="CKPT",
         help=f"checkpoint (official {checkpoint_sources()} file or corrvos checkpoint) or a weight name of "
-        "`corrvos download` (e.g. stcn); repeat to compare checkpoints, one column each",
+        "`corrvos download --list`; repeat to compare checkpoints, one column each",
     )
     p.add_argument("--labels", nargs="+", metavar="NAME", help="column titles, one per --model (default: file names)")
     _add_frame_pair(p, masks_required=False)
@@ -171,7 +171,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         required=True,
         metavar="CKPT",
-        help="checkpoint (any file corrvos can load) or a weight name of `corrvos download` (e.g. stcn)",
+        help="checkpoint (any file corrvos can load) or a weight name listed by `corrvos download --list`",
     )
     _add_frame_pair(p, masks_required=True)
     p.add_argument(
