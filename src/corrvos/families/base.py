@@ -78,6 +78,12 @@ class Family:
         encoder_deep_layers: second-level names inside ``encoders`` that get the "deep" scale.
         tiny_args: constructor arguments of the family's smallest network (quick checks, the contract tests).
         trainable: corrvos can train it (``False``: inference only; the configuration check refuses it).
+        unroller: the training clip unroller class (``cls(model, policy=UnrollPolicy, second_view=bool)``, an
+            ``nn.Module`` with ``forward(ClipBatch) -> ClipOutputs``, ``clip_generator``, ``view_generator`` and
+            ``last_draws``); ``None``: the matching models' :class:`~corrvos.training.unroll.ClipUnroller`.
+        segmentation_loss: the family's own L_SEG, ``fn(logits, aux_logits, labels, selector, cfg, generator) ->
+            dict[str, Tensor]`` of weighted parts whose sum is L_SEG (see ``corrvos.losses.objective``); ``None``:
+            the shared bootstrapped CE (+ Dice) of :mod:`corrvos.losses.segmentation`.
     """
 
     card: FamilyCard
@@ -93,6 +99,8 @@ class Family:
     encoder_deep_layers: tuple[str, ...] = ("layer2", "layer3")
     tiny_args: Mapping[str, Any] = field(default_factory=dict)
     trainable: bool = True
+    unroller: type | None = None
+    segmentation_loss: Callable[..., dict[str, Tensor]] | None = None
 
     @property
     def name(self) -> str:

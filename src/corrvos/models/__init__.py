@@ -81,16 +81,21 @@ def load_imagenet_backbones(
     Raises:
         ConfigError: the model is a small variant of width other than 64.
     """
-    key_arch = model.key_encoder.arch
-    _check_imagenet_width(model.key_encoder.width)
+    # a network whose encoders have other names says which modules they are (``imagenet_encoders()``)
+    if hasattr(model, "imagenet_encoders"):
+        key_encoder, value_encoder = model.imagenet_encoders()
+    else:
+        key_encoder, value_encoder = model.key_encoder, model.value_encoder
+    key_arch = key_encoder.arch
+    _check_imagenet_width(key_encoder.width)
     for arch in dict.fromkeys((key_arch, "resnet18")):  # the key encoder's file first, then the value encoder's
         file = True if source is True else _find_local_file(Path(source).expanduser(), arch)
         state = read_torchvision_state(file, arch)
         what = f"ImageNet {arch}" if file is True else str(file)
         if arch == key_arch:
-            load_imagenet_key_encoder(model.key_encoder, state, what=what)
+            load_imagenet_key_encoder(key_encoder, state, what=what)
         if arch == "resnet18":
-            load_imagenet_resnet18(model.value_encoder, state, what=what, generator=generator)
+            load_imagenet_resnet18(value_encoder, state, what=what, generator=generator)
 
 
 def arch_of(model: nn.Module) -> str:

@@ -320,7 +320,13 @@ class Trainer:
             ckpt_io.load_scheduler_state(self.scheduler, resume_state["scheduler"])
             if self.scaler is not None and resume_state.get("scaler"):
                 self.scaler.load_state_dict(resume_state["scaler"])
-        task = CorrespondenceTask(unroller, loss_cfg, proj_head=self.proj_head, amp_dtype=self.amp_dtype)
+        task = CorrespondenceTask(
+            unroller,
+            loss_cfg,
+            proj_head=self.proj_head,
+            amp_dtype=self.amp_dtype,
+            segmentation=owner.segmentation_loss,
+        )
         dataset = build_stage_dataset(cfg, stage, out_dir=self.out_dir, dist_info=self.dist)
         finetune = None
         if stage.data.finetune_iterations > 0:

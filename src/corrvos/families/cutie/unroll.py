@@ -87,14 +87,19 @@ class CutieUnroller(nn.Module):
 
     Args:
         model: the Cutie network.
-        policy: memory size and deep-update probability (default: the main-training values 3 / 0.2).
+        policy: memory size and deep-update probability (default: the main-training values 3 / 0.2); any object
+            with ``num_ref_frames`` (an int) and ``deep_update_prob``, e.g. the trainer's ``UnrollPolicy``.
         second_view: not supported (the release's correspondence losses are not defined on Cutie).
     """
 
-    def __init__(self, model: nn.Module, *, policy: CutieUnrollPolicy | None = None, second_view: bool = False):
+    def __init__(self, model: nn.Module, *, policy: object | None = None, second_view: bool = False):
         super().__init__()
         if second_view:
             raise ValueError("the second view of the 'official' correspondence losses is not available for this model")
+        if policy is not None and not isinstance(policy, CutieUnrollPolicy):
+            if getattr(policy, "num_ref_frames", None) is None:
+                raise ValueError("Cutie's training unroll needs num_ref_frames (data.num_ref_frames), got None")
+            policy = CutieUnrollPolicy(policy.num_ref_frames, policy.deep_update_prob)
         self.model = model
         self.policy = policy if policy is not None else CutieUnrollPolicy()
         self.second_view = False

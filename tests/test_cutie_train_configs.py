@@ -1,0 +1,84 @@
+"""The shipped Cutie training configs run through ``corrvos train`` on the CPU (tiny: the small pixel encoder, 32 x 32
+crops, batch 2, two steps on a synthetic set), and train what the official trainer trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from corrvos.data.synthetic import generate_dataset
+from corrvos.families.cutie.family import cutie_segmentation_loss
+from corrvos.training.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Videos long enough for 8-frame clips."""
+    return generate_dataset(tmp_path_factory.mktemp("synth") / "davis", sequences=3, frames=9, size=(48, 48), seed=4)
+
+
+@pytest.mark.parametrize(
+    ("config", "stage", "single"), [("cutie_s0.yaml", "static", True), ("cutie_main.yaml", "main", False)]
+)
+def test_two_steps_of_each_shipped_config(config: str, stage: str, single: bool, synthetic_root: Path, tmp_path: Path):
+    from corrvos.cli import main as cli_main
+
+    out = tmp_path / "run"
+    sets = {
+        "model.pretrained_backbones": "false",
+        "model.key_encoder": "resnet18",
+        "amp": "off",
+        "num_workers": "0",
+        "log_interval": "1",
+        "loss.seg_points": "64",
+        f"stages.{stage}.batch_size": "2",
+        f"stages.{stage}.iterations": "2",
+        f"stages.{stage}.lr_milestones": "[]",
+        f"stages.{stage}.data.crop_size": "32",
+        f"stages.{stage}.data.datasets": f"[{{kind: davis, root: {synthetic_root}}}]",
+    }
+    args = ["train", "--config", str(REPO / "configs" / config), "--device", "cpu", "--no-progress", "--out", str(out)]
+    for key, value in sets.items():
+        args += ["--set", f"{key}={value}"]
+    assert cli_main(args) == 0
+    ckpt = load_checkpoint(out / "checkpoints" / "step_0000002.pth")
+    assert ckpt["arch"] == "cutie" and ckpt["stage"] == stage and ckpt["single_object"] is single
+    # the optimiser's groups: the pixel encoder at 0.1 x lr, the rest (mask encoder included) at lr
+    groups = {g["name"]: g for g in ckpt["optimizer"]["param_groups"]}
+    assert groups["encoder"]["lr"] == pytest.approx(1e-5) and groups["rest"]["lr"] == pytest.approx(1e-4)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for part in ("ce", "dice", "aux_sensory_ce", "aux_sensory_dice", "aux_query_ce_l0", "aux_query_dice_l3"):
+        assert any(tag.endswith(f"stats/seg_{part}") for tag in tags), part
+    for path in out.rglob("*.pth"):
+        path.unlink()
+
+
+def test_segmentation_hook_takes_the_objects_from_the_selector_and_the_points_from_the_config() -> None:
+    """The family hook counts each clip's objects from its selector (a wrong count changes the loss) and reads the
+    point settings of the LossConfig."""
+    from corrvos.families.cutie.losses import PointLossConfig, segmentation_terms
+    from corrvos.losses.config import LossConfig
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, 16, 16, generator=gen)
+    aux = torch.randn(2, 3, 5, 4, 4, 4, generator=gen)
+    labels = torch.randint(0, 2, (2, 3, 16, 16), generator=gen)
+    labels[0, :, :4] = 2
+    selector = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    cfg = LossConfig(mode="none", seg_points=32, seg_point_importance=0.5, seg_aux_query_weight=0.5)
+    got = cutie_segmentation_loss(logits, aux, labels, selector, cfg, torch.Generator().manual_seed(1))
+    points = PointLossConfig(num_points=32, importance_sample_ratio=0.5, query_weight=0.5)
+    expected = segmentation_terms(logits, aux, labels, [2, 1], points, torch.Generator().manual_seed(1))
+    assert got.keys() == expected.keys()
+    for name in got:
+        assert torch.equal(got[name], expected[name]), name
+    wrong = segmentation_terms(logits, aux, labels, [2, 2], points, torch.Generator().manual_seed(1))
+    assert not torch.equal(wrong["ce"], got["ce"])
