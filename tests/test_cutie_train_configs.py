@@ -82,3 +82,63 @@ def test_segmentation_hook_takes_the_objects_from_the_selector_and_the_points_fr
         assert torch.equal(got[name], expected[name]), name
     wrong = segmentation_terms(logits, aux, labels, [2, 2], points, torch.Generator().manual_seed(1))
     assert not torch.equal(wrong["ce"], got["ce"])
+
+
+def test_static_stage_widens_into_the_main_stage(synthetic_root: Path, tmp_path: Path) -> None:
+    """cutie_s0's single-object stage followed by cutie_main's stage in one run: the mask encoder's conv1 and the
+    pixel fuser's sensory compression gain the "others" channel (orthogonal init), the rest carries over."""
+    import yaml
+
+    from corrvos.config import config_from_dict
+    from corrvos.training.trainer import Trainer
+
+    s0 = yaml.safe_load((REPO / "configs" / "cutie_s0.yaml").read_text(encoding="utf-8"))
+    main = yaml.safe_load((REPO / "configs" / "cutie_main.yaml").read_text(encoding="utf-8"))
+    stages = [s0["stages"][0], main["stages"][0]]
+    for stage in stages:
+        stage.update(batch_size=2, iterations=1, lr_milestones=[])
+        stage["data"].update(crop_size=32, datasets=[{"kind": "davis", "root": str(synthetic_root)}])
+    raw = {**main, "stages": stages, "out_dir": str(tmp_path / "run"), "device": "cpu", "amp": "off"}
+    raw.update(num_workers=0, keep_checkpoints=0)
+    raw["model"].update(pretrained_backbones=False, key_encoder="resnet18")
+    raw["loss"]["seg_points"] = 64
+    trainer = Trainer(config_from_dict(raw), progress=False)
+    single = {}
+
+    def keep(trainer, record) -> None:
+        if record.stage == "static":
+            single.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
+
+    trainer.callbacks.append(keep)
+    assert trainer.run().finished
+    final = torch.load(tmp_path / "run" / "checkpoints" / "main_final.pth", weights_only=True)
+    assert not final["single_object"] and single
+    assert (
+        single["mask_encoder.conv1.weight"].shape[1] == 4 and final["model"]["mask_encoder.conv1.weight"].shape[1] == 5
+    )
+    compress = "pixel_fuser.sensory_compress.weight"
+    assert final["model"][compress].shape[1] == single[compress].shape[1] + 1 == 258
+    for path in (tmp_path / "run").rglob("*.pth"):
+        path.unlink()
+
+
+@pytest.mark.skipif(not __import__("official_cutie").have_official_cutie(), reason="official Cutie checkout absent")
+def test_widening_matches_the_official_load_weights() -> None:
+    """Our widening with Cutie's keys equals the official ``CUTIE.load_weights`` on a single-object state_dict, with
+    the same random stream for the orthogonal slices."""
+    from corrvos.families import family
+    from corrvos.families.cutie.network import Cutie
+    from corrvos.models.convert import widen_single_object
+    from official_cutie import build_official_cutie
+
+    torch.manual_seed(0)
+    single = Cutie(key_encoder="resnet18", single_object=True).state_dict()
+    keys = family("cutie").others_channel_keys
+    ours = widen_single_object(single, init="orthogonal", generator=torch.Generator().manual_seed(3), keys=keys)
+    net = build_official_cutie("small")
+    torch.manual_seed(3)
+    net.load_weights({k: v.clone() for k, v in single.items()})
+    theirs = net.state_dict()
+    for key in keys:
+        assert torch.equal(ours[key], theirs[key]), key
+    assert torch.equal(ours["key_proj.key_proj.weight"], theirs["key_proj.key_proj.weight"])

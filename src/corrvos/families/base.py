@@ -81,6 +81,9 @@ class Family:
         unroller: the training clip unroller class (``cls(model, policy=UnrollPolicy, second_view=bool)``, an
             ``nn.Module`` with ``forward(ClipBatch) -> ClipOutputs``, ``clip_generator``, ``view_generator`` and
             ``last_draws``); ``None``: the matching models' :class:`~corrvos.training.unroll.ClipUnroller`.
+        others_channel_keys: state_dict weights whose input channels gain the "others" mask channel when a
+            single-object (stage-0) network becomes multi-object, the first being the 4-channel RGB + mask
+            convolution (``corrvos.models.convert.widen_single_object``).
         segmentation_loss: the family's own L_SEG, ``fn(logits, aux_logits, labels, selector, cfg, generator) ->
             dict[str, Tensor]`` of weighted parts whose sum is L_SEG (see ``corrvos.losses.objective``); ``None``:
             the shared bootstrapped CE (+ Dice) of :mod:`corrvos.losses.segmentation`.
@@ -100,6 +103,7 @@ class Family:
     tiny_args: Mapping[str, Any] = field(default_factory=dict)
     trainable: bool = True
     unroller: type | None = None
+    others_channel_keys: tuple[str, ...] = ("value_encoder.conv1.weight",)
     segmentation_loss: Callable[..., dict[str, Tensor]] | None = None
 
     @property

@@ -151,7 +151,7 @@ def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_obje
             (all missing and unexpected keys are listed); a name that is neither a file nor a known weight, or
             whose weights have not been downloaded (the message names ``corrvos download NAME``).
     """
-    from corrvos.families import architecture, canonical_arch, detect_architecture
+    from corrvos.families import architecture, canonical_arch, detect_architecture, family_of_arch
 
     path = resolve_model_path(path)  # weight name -> cached file (corrvos download); existing paths unchanged
     state, meta = extract_state_dict(read_checkpoint(path, map_location=map_location), path=path)
@@ -170,7 +170,7 @@ def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_obje
             raise CheckpointError(f"{path}: recorded model_args disagree with the weights (recorded, found): {clash}")
         kwargs = {**recorded, **kwargs}
     if kwargs.get("single_object") and widen_single_object_file:
-        state = widen_single_object(state, init="zeros")
+        state = widen_single_object(state, init="zeros", keys=family_of_arch(name).others_channel_keys)
         kwargs["single_object"] = False
         logger.info("%s: stage-0 (single-object) weights widened to 5 input channels with zeros", path)
     try:
@@ -217,7 +217,10 @@ def load_weights_into(
     state, _ = extract_state_dict(read_checkpoint(path), path=path)
     _, kwargs = detect_architecture(state, path=path)
     if kwargs.get("single_object") and not model.single_object:
-        state = widen_single_object(state, init=widen_init, generator=generator)
+        from corrvos.families import family_of
+
+        keys = family_of(model).others_channel_keys
+        state = widen_single_object(state, init=widen_init, generator=generator, keys=keys)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

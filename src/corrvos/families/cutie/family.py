@@ -151,5 +151,7 @@ FAMILY = Family(
     cpu_recipe=_cpu_recipe,
     tiny_args={"key_encoder": "resnet18"},
     unroller=CutieUnroller,
+    # official CUTIE.load_weights: the mask encoder's conv1 and the pixel fuser's sensory compression
+    others_channel_keys=("mask_encoder.conv1.weight", "pixel_fuser.sensory_compress.weight"),
     segmentation_loss=cutie_segmentation_loss,
 )
