@@ -142,3 +142,28 @@ def test_widening_matches_the_official_load_weights() -> None:
     for key in keys:
         assert torch.equal(ours[key], theirs[key]), key
     assert torch.equal(ours["key_proj.key_proj.weight"], theirs["key_proj.key_proj.weight"])
+
+
+def test_shipped_cutie_recipes_hold_the_official_numbers() -> None:
+    """cutie/config/train_config.yaml (pre_training, main_training), data/base.yaml, model/base.yaml."""
+    from corrvos.config import load_config, stage_loss_config
+
+    s0, main = load_config(REPO / "configs" / "cutie_s0.yaml"), load_config(REPO / "configs" / "cutie_main.yaml")
+    for cfg in (s0, main):
+        assert cfg.model.arch == "cutie" and cfg.model.deep_update_prob == 0.2
+        optim = cfg.optim
+        assert (optim.optimizer, optim.weight_decay, optim.grad_clip, optim.freeze_bn) == ("adamw", 1e-3, 3.0, True)
+        assert (optim.encoder_lr_scale, optim.encoder_deep_lr_scale) == (0.1, 0.1)
+        loss = stage_loss_config(cfg, cfg.stages[0])
+        assert loss.mode == "none" and (loss.seg_point_oversample, loss.seg_point_importance) == (3.0, 0.75)
+        assert (loss.seg_aux_sensory_weight, loss.seg_aux_query_weight) == (0.01, 0.01)
+    static = s0.stages[0]
+    assert (static.iterations, static.batch_size, static.lr, static.lr_milestones) == (80_000, 16, 1e-4, [])
+    assert static.single_object and (static.data.num_frames, static.data.num_ref_frames) == (3, 2)
+    assert (static.data.crop_size, static.data.max_objects) == (384, 1) and s0.loss.seg_points == 8192
+    stage = main.stages[0]
+    assert (stage.iterations, stage.batch_size, stage.lr) == (125_000, 16, 1e-4)
+    assert stage.lr_milestones == [100_000, 115_000] and main.optim.gamma == 0.1
+    assert (stage.data.num_frames, stage.data.num_ref_frames, stage.data.max_objects) == (8, 3, 3)
+    assert stage.data.crop_size == 480 and main.loss.seg_points == 12544
+    assert stage.data.max_skip_values == [5, 10, 15, 5] and stage.data.max_skip_fractions == [0.1, 0.3, 0.8]
