@@ -47,9 +47,16 @@ def test_two_steps_of_each_shipped_config(config: str, stage: str, single: bool,
     assert cli_main(args) == 0
     ckpt = load_checkpoint(out / "checkpoints" / "step_0000002.pth")
     assert ckpt["arch"] == "cutie" and ckpt["stage"] == stage and ckpt["single_object"] is single
-    # the optimiser's groups: the pixel encoder at 0.1 x lr, the rest (mask encoder included) at lr
+    # the optimiser's groups (official get_parameter_groups): the pixel encoder at 0.1 x lr, the rest (mask encoder
+    # included) at lr, the query embeddings at lr without weight decay: the official suffix match ("query_init.weight",
+    # "query_emb.weight") also takes the summary_to_query_init / _emb linear weights, 4 tensors in all
     groups = {g["name"]: g for g in ckpt["optimizer"]["param_groups"]}
-    assert groups["encoder"]["lr"] == pytest.approx(1e-5) and groups["rest"]["lr"] == pytest.approx(1e-4)
+    assert set(groups) == {"encoder", "encoder_deep", "rest", "rest_no_decay"}
+    assert groups["encoder"]["lr"] == groups["encoder_deep"]["lr"] == pytest.approx(1e-5)
+    assert groups["rest"]["lr"] == groups["rest_no_decay"]["lr"] == pytest.approx(1e-4)
+    assert groups["rest"]["weight_decay"] == 1e-3 and groups["rest_no_decay"]["weight_decay"] == 0.0
+    assert len(groups["rest_no_decay"]["params"]) == 4
+    assert groups["rest"]["eps"] == (1e-6 if stage == "main" else 1e-8)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(out / "tb"))
@@ -167,3 +174,39 @@ def test_shipped_cutie_recipes_hold_the_official_numbers() -> None:
     assert (stage.data.num_frames, stage.data.num_ref_frames, stage.data.max_objects) == (8, 3, 3)
     assert stage.data.crop_size == 480 and main.loss.seg_points == 12544
     assert stage.data.max_skip_values == [5, 10, 15, 5] and stage.data.max_skip_fractions == [0.1, 0.3, 0.8]
+
+
+@pytest.mark.skipif(not __import__("official_cutie").have_official_cutie(), reason="official Cutie checkout absent")
+def test_parameter_groups_match_the_official_ones() -> None:
+    """Our groups (Family.encoders at the encoder scales, Family.no_decay) hold the same parameters as the official
+    get_parameter_groups' backbone / embedding / other groups, with the same learning rates and weight decays."""
+    import importlib
+
+    from omegaconf import OmegaConf
+
+    from corrvos.families import family
+    from corrvos.families.cutie.network import Cutie
+    from corrvos.models.params import optimizer_groups
+    from official_common import official_import_scope
+    from official_cutie import OFFICIAL_PACKAGES, REF, build_official_cutie
+
+    net = build_official_cutie("small")
+    stage = OmegaConf.create({"weight_decay": 1e-3, "embed_weight_decay": 0.0, "backbone_lr_ratio": 0.1})
+    stage.learning_rate = 1e-4
+    with official_import_scope(REF, OFFICIAL_PACKAGES):
+        groups_mod = importlib.import_module("cutie.model.utils.parameter_groups")
+        theirs = groups_mod.get_parameter_groups(net, stage)
+    names = {id(p): n for n, p in net.named_parameters()}
+    official = [({names[id(p)] for p in g["params"]}, g["lr"], g["weight_decay"]) for g in theirs]
+    entry = family("cutie")
+    model = Cutie(key_encoder="resnet18")
+    ours_names = {id(p): n for n, p in model.named_parameters()}
+    ours = optimizer_groups(
+        model, lr=1e-4, encoder_scale=0.1, deep_scale=0.1, encoders=entry.encoders, no_decay=entry.no_decay
+    )
+    by_name = {g["name"]: ({ours_names[id(p)] for p in g["params"]}, g.get("weight_decay", 1e-3)) for g in ours}
+    lrs = {g["name"]: g["lr"] for g in ours}
+    backbone = by_name["encoder"][0] | by_name["encoder_deep"][0]
+    assert official[0] == (backbone, pytest.approx(lrs["encoder"]), 1e-3) and lrs["encoder_deep"] == lrs["encoder"]
+    assert official[1] == (by_name["rest_no_decay"][0], lrs["rest_no_decay"], by_name["rest_no_decay"][1])
+    assert official[2] == (by_name["rest"][0], lrs["rest"], by_name["rest"][1])

@@ -76,6 +76,7 @@ class Family:
         cpu_recipe: the same for the CPU recipe, applied after the shared CPU changes.
         encoders: top-level module names trained at the encoder learning-rate scales (the rest at x1).
         encoder_deep_layers: second-level names inside ``encoders`` that get the "deep" scale.
+        no_decay: parameter-name suffixes trained without weight decay (e.g. learned query embeddings).
         tiny_args: constructor arguments of the family's smallest network (quick checks, the contract tests).
         trainable: corrvos can train it (``False``: inference only; the configuration check refuses it).
         unroller: the training clip unroller class (``cls(model, policy=UnrollPolicy, second_view=bool)``, an
@@ -100,6 +101,7 @@ class Family:
     cpu_recipe: Callable[[dict[str, Any], int], None] = _no_recipe
     encoders: tuple[str, ...] = ("key_encoder", "value_encoder")
     encoder_deep_layers: tuple[str, ...] = ("layer2", "layer3")
+    no_decay: tuple[str, ...] = ()
     tiny_args: Mapping[str, Any] = field(default_factory=dict)
     trainable: bool = True
     unroller: type | None = None

@@ -147,6 +147,9 @@ FAMILY = Family(
     },
     curricula={"video": CUTIE_CURRICULUM, "bl30k": CUTIE_CURRICULUM},
     encoders=("pixel_encoder",),  # official get_parameter_groups: only the pixel encoder at backbone_lr_ratio
+    # official embedding_names (embed_weight_decay 0), matched as suffixes as there: the query embeddings and the
+    # summary_to_query_init / _emb linear weights (summary_pos and obj_pe do not exist in this network)
+    no_decay=("query_init.weight", "query_emb.weight"),
     recipe=_recipe,
     cpu_recipe=_cpu_recipe,
     tiny_args={"key_encoder": "resnet18"},
