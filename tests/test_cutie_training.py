@@ -310,3 +310,13 @@ def test_one_step_matches_the_official_cutie_trainer() -> None:
         if q.grad is not None
     )
     assert worst[0] < 1e-4, f"largest gradient difference relative to the tensor's scale: {worst}"
+
+
+def test_official_mode_is_refused_with_a_config_error(cutie) -> None:
+    from corrvos.errors import ConfigError
+    from corrvos.training.unroll import UnrollPolicy, build_unroller
+
+    with pytest.raises(ConfigError, match=r"loss\.mode 'official'"):
+        build_unroller(cutie, policy=UnrollPolicy(num_ref_frames=3), second_view=True)
+    with pytest.raises(ValueError, match="num_ref_frames"):
+        build_unroller(cutie, policy=UnrollPolicy(num_ref_frames=None))

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from corrvos.errors import ConfigError
 from corrvos.models.common import aggregate_logits
 from corrvos.types import ClipBatch, ClipOutputs, QueryFeatures
 
@@ -95,7 +96,10 @@ class CutieUnroller(nn.Module):
     def __init__(self, model: nn.Module, *, policy: object | None = None, second_view: bool = False):
         super().__init__()
         if second_view:
-            raise ValueError("the second view of the 'official' correspondence losses is not available for this model")
+            raise ConfigError(
+                "loss.mode 'official' needs the second view and key_proj2 head of the release, which this model "
+                "family does not have; use loss.mode none or paper"
+            )
         if policy is not None and not isinstance(policy, CutieUnrollPolicy):
             if getattr(policy, "num_ref_frames", None) is None:
                 raise ValueError("Cutie's training unroll needs num_ref_frames (data.num_ref_frames), got None")
