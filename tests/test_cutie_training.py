@@ -320,3 +320,16 @@ def test_official_mode_is_refused_with_a_config_error(cutie) -> None:
         build_unroller(cutie, policy=UnrollPolicy(num_ref_frames=3), second_view=True)
     with pytest.raises(ValueError, match="num_ref_frames"):
         build_unroller(cutie, policy=UnrollPolicy(num_ref_frames=None))
+
+
+def test_a_clip_without_objects_gives_finite_terms() -> None:
+    """A clip whose selector is all zero (no object in its first frame) has only the background channel: its CE is 0
+    (a one-class softmax) and it contributes nothing, without NaN."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 3, 16, 16, generator=gen, requires_grad=True)
+    labels = torch.zeros(2, 3, 16, 16, dtype=torch.long)
+    labels[0, :, 2:8, 2:8] = 1
+    terms = segmentation_terms(logits, None, labels, [1, 0], PointLossConfig(num_points=32), gen)
+    assert all(torch.isfinite(v) for v in terms.values())
+    sum(terms.values()).backward()
+    assert logits.grad[0].abs().sum() > 0 and logits.grad[1].abs().sum() == 0

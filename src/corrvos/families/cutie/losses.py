@@ -73,9 +73,9 @@ def point_sample(x: Tensor, coords: Tensor) -> Tensor:
 
 def point_uncertainty(logits: Tensor) -> Tensor:
     """Uncertainty [P, 1, S] of sampled logits [P, C, S]: minus the gap between the two largest classes (minus
-    ``|logit|`` of class 1 when there are two)."""
-    if logits.shape[1] == 2:
-        return -logits[:, 1:2].abs()
+    ``|logit|`` of class 1 when there are two; of class 0 for a clip without objects, C = 1)."""
+    if logits.shape[1] <= 2:
+        return -logits[:, -1:].abs()
     top2 = logits.topk(2, dim=1).values  # [P, 2, S]
     return (top2[:, 1] - top2[:, 0]).unsqueeze(1)
 
@@ -117,7 +117,8 @@ def point_mask_loss(
 ) -> tuple[Tensor, Tensor]:
     """(CE, Dice) of aggregated logits [T, C, H, W] against one-hot targets [T, C, H', W'] at the uncertain points.
 
-    CE: per point, summed over T, mean over points; Dice: :func:`point_dice` of the softmax.
+    CE: per point, summed over T, mean over points; Dice: :func:`point_dice` of the softmax (0 for a clip without
+    objects, C = 1, whose Dice would average over nothing).
     """
     with torch.no_grad():
         coords = uncertain_points(
@@ -130,6 +131,8 @@ def point_mask_loss(
         labels = point_sample(soft_gt, coords)  # [T, C, S]
     sampled = point_sample(logits, coords)  # [T, C, S]
     ce = F.cross_entropy(sampled, labels, reduction="none").sum(0).mean()
+    if logits.shape[1] < 2:
+        return ce, (sampled * 0).sum()  # no foreground channel; keeps the graph
     return ce, point_dice(sampled.softmax(dim=1), labels)
 
 
