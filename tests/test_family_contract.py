@@ -164,12 +164,13 @@ def _own_unroll_reaches_every_parameter(arch: str) -> None:
     assert not dead, f"parameters without gradient: {dead}"
 
 
-def test_a_family_without_training_is_refused_by_the_configuration_check() -> None:
+def test_a_family_without_training_is_refused_by_the_configuration_check(monkeypatch: pytest.MonkeyPatch) -> None:
     from corrvos.errors import ConfigError
 
-    for name in sorted(set(NAMES) - set(TRAINABLE_FAMILIES)):
-        with pytest.raises(ConfigError, match="runs inference only"):
-            config_from_dict({"model": {"arch": name}}, source="infer-only.yaml")
+    name = NAMES[-1]  # every family of the table trains: mark one inference-only for the check
+    monkeypatch.setitem(families(), name, dataclasses.replace(families()[name], trainable=False))
+    with pytest.raises(ConfigError, match="runs inference only"):
+        config_from_dict({"model": {"arch": name}}, source="infer-only.yaml")
 
 
 @pytest.mark.parametrize("name", TRAINABLE_FAMILIES)
