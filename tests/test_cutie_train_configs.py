@@ -210,3 +210,19 @@ def test_parameter_groups_match_the_official_ones() -> None:
     assert official[0] == (backbone, pytest.approx(lrs["encoder"]), 1e-3) and lrs["encoder_deep"] == lrs["encoder"]
     assert official[1] == (by_name["rest_no_decay"][0], lrs["rest_no_decay"], by_name["rest_no_decay"][1])
     assert official[2] == (by_name["rest"][0], lrs["rest"], by_name["rest"][1])
+
+
+def test_imagenet_weights_fill_the_pixel_encoder_and_the_mask_encoder_trunk(tmp_path: Path) -> None:
+    """``pretrained_backbones`` on Cutie (its encoders named by ``imagenet_encoders()``): the ResNet-18 file fills
+    the small pixel encoder and the mask encoder's trunk, whose two mask channels get an orthogonal slice."""
+    from corrvos.models import build_model
+    from test_model_variants import _torchvision_state
+
+    r18 = _torchvision_state(18, torch.Generator().manual_seed(3))
+    torch.save(r18, tmp_path / "resnet18-f37072fd.pth")
+    model = build_model("cutie", key_encoder="resnet18", pretrained_backbones=str(tmp_path))
+    torch.testing.assert_close(model.pixel_encoder.res2[1].conv2.weight, r18["layer1.1.conv2.weight"])
+    torch.testing.assert_close(model.mask_encoder.layer3[1].conv1.weight, r18["layer3.1.conv1.weight"])
+    conv1 = model.mask_encoder.conv1.weight  # [64, 5, 7, 7]: RGB from the file, then the two mask channels
+    torch.testing.assert_close(conv1[:, :3], r18["conv1.weight"])
+    assert conv1[:, 3:].abs().sum() > 0
