@@ -79,3 +79,21 @@ def official_inference_core(network: torch.nn.Module, cfg: Any) -> Any:
     with official_import_scope(REF, OFFICIAL_PACKAGES):
         core = importlib.import_module("cutie.inference.inference_core")
         return core.InferenceCore(network, cfg)
+
+
+def official_training_modules(size: str, stage: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
+    """hkchengrex/Cutie's ``CutieTrainWrapper`` (random init) and ``LossComputer`` for a stage config ``stage``
+    (``num_objects``, ``seq_length``, ``num_ref_frames``, ``deep_update_prob``, ``amp``, ``point_supervision``,
+    ``train_num_points``, ``oversample_ratio``, ``importance_sample_ratio``). Needs ``einops`` (the official train
+    wrapper imports it)."""
+    from omegaconf import OmegaConf
+
+    cfg = official_model_config(size)
+    stage_cfg = OmegaConf.create(stage)
+    with official_import_scope(REF, OFFICIAL_PACKAGES), pytest.MonkeyPatch.context() as mp:
+        resnet = importlib.import_module("cutie.model.utils.resnet")
+        mp.setattr(resnet, "load_weights_add_extra_dim", lambda *args, **kwargs: None)
+        mp.setattr(resnet.model_zoo, "load_url", lambda *args, **kwargs: {})
+        wrapper = importlib.import_module("cutie.model.train_wrapper")
+        losses = importlib.import_module("cutie.model.losses")
+        return wrapper.CutieTrainWrapper(cfg, stage_cfg), losses.LossComputer(cfg, stage_cfg)

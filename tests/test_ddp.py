@@ -53,6 +53,10 @@ def ddp_config(root: Path, out: Path, iterations: int = 2, arch: str = "stcn") -
         cfg["model"] = {"arch": "xmem", "deep_update_prob": 0.5}
         cfg["loss"].update(dice_weight=1.0, dice_mode="objects")
         cfg["stages"][0]["data"].update(XMEM)
+    if arch == "cutie":  # its own unroller (memory frames drawn for t = 3) and point-sampled L_SEG
+        cfg["model"] = {"arch": "cutie", "key_encoder": "resnet18", "deep_update_prob": 0.5}
+        cfg["loss"] = {"mode": "none", "seg_points": 64}
+        cfg["stages"][0]["data"].update({**XMEM, "augment": "auto"})
     return cfg
 
 
@@ -119,7 +123,7 @@ def _worker(rank: int, world: int, port: int, root: str, out: str, arch: str = "
         torch.save(
             {
                 "model": trainer.model.state_dict(),
-                "proj_head": trainer.proj_head.state_dict(),
+                "proj_head": trainer.proj_head.state_dict() if trainer.proj_head is not None else {},
                 "backend": info.backend,
                 "stopped_by": result.stopped_by,
                 "global_step": result.global_step,
@@ -154,7 +158,7 @@ def test_ranks_read_disjoint_shares_of_the_global_batch():
     assert resumed == single[2:]
 
 
-@pytest.mark.parametrize("arch", ["stcn", "xmem", "stcn-unlabeled"])
+@pytest.mark.parametrize("arch", ["stcn", "xmem", "stcn-unlabeled", "cutie"])
 def test_two_process_gloo_keeps_replicas_identical(tmp_path: Path, arch: str):
     root = generate_dataset(tmp_path / "davis", sequences=4, frames=5, size=(64, 64), seed=5)
     out = tmp_path / "run"

@@ -123,6 +123,8 @@ def test_one_inference_step(arch: str) -> None:
 
 @pytest.mark.parametrize("arch", TRAINABLE)
 def test_one_training_step_reaches_every_parameter_and_head(arch: str) -> None:
+    if family_of_arch(arch).unroller is not None:  # a family with its own unroll and L_SEG (Cutie)
+        return _own_unroll_reaches_every_parameter(arch)
     tiny = dict(family_of_arch(arch).tiny_args)
     cfg = config_from_dict({"model": {"arch": arch, **tiny, "aux_key_head": True}})
     model = _small(arch, aux_key_head=True).train()
@@ -145,12 +147,30 @@ def test_one_training_step_reaches_every_parameter_and_head(arch: str) -> None:
     assert early and late and rest  # the family's encoders are found by name
 
 
-def test_a_family_without_training_is_refused_by_the_configuration_check() -> None:
+def _own_unroll_reaches_every_parameter(arch: str) -> None:
+    """The family's unroller (through ``build_unroller``) and its own L_SEG (``Family.segmentation_loss``): one
+    step gives every parameter a gradient (the auxiliary heads included)."""
+    from corrvos.training.unroll import UnrollPolicy, build_unroller
+
+    entry = family_of_arch(arch)
+    model = _small(arch).train()
+    unroller = build_unroller(model, policy=UnrollPolicy(num_ref_frames=2, deep_update_prob=0.5))
+    assert type(unroller) is entry.unroller
+    task = CorrespondenceTask(unroller, LossConfig(mode="none", seg_points=64), segmentation=entry.segmentation_loss)
+    out = task.step(_batch(), step=0, seed=0)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    dead = [k for k, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not dead, f"parameters without gradient: {dead}"
+
+
+def test_a_family_without_training_is_refused_by_the_configuration_check(monkeypatch: pytest.MonkeyPatch) -> None:
     from corrvos.errors import ConfigError
 
-    for name in sorted(set(NAMES) - set(TRAINABLE_FAMILIES)):
-        with pytest.raises(ConfigError, match="runs inference only"):
-            config_from_dict({"model": {"arch": name}}, source="infer-only.yaml")
+    name = NAMES[-1]  # every family of the table trains: mark one inference-only for the check
+    monkeypatch.setitem(families(), name, dataclasses.replace(families()[name], trainable=False))
+    with pytest.raises(ConfigError, match="runs inference only"):
+        config_from_dict({"model": {"arch": name}}, source="infer-only.yaml")
 
 
 @pytest.mark.parametrize("name", TRAINABLE_FAMILIES)
@@ -159,7 +179,8 @@ def test_the_cpu_recipe_trains_every_family(name: str, tmp_path: Path) -> None:
 
     root = generate_dataset(tmp_path / "data", sequences=3, frames=8, size=(48, 64), seed=2)
     cfg = cpu_train_config(name, "paper", data_root=root, out_dir=tmp_path / "run", steps=2, seed=1)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, width=16), keep_checkpoints=0)
+    width = families()[name].tiny_args.get("width", cfg.model.width)  # 16, or the only width of a family
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, width=width), keep_checkpoints=0)
     before = build_network(cfg, single_object=False).state_dict()  # the trainer's seeded initial weights
     result = Trainer(cfg, progress=False).run()
     assert result.finished and result.step == 2

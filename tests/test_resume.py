@@ -187,6 +187,23 @@ def test_xmem_kill_and_resume_is_bit_identical(tmp_path: Path):
     assert ref["arch"] == cut["arch"] == "xmem"
 
 
+def test_cutie_kill_and_resume_is_bit_identical(tmp_path: Path):
+    """Cutie (its own unroller and point-sampled L_SEG): memory frames drawn for t = 3, 4, deep updates with p = 0.5,
+    point draws, the no-decay group and an lr milestone after the restart; 4 steps = 2 + resume + 2, bit for bit."""
+    root = generate_dataset(tmp_path / "davis", sequences=3, frames=7, size=(48, 48), seed=5)
+
+    def make(out: Path, workers: int) -> dict:
+        cfg = xmem_resume_config(root, out, workers)
+        cfg["model"] = {"arch": "cutie", "key_encoder": "resnet18", "deep_update_prob": 0.5}
+        cfg["loss"] = {"mode": "none", "seg_points": 64}
+        cfg["optim"] = {"optimizer": "adamw", "weight_decay": 1e-3, "grad_clip": 3.0, "encoder_lr_scale": 0.1}
+        cfg["stages"][0]["data"].update(augment="auto", finetune_iterations=0)
+        return cfg
+
+    ref, cut = run_cut_and_resume(tmp_path, make, total=4, cut=2, workers=0)
+    assert ref["arch"] == cut["arch"] == "cutie"
+
+
 def test_sigterm_at_a_random_step_checkpoints_and_resumes_bit_identically(tmp_path: Path):
     """SIGTERM (what schedulers send) mid-stage: the step in progress finishes, its checkpoint is written, the run
     reports the signal; ``--resume`` then ends bit-identical to an uninterrupted run."""

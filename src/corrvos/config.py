@@ -156,6 +156,8 @@ class OptimConfig:
     """lr factor of the key/value encoders' layer2 and layer3; official: 0.4."""
     gamma: float = 0.1
     """MultiStepLR decay factor at each milestone."""
+    eps: float = 1e-8
+    """Adam / AdamW epsilon (torch's default; Cutie's main training, under AMP, uses 1e-6)."""
     grad_clip: float | None = None
     """Clip the global gradient norm to this value (None: no clipping, as STCN)."""
     freeze_bn: bool = True
@@ -370,7 +372,7 @@ def _validate(cfg: TrainConfig, source: str) -> None:
     if not 0.0 <= cfg.model.deep_update_prob <= 1.0:
         raise ConfigError(f"{source}: model.deep_update_prob must lie in [0, 1], got {cfg.model.deep_update_prob}")
     optim = cfg.optim
-    for name in ("encoder_lr_scale", "encoder_deep_lr_scale", "gamma"):
+    for name in ("encoder_lr_scale", "encoder_deep_lr_scale", "gamma", "eps"):
         if getattr(optim, name) <= 0:
             raise ConfigError(f"{source}: optim.{name} must be > 0, got {getattr(optim, name)}")
     if optim.weight_decay < 0:

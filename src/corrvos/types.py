@@ -131,6 +131,8 @@ class ClipOutputs:
         view2_theta: [B, 2, 3] affine (``F.affine_grid`` convention) that maps view-2 normalised coordinates to
             view-1 normalised coordinates, so ``grid_sample(view1_map, affine_grid(view2_theta))`` aligns a
             view-1 map to view 2; ``None`` when there is no second view.
+        aux_logits: [B, T-1, A, N+1, h, w] aggregated logits of a model's A auxiliary heads at stride 16 (Cutie: the
+            sensory head, then the object transformer's levels), for its own segmentation loss; else ``None``.
     """
 
     logits: Tensor
@@ -141,6 +143,7 @@ class ClipOutputs:
     keys2: Tensor | None = None
     view2_keys2: Tensor | None = None
     view2_theta: Tensor | None = None
+    aux_logits: Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> ClipOutputs:
         return _to(self, device, non_blocking)

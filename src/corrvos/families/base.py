@@ -76,8 +76,18 @@ class Family:
         cpu_recipe: the same for the CPU recipe, applied after the shared CPU changes.
         encoders: top-level module names trained at the encoder learning-rate scales (the rest at x1).
         encoder_deep_layers: second-level names inside ``encoders`` that get the "deep" scale.
+        no_decay: parameter-name suffixes trained without weight decay (e.g. learned query embeddings).
         tiny_args: constructor arguments of the family's smallest network (quick checks, the contract tests).
         trainable: corrvos can train it (``False``: inference only; the configuration check refuses it).
+        unroller: the training clip unroller class (``cls(model, policy=UnrollPolicy, second_view=bool)``, an
+            ``nn.Module`` with ``forward(ClipBatch) -> ClipOutputs``, ``clip_generator``, ``view_generator`` and
+            ``last_draws``); ``None``: the matching models' :class:`~corrvos.training.unroll.ClipUnroller`.
+        others_channel_keys: state_dict weights whose input channels gain the "others" mask channel when a
+            single-object (stage-0) network becomes multi-object, the first being the 4-channel RGB + mask
+            convolution (``corrvos.models.convert.widen_single_object``).
+        segmentation_loss: the family's own L_SEG, ``fn(logits, aux_logits, labels, selector, cfg, generator) ->
+            dict[str, Tensor]`` of weighted parts whose sum is L_SEG (see ``corrvos.losses.objective``); ``None``:
+            the shared bootstrapped CE (+ Dice) of :mod:`corrvos.losses.segmentation`.
     """
 
     card: FamilyCard
@@ -91,8 +101,12 @@ class Family:
     cpu_recipe: Callable[[dict[str, Any], int], None] = _no_recipe
     encoders: tuple[str, ...] = ("key_encoder", "value_encoder")
     encoder_deep_layers: tuple[str, ...] = ("layer2", "layer3")
+    no_decay: tuple[str, ...] = ()
     tiny_args: Mapping[str, Any] = field(default_factory=dict)
     trainable: bool = True
+    unroller: type | None = None
+    others_channel_keys: tuple[str, ...] = ("value_encoder.conv1.weight",)
+    segmentation_loss: Callable[..., dict[str, Tensor]] | None = None
 
     @property
     def name(self) -> str:

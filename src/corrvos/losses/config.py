@@ -41,6 +41,12 @@ class LossConfig:
     dice_weight: float = 0.0  # L_SEG: Dice term weight (release: 0.4; STCN and the paper: none)
     dice_smooth: float = 1.0  # L_SEG: Dice smoothing constant (release and XMem: 1)
     dice_mode: str = "release"  # L_SEG Dice: "release" (all present classes) | "objects" (XMem's: object channels)
+    # --- L_SEG of a family with its own segmentation loss (Family.segmentation_loss; Cutie's point-sampled one) ----
+    seg_points: int = 12544  # points per frame of a point-sampled L_SEG (Cutie train_num_points: 12544; s0 8192)
+    seg_point_oversample: float = 3.0  # candidates per point (Cutie / PointRend oversample_ratio)
+    seg_point_importance: float = 0.75  # fraction of the points picked by uncertainty (importance_sample_ratio)
+    seg_aux_sensory_weight: float = 0.01  # weight of an auxiliary sensory head's CE and Dice (Cutie aux_loss)
+    seg_aux_query_weight: float = 0.01  # weight of each object-transformer level's CE and Dice (Cutie aux_loss)
 
     # --- L_PCL, pixel-level consistency (Alg. S1, Eqs. 5-7) ------------------------------------------------
     pcl_weight: float = 0.2  # alpha of Eq. 12 [our choice: the release's weight of its analogue `temp`]
@@ -105,6 +111,8 @@ class LossConfig:
             "cross_key_weight",
             "dice_smooth",
             "official_log_eps",
+            "seg_aux_sensory_weight",
+            "seg_aux_query_weight",
             "bootstrap_start",
             "pcl_ramp_start",
             "ocl_ramp_start",
@@ -123,10 +131,15 @@ class LossConfig:
             "ocl_temperature",
             "temp_grid",
             "cross_key_grid",
+            "seg_points",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"loss.{name}: must be > 0, got {getattr(self, name)}")
+        if self.seg_point_oversample < 1:
+            raise ConfigError(f"loss.seg_point_oversample: must be >= 1, got {self.seg_point_oversample}")
+        if not 0.0 <= self.seg_point_importance <= 1.0:
+            raise ConfigError(f"loss.seg_point_importance: must be in [0, 1], got {self.seg_point_importance}")
         if not 0.0 < self.bootstrap_top_p <= 1.0:
             raise ConfigError(f"loss.bootstrap_top_p: must be in (0, 1], got {self.bootstrap_top_p}")
         for start, end in (

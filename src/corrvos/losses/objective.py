@@ -21,6 +21,7 @@ Term names: "seg", "pcl", "ocl", "temp", "cross_key". ``LossOutput.terms`` holds
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -186,6 +187,7 @@ def compute_losses(
     step: int,
     proj_head: nn.Module | None = None,
     generator: torch.Generator | None = None,
+    segmentation: Callable[..., dict[str, Tensor]] | None = None,
 ) -> LossOutput:
     """All training losses of one step, weighted and summed (see the module docstring).
 
@@ -197,7 +199,10 @@ def compute_losses(
         cfg: the loss configuration.
         step: training step of the current stage (drives the bootstrap schedule and the ramps).
         proj_head: PROJ of Alg. S2 (``corrvos.models.heads.ProjectionHead``); needed in "paper" mode with L_OCL.
-        generator: the only randomness source (grid offsets, object subsets).
+        generator: the only randomness source (grid offsets, object subsets; a family L_SEG's point draws, first).
+        segmentation: a family's own L_SEG (``Family.segmentation_loss``): ``fn(logits, aux_logits, labels,
+            selector, cfg, generator)`` -> weighted parts whose sum is the "seg" term (each logged as the stat
+            ``seg_<part>``); ``None``: the shared bootstrapped CE (+ Dice).
 
     Returns:
         ``LossOutput``.
@@ -207,6 +212,14 @@ def compute_losses(
     logits = outputs.logits if labeled is None else outputs.logits[labeled]  # [B_l, T-1, N+1, H, W]
     labels = batch.labels if labeled is None else batch.labels[labeled]  # [B_l, T, H, W]
     selector = batch.selector if labeled is None else batch.selector[labeled]  # [B_l, N]
+    if segmentation is not None:
+        aux = outputs.aux_logits
+        aux = aux if aux is None or labeled is None else aux[labeled]  # [B_l, T-1, A, N+1, h, w]
+        parts = segmentation(logits, aux, labels[:, 1:], selector, cfg, generator)
+        seg = torch.stack(list(parts.values())).sum()
+        stats = {f"seg_{k}": float(v.detach()) for k, v in parts.items()}
+        out = LossOutput(total=seg, terms={"seg": seg}, weights={"seg": cfg.seg_weight}, stats=stats)
+        return _finish(outputs, batch, cfg, step, proj_head, generator, out)
     seg, frac = segmentation_loss(
         logits,
         labels[:, 1:],
@@ -222,11 +235,24 @@ def compute_losses(
     )
     stats = {"bootstrap_p": frac, **{f"seg_{k}": float(v) for k, v in parts.items()}}
     out = LossOutput(total=seg, terms={"seg": seg}, weights={"seg": cfg.seg_weight}, stats=stats)
+    return _finish(outputs, batch, cfg, step, proj_head, generator, out)
+
+
+def _finish(
+    outputs: ClipOutputs,
+    batch: ClipBatch,
+    cfg: LossConfig,
+    step: int,
+    proj_head: nn.Module | None,
+    generator: torch.Generator | None,
+    out: LossOutput,
+) -> LossOutput:
+    """Add the correspondence terms of ``cfg.mode`` to ``out`` (which holds L_SEG) and sum the weighted total."""
     if cfg.mode == "paper":
         _paper_terms(outputs, batch, cfg, step, proj_head, generator, out)
     elif cfg.mode == "official":
         _official_terms(outputs, cfg, step, generator, out)
-    total = seg.new_zeros(())
+    total = out.terms["seg"].new_zeros(())
     for name, term in out.terms.items():
         total = total + out.weights[name] * term
     out.total = total

@@ -81,16 +81,21 @@ def load_imagenet_backbones(
     Raises:
         ConfigError: the model is a small variant of width other than 64.
     """
-    key_arch = model.key_encoder.arch
-    _check_imagenet_width(model.key_encoder.width)
+    # a network whose encoders have other names says which modules they are (``imagenet_encoders()``)
+    if hasattr(model, "imagenet_encoders"):
+        key_encoder, value_encoder = model.imagenet_encoders()
+    else:
+        key_encoder, value_encoder = model.key_encoder, model.value_encoder
+    key_arch = key_encoder.arch
+    _check_imagenet_width(key_encoder.width)
     for arch in dict.fromkeys((key_arch, "resnet18")):  # the key encoder's file first, then the value encoder's
         file = True if source is True else _find_local_file(Path(source).expanduser(), arch)
         state = read_torchvision_state(file, arch)
         what = f"ImageNet {arch}" if file is True else str(file)
         if arch == key_arch:
-            load_imagenet_key_encoder(model.key_encoder, state, what=what)
+            load_imagenet_key_encoder(key_encoder, state, what=what)
         if arch == "resnet18":
-            load_imagenet_resnet18(model.value_encoder, state, what=what, generator=generator)
+            load_imagenet_resnet18(value_encoder, state, what=what, generator=generator)
 
 
 def arch_of(model: nn.Module) -> str:
@@ -146,7 +151,7 @@ def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_obje
             (all missing and unexpected keys are listed); a name that is neither a file nor a known weight, or
             whose weights have not been downloaded (the message names ``corrvos download NAME``).
     """
-    from corrvos.families import architecture, canonical_arch, detect_architecture
+    from corrvos.families import architecture, canonical_arch, detect_architecture, family_of_arch
 
     path = resolve_model_path(path)  # weight name -> cached file (corrvos download); existing paths unchanged
     state, meta = extract_state_dict(read_checkpoint(path, map_location=map_location), path=path)
@@ -165,7 +170,7 @@ def load_model(path: str | Path, *, map_location: Any = "cpu", widen_single_obje
             raise CheckpointError(f"{path}: recorded model_args disagree with the weights (recorded, found): {clash}")
         kwargs = {**recorded, **kwargs}
     if kwargs.get("single_object") and widen_single_object_file:
-        state = widen_single_object(state, init="zeros")
+        state = widen_single_object(state, init="zeros", keys=family_of_arch(name).others_channel_keys)
         kwargs["single_object"] = False
         logger.info("%s: stage-0 (single-object) weights widened to 5 input channels with zeros", path)
     try:
@@ -212,7 +217,10 @@ def load_weights_into(
     state, _ = extract_state_dict(read_checkpoint(path), path=path)
     _, kwargs = detect_architecture(state, path=path)
     if kwargs.get("single_object") and not model.single_object:
-        state = widen_single_object(state, init=widen_init, generator=generator)
+        from corrvos.families import family_of
+
+        keys = family_of(model).others_channel_keys
+        state = widen_single_object(state, init=widen_init, generator=generator, keys=keys)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

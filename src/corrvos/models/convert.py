@@ -75,29 +75,37 @@ def extract_state_dict(obj: Any, *, path: str | Path = "<checkpoint>") -> tuple[
 
 
 def widen_single_object(
-    state: Mapping[str, Tensor], *, init: str = "zeros", generator: torch.Generator | None = None
+    state: Mapping[str, Tensor],
+    *,
+    init: str = "zeros",
+    generator: torch.Generator | None = None,
+    keys: tuple[str, ...] = (_CONV1,),
 ) -> dict[str, Tensor]:
     """Append the "others" input channel to a stage-0 value encoder (conv1 [64, 4, 7, 7] -> [64, 5, 7, 7]).
 
     Args:
-        state: state_dict with a 4-channel ``value_encoder.conv1.weight`` (5-channel input is returned unchanged).
+        state: state_dict with a 4-channel ``keys[0]`` (5-channel input is returned unchanged).
         init: "zeros" (official evaluation scripts; the model then ignores the new channel) or "orthogonal"
             (official training ``load_network``).
-        generator: RNG for the orthogonal slice.
+        generator: RNG for the orthogonal slices (drawn in the order of ``keys``).
+        keys: the weights [C_out, C_in, k, k] that take the object's mask channels (``Family.others_channel_keys``;
+            default the value encoder's conv1 of STCN and XMem); each gains one input channel, appended last. The
+            first must be the 4-channel (RGB + mask) convolution that tells a single-object network.
 
     Returns:
         A new dict; other entries are shared with ``state``.
     """
-    out = dict(state)
-    w = out[_CONV1]
-    if w.shape[1] != 4:
-        return out
-    pads = torch.zeros(w.shape[0], 1, *w.shape[2:], dtype=w.dtype, device=w.device)  # [64, 1, 7, 7]
-    if init == "orthogonal":
-        nn.init.orthogonal_(pads, generator=generator)
-    elif init != "zeros":
+    if init not in ("zeros", "orthogonal"):
         raise ValueError(f"init must be 'zeros' or 'orthogonal', got {init!r}")
-    out[_CONV1] = torch.cat([w, pads], dim=1)  # [64, 5, 7, 7]
+    out = dict(state)
+    if out[keys[0]].shape[1] != 4:
+        return out
+    for key in keys:
+        w = out[key]
+        pads = torch.zeros(w.shape[0], 1, *w.shape[2:], dtype=w.dtype, device=w.device)  # [C_out, 1, k, k]
+        if init == "orthogonal":
+            nn.init.orthogonal_(pads, generator=generator)
+        out[key] = torch.cat([w, pads], dim=1)  # [C_out, C_in + 1, k, k]
     return out
 
 

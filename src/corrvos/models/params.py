@@ -71,6 +71,7 @@ def optimizer_groups(
     deep_scale: float,
     encoders: Sequence[str] = _ENCODERS,
     deep_layers: Sequence[str] = _DEEP_LAYERS,
+    no_decay: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """``torch.optim`` parameter groups of :func:`parameter_groups`, trainable parameters only.
 
@@ -81,16 +82,24 @@ def optimizer_groups(
         encoder_scale: lr factor of the "encoder" group (official 0.2).
         deep_scale: lr factor of the "encoder_deep" group (official 0.4).
         encoders, deep_layers: as :func:`parameter_groups`.
+        no_decay: name suffixes of parameters trained without weight decay (``Family.no_decay``; Cutie's query
+            embeddings, its ``embed_weight_decay`` 0): they leave their group for a group named ``<group>_no_decay``
+            with the same lr and ``weight_decay`` 0.
 
     Returns:
-        ``[{"params", "lr", "name"}, ...]`` in the order of :data:`GROUP_NAMES`; empty groups are dropped.
+        ``[{"params", "lr", "name"}, ...]`` in the order of :data:`GROUP_NAMES` (each followed by its no-decay
+        part, which carries ``"weight_decay": 0.0``); empty groups are dropped.
     """
     early, late, rest = parameter_groups(model, encoders=encoders, deep_layers=deep_layers)
     rest = rest + [p for module in extra for p in module.parameters()]
+    exempt = {id(p) for n, p in model.named_parameters() if no_decay and n.endswith(tuple(no_decay))}
     scales = (encoder_scale, deep_scale, 1.0)
     groups = []
     for params, scale, name in zip((early, late, rest), scales, GROUP_NAMES, strict=True):
-        trainable = [p for p in params if p.requires_grad]
+        trainable = [p for p in params if p.requires_grad and id(p) not in exempt]
         if trainable:
             groups.append({"params": trainable, "lr": lr * scale, "name": name})
+        free = [p for p in params if p.requires_grad and id(p) in exempt]
+        if free:
+            groups.append({"params": free, "lr": lr * scale, "name": f"{name}_no_decay", "weight_decay": 0.0})
     return groups

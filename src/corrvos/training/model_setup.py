@@ -94,10 +94,12 @@ def widen_to_multi_object(cfg: TrainConfig, model: nn.Module) -> nn.Module:
 
     The copy is built from ``model.init_args()`` (architecture, key encoder, width, heads), not from ``cfg``.
     """
+    from corrvos.families import family_of
     from corrvos.models.convert import widen_single_object
 
     gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "widen") & 0x7FFFFFFF)
-    state = widen_single_object(model.state_dict(), init="orthogonal", generator=gen)
+    keys = family_of(model).others_channel_keys
+    state = widen_single_object(model.state_dict(), init="orthogonal", generator=gen, keys=keys)
     with torch.random.fork_rng(devices=[]):  # every entry is overwritten below; keep the global RNG where it is
         wide = type(model)(**{**model.init_args(), "single_object": False})
     wide.load_state_dict(state, strict=True)

@@ -8,6 +8,7 @@ three generators seeded from ``seed``, so a step is a pure function of (weights,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -15,7 +16,6 @@ import torch
 from torch import Tensor, nn
 
 from corrvos.losses.config import LossConfig
-from corrvos.training.unroll import ClipUnroller
 from corrvos.types import ClipBatch
 
 __all__ = ["CorrespondenceTask", "clip_iou", "step_scalars"]
@@ -25,10 +25,12 @@ class CorrespondenceTask:
     """Segmentation + correspondence objective over unrolled clips.
 
     Args:
-        unroller: the :class:`ClipUnroller`, or a ``DistributedDataParallel`` wrapping one.
+        unroller: the :class:`~corrvos.training.unroll.ClipUnroller` (or a family's own unroller), or a
+            ``DistributedDataParallel`` wrapping one.
         loss_cfg: the stage's loss configuration.
         proj_head: the PROJ head of L_OCL (paper mode) or None; kept outside DDP (see ``unroll.py``).
         amp_dtype: autocast dtype (``torch.bfloat16`` / ``torch.float16``) or None for full precision.
+        segmentation: the model family's own L_SEG (``Family.segmentation_loss``), or None for the shared one.
     """
 
     def __init__(
@@ -38,14 +40,16 @@ class CorrespondenceTask:
         *,
         proj_head: nn.Module | None = None,
         amp_dtype: torch.dtype | None = None,
+        segmentation: Callable[..., dict[str, Tensor]] | None = None,
     ) -> None:
         self.unroller = unroller
+        self.segmentation = segmentation
         self.loss_cfg = loss_cfg
         self.proj_head = proj_head
         self.amp_dtype = amp_dtype
 
     @property
-    def core(self) -> ClipUnroller:
+    def core(self) -> nn.Module:
         """The unwrapped unroller (inside DDP when distributed)."""
         return getattr(self.unroller, "module", self.unroller)
 
@@ -82,7 +86,13 @@ class CorrespondenceTask:
             outputs = self.unroller(batch)
         outputs = _to_float(outputs)
         result = compute_losses(
-            outputs, batch, cfg=self.loss_cfg, step=step, proj_head=self.proj_head, generator=loss_gen
+            outputs,
+            batch,
+            cfg=self.loss_cfg,
+            step=step,
+            proj_head=self.proj_head,
+            generator=loss_gen,
+            segmentation=self.segmentation,
         )
         return {
             "loss": result.total,

@@ -310,9 +310,10 @@ class Trainer:
             deep_scale=cfg.optim.encoder_deep_lr_scale,
             encoders=owner.encoders,
             deep_layers=owner.encoder_deep_layers,
+            no_decay=owner.no_decay,
         )
         opt_cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(groups, lr=stage.lr, weight_decay=cfg.optim.weight_decay)
+        self.optimizer = opt_cls(groups, lr=stage.lr, weight_decay=cfg.optim.weight_decay, eps=cfg.optim.eps)
         self.scheduler = _build_scheduler(self.optimizer, stage, cfg.optim.gamma)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
         if resume_state is not None:
@@ -320,7 +321,13 @@ class Trainer:
             ckpt_io.load_scheduler_state(self.scheduler, resume_state["scheduler"])
             if self.scaler is not None and resume_state.get("scaler"):
                 self.scaler.load_state_dict(resume_state["scaler"])
-        task = CorrespondenceTask(unroller, loss_cfg, proj_head=self.proj_head, amp_dtype=self.amp_dtype)
+        task = CorrespondenceTask(
+            unroller,
+            loss_cfg,
+            proj_head=self.proj_head,
+            amp_dtype=self.amp_dtype,
+            segmentation=owner.segmentation_loss,
+        )
         dataset = build_stage_dataset(cfg, stage, out_dir=self.out_dir, dist_info=self.dist)
         finetune = None
         if stage.data.finetune_iterations > 0:

@@ -215,6 +215,11 @@ class ClipUnroller(nn.Module):
         return torch.cat([first.unsqueeze(1), rest], dim=1), theta  # [B, T, CK, h, w]
 
 
-def build_unroller(model: nn.Module, *, policy: UnrollPolicy | None = None, second_view: bool = False) -> ClipUnroller:
-    """The training unroller around ``model`` (one class for every architecture; the policy holds the differences)."""
-    return ClipUnroller(model, policy=policy, second_view=second_view)
+def build_unroller(model: nn.Module, *, policy: UnrollPolicy | None = None, second_view: bool = False) -> nn.Module:
+    """The training unroller around ``model``: its family's own (``Family.unroller``) when it has one, else the
+    :class:`ClipUnroller` of the matching models (the policy holds their differences)."""
+    from corrvos.families import family_of
+
+    own = family_of(model).unroller if getattr(model, "family", None) is not None else None
+    cls = own if own is not None else ClipUnroller
+    return cls(model, policy=policy, second_view=second_view)

@@ -1,9 +1,12 @@
-"""The Cutie family (hkchengrex/Cutie, Cheng et al., CVPR 2024): inference (training is not implemented yet).
+"""The Cutie family (hkchengrex/Cutie, Cheng et al., CVPR 2024): inference and training (L_SEG; the correspondence
+losses are not validated on it yet).
 
 - :mod:`.network`: the ``Cutie`` network with named stages (base: ResNet-50 pixel encoder; small: ResNet-18), with
   the official state_dict layout (527 / 359 entries); :mod:`.blocks` and :mod:`.transformer`: its parts;
 - :mod:`.memory` and :mod:`.recurrence`: its inference memory (pixel working and long-term memory per object
   group, object memory) and its per-frame recurrence;
+- :mod:`.unroll` and :mod:`.losses`: its training clip unroller and its point-sampled L_SEG with the auxiliary
+  losses (one step equals the official trainer's; tests/test_cutie_training.py);
 - :mod:`.family`: its entry of the family table; :mod:`.weights`: its official weight files.
 
 This ``__init__`` holds the family's card and imports no torch.

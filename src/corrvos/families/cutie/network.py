@@ -139,8 +139,10 @@ class Cutie(StagedModel):
 
     family = "cutie"
 
-    def __init__(self, *, key_encoder: str = "resnet50", single_object: bool = False) -> None:
+    def __init__(self, *, key_encoder: str = "resnet50", single_object: bool = False, width: int = 64) -> None:
         super().__init__()
+        if width != 64:
+            raise ValueError(f"Cutie has no narrow variant: width must be 64, got {width}")
         self.single_object = single_object
         self.key_dim, self.value_dim, self.hidden_dim = KEY_DIM, VALUE_DIM, SENSORY_DIM
         self.pixel_dim, self.embed_dim = PIXEL_DIM, EMBED_DIM
@@ -157,6 +159,11 @@ class Cutie(StagedModel):
 
     def init_args(self) -> dict:
         return {"key_encoder": self.pixel_encoder.arch, "single_object": self.single_object}
+
+    def imagenet_encoders(self) -> tuple[nn.Module, nn.Module]:
+        """The modules that ImageNet weights initialise (``corrvos.models.load_imagenet_backbones``): the pixel
+        encoder (ResNet-50 / -18) and the mask encoder's ResNet-18 trunk."""
+        return self.pixel_encoder, self.mask_encoder
 
     # ------------------------------------------------------------------------------------------ stages
 
