@@ -29,6 +29,7 @@ EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from corrvos.cpu_threads import add_threads_argument
     from corrvos.families import checkpoint_sources
 
     parser.add_argument("--config", metavar="FILE", help="YAML experiment file (overrides of the defaults)")
@@ -75,6 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads_argument(parser)
 
 
 def _resolve_config(args: argparse.Namespace):
@@ -135,11 +137,13 @@ def run(args: argparse.Namespace) -> int:
         print(config_to_yaml(cfg), end="")
         return 0
 
+    from corrvos.cpu_threads import configure_threads
     from corrvos.training.distributed import init_distributed, shutdown_distributed
     from corrvos.training.preflight import check_training_inputs
     from corrvos.training.trainer import Trainer
 
     check_training_inputs(cfg, resuming=args.resume is not None)
+    configure_threads(args.threads, workers=cfg.num_workers)  # each DataLoader worker keeps one core busy
 
     dist_info = init_distributed(cfg.device)
     if not dist_info.is_main:

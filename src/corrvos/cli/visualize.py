@@ -103,6 +103,8 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 
 def _add_frame_pair(p: argparse.ArgumentParser, masks_required: bool) -> None:
+    from corrvos.cpu_threads import add_threads_argument
+
     p.add_argument("--video", required=True, metavar="DIR", help="frame folder of one sequence (.jpg / .png frames)")
     p.add_argument(
         "--masks",
@@ -115,6 +117,7 @@ def _add_frame_pair(p: argparse.ArgumentParser, masks_required: bool) -> None:
     p.add_argument("--target", type=int, required=True, metavar="TAU", help="index of frame tau (the distant frame)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:K (default: auto)")
+    add_threads_argument(p)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -233,6 +236,7 @@ def _labels(given: list[str] | None, paths: list[str], option: str) -> list[str]
 
 
 def run_correspondence(args: argparse.Namespace) -> int:
+    from corrvos.cpu_threads import configure_threads
     from corrvos.devices import resolve_device
     from corrvos.models import load_model
     from corrvos.utils import make_output_dir
@@ -244,6 +248,7 @@ def run_correspondence(args: argparse.Namespace) -> int:
     folder = FrameFolder(args.video, args.masks)
     folder.check_index(args.frame, "--frame")
     folder.check_index(args.target, "--target")
+    configure_threads(args.threads)
     device = resolve_device(args.device, option="--device")
     models = [load_model(m, map_location=device) for m in args.model]
     out = make_output_dir(args.out)
@@ -260,6 +265,7 @@ def run_correspondence(args: argparse.Namespace) -> int:
 
 
 def run_matches(args: argparse.Namespace) -> int:
+    from corrvos.cpu_threads import configure_threads
     from corrvos.devices import resolve_device
     from corrvos.models import load_model
     from corrvos.utils import make_output_dir
@@ -269,6 +275,7 @@ def run_matches(args: argparse.Namespace) -> int:
     folder = FrameFolder(args.video, args.masks)
     folder.check_index(args.frame, "--frame")
     folder.check_index(args.target, "--target")
+    configure_threads(args.threads)
     device = resolve_device(args.device, option="--device")
     model = load_model(args.model, map_location=device)
     source = find_projection_head(args.model, features=args.features)

@@ -87,7 +87,7 @@ class TrainHooks:
             no resumable checkpoint except when a run is stopped (SIGINT / SIGTERM / --max-steps): stage ends then
             leave only the ``<stage>_final.pth`` weights.
         payload: callable returning the checkpoint dict (from the trainer).
-        progress: show a tqdm bar.
+        progress: show progress (a bar on a terminal, plain lines in a log: :mod:`corrvos.progress`).
     """
 
     def __init__(
@@ -142,9 +142,9 @@ class TrainHooks:
             return
         logger.info("stage %r: steps %d..%d", stage, start_step, iterations)
         if self.progress:
-            from tqdm import tqdm
+            from corrvos.progress import progress_bar
 
-            self._bar = tqdm(total=iterations, initial=start_step, desc=f"train[{stage}]", dynamic_ncols=True)
+            self._bar = progress_bar(total=iterations, initial=start_step, desc=f"train[{stage}]", dynamic_ncols=True)
         self._last_time = time.perf_counter()
         self._last_logged = global_step
 
