@@ -74,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop after N steps of this invocation, writing a checkpoint of that step (SIGINT / SIGTERM do too, "
         "exiting with 130 / 143)",
     )
+    parser.add_argument(
+        "--weights-only",
+        action="store_true",
+        help="checkpoints (periodic, stage ends, stops) hold the weights only, about a third of the size (a full "
+        "STCN step file is about 640 MB): usable as --model and --init-from, not by --resume "
+        "(= --set weights_only_checkpoints=true)",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_threads_argument(parser)
@@ -93,6 +100,8 @@ def _resolve_config(args: argparse.Namespace):
         overrides.append(f"device={args.device}")
     if args.init_from:
         overrides.append(f"model.init_checkpoint={args.init_from}")
+    if args.weights_only:
+        overrides.append("weights_only_checkpoints=true")
     if args.config or not args.resume:
         return _select_stages(load_config(args.config, overrides), args.stages)
     from corrvos.training.checkpoint import find_latest_checkpoint, load_checkpoint
@@ -162,5 +171,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             how = "stopped (--max-steps)" if result.stopped_by == "max_steps" else f"interrupted by {result.stopped_by}"
             saved = f"checkpoint {result.checkpoint}; " if result.checkpoint is not None else ""
-            print(f"{how} {where}; {saved}continue with: corrvos train --resume {result.out_dir}")
+            if cfg.weights_only_checkpoints:
+                print(f"{how} {where}; {saved}weights only (--weights-only): a new run can start from it (--init-from)")
+            else:
+                print(f"{how} {where}; {saved}continue with: corrvos train --resume {result.out_dir}")
+            if result.checkpoint is not None:  # a step file is a model file too
+                print(f"its weights for infer / segment / visualize: --model {result.checkpoint}")
     return EXIT_CODES.get(result.stopped_by, 0)
