@@ -3,22 +3,28 @@
 A tqdm bar redraws itself with carriage returns; written to a file (``corrvos demo 2> demo.log``, a batch job's
 log) every redraw stays, and the demo's log grew to 58 KB of bars (issue #21). :func:`progress_bar` is the one
 place corrvos creates a progress display: when the stream (stderr by default) is a terminal it returns a tqdm bar;
-otherwise a :class:`LineProgress` that prints one plain line at each 10 % of the total (and one at the end; with no
-known total only the end), with the rate and the latest ``set_postfix`` values. Transient displays
-(``leave=False``, e.g. the per-video frame bars under a per-split bar) print nothing in a log.
+otherwise a :class:`LineProgress` that prints one plain line at each quarter of the total (and one at the end; with
+no known total only the end), with the rate and the latest ``set_postfix`` values. In a log, transient displays
+(``leave=False``) and displays opened while another one is open (the per-video frame bars under ``infer``'s
+per-sequence bar) print nothing, so a command writes a few lines, not one per frame.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 __all__ = ["LINE_STEPS", "LineProgress", "progress_bar"]
 
-LINE_STEPS = 10
+LINE_STEPS = 4
 """A non-terminal display prints a line each time another 1/LINE_STEPS of the total is done."""
+
+_OPEN: weakref.WeakSet[LineProgress] = weakref.WeakSet()
+"""LineProgress displays that print and are not closed yet (a display opened meanwhile stays silent); weak, so a
+display dropped without ``close`` does not silence the rest of the process."""
 
 
 def _amount(n: float, unit: str, unit_scale: bool) -> str:
@@ -51,7 +57,9 @@ class LineProgress:
             total = len(iterable)  # type: ignore[arg-type]
         self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
         self.n = initial
-        self.silent = disable or not leave
+        self.silent = disable or not leave or len(_OPEN) > 0
+        if not self.silent:
+            _OPEN.add(self)
         self.unit_scale = unit_scale
         self.file = file
         self.postfix: dict[str, Any] = {}
@@ -91,6 +99,7 @@ class LineProgress:
     def close(self) -> None:
         if not self._closed and not self.silent:
             self._print()
+            _OPEN.discard(self)
         self._closed = True
 
     def __iter__(self) -> Iterator:
