@@ -167,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
     if dist_info.is_main:
         where = f"at stage {result.stage!r} step {result.step} (global step {result.global_step})"
         if result.finished:
-            print(f"finished {where}; run folder {result.out_dir}")
+            final = result.out_dir / "checkpoints" / f"{result.stage}_final.pth"
+            print(f"finished {where}; run folder {result.out_dir}; weights for infer / segment: --model {final}")
         else:
             how = "stopped (--max-steps)" if result.stopped_by == "max_steps" else f"interrupted by {result.stopped_by}"
             saved = f"checkpoint {result.checkpoint}; " if result.checkpoint is not None else ""
