@@ -87,3 +87,46 @@ def test_weights_only_checkpoints_are_a_third_of_the_size_and_not_resumable(tmp_
     assert load_model(step_file).training is False  # a model file
     assert cli_main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 2
     assert "is this a weights-only file?" in capsys.readouterr().err
+
+
+def _hooks(tmp_path: Path, payload: dict, **kw):
+    from corrvos.training.hooks import TrainHooks
+
+    args = {"log_interval": 10, "image_interval": 0, "save_interval": 100, "keep_checkpoints": 3} | kw
+    return TrainHooks(tmp_path, enabled=True, payload=lambda: payload, progress=False, **args)
+
+
+def _payload() -> dict:
+    weights = {"w": torch.zeros(1_000_000)}  # 4 MB of float32
+    optimizer = {"state": {0: {"exp_avg": torch.zeros(1_000_000), "exp_avg_sq": torch.zeros(1_000_000)}}}
+    return {"arch": "x", "model": weights, "optimizer": optimizer, "stage": "main", "step": 3, "global_step": 3}
+
+
+def test_the_first_step_and_every_interval_are_logged(tmp_path: Path):
+    hooks = _hooks(tmp_path, _payload())
+    assert [g for g in range(1, 31) if hooks.is_log_step(g)] == [1, 10, 20, 30]
+
+
+def test_the_size_is_reported_before_the_checkpoint_is_written(tmp_path: Path, caplog, monkeypatch):
+    from corrvos.training import hooks as hooks_mod
+
+    seen = []
+    real_save = hooks_mod.save_checkpoint
+    spy = lambda p, d: seen.append(list(caplog.messages)) or real_save(p, d)  # noqa: E731
+    monkeypatch.setattr(hooks_mod, "save_checkpoint", spy)
+    with caplog.at_level(logging.INFO, logger="corrvos.training.hooks"):
+        path = _hooks(tmp_path, _payload()).save(3, final=False)
+    line = f"writing {path} (about 12 MB: weights 4 MB, optimiser and other state 8 MB (`--weights-only`"
+    assert seen[0][-1].startswith(line)  # logged before the file was written
+    assert path.stat().st_size / 1e6 == pytest.approx(12, rel=0.01)
+
+
+def test_weights_only_hooks_leave_the_optimiser_out(tmp_path: Path, caplog):
+    with caplog.at_level(logging.INFO, logger="corrvos.training.hooks"):
+        path = _hooks(tmp_path, _payload(), weights_only=True).save(3, final=False)
+    state = torch.load(path, weights_only=True)
+    assert sorted(state) == ["arch", "format_version", "global_step", "model", "stage", "step"]
+    assert caplog.messages[-2:] == [f"writing {path} (about 4 MB)", f"saved {path}"]
+    # at a stage end only <stage>_final.pth: a weights-only step file would be the same weights again
+    final = _hooks(tmp_path, _payload(), weights_only=True).save(4, final=True, stage="main")
+    assert final.name == "main_final.pth" and not (tmp_path / "checkpoints" / "step_0000004.pth").exists()
