@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights-only",
         action="store_true",
         help="checkpoints (periodic, stage ends, stops) hold the weights only, about a third of the size (a full-size "
-        "step file is about 640 MB): usable as --model and --init-from, not by --resume "
+        "step file is about 650 MB): usable as --model and --init-from, not by --resume "
         "(= --set weights_only_checkpoints=true)",
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")

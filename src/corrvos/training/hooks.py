@@ -222,7 +222,7 @@ class TrainHooks:
             )
 
     def _write(self, path: Path, payload: dict[str, Any]) -> Path:
-        """Report the size (a stop of a full-size STCN run writes about 640 MB), then save atomically."""
+        """Report the size (a stop of a full-size STCN run writes about 650 MB), then save atomically."""
         total, weights = payload_megabytes(payload), payload_megabytes(weights_of(payload))
         hint = ""
         if total - weights > 1:
