@@ -217,6 +217,10 @@ class TrainConfig:
     runs where disk matters more than resuming (the demo)."""
     deterministic: bool = False
     """``torch.use_deterministic_algorithms(True)`` (slower on CUDA; needed for bit-exact resume there)."""
+    weights_only_checkpoints: bool = False
+    """Checkpoints hold the weights and the position only, not the optimiser, scheduler and RNG states: about a
+    third of the size (a full STCN step file is about 650 MB), loadable as ``--model``, but ``--resume`` cannot
+    continue from them (``--init-from`` can start a new run). For demo-size runs where disk matters."""
 
 
 def _default_arch() -> str:

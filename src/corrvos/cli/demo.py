@@ -72,6 +72,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="seconds-long baseline check instead (no training)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="intra-op CPU threads of this process (training with --train-jobs 1, inference); --train-jobs 2 "
+        "uses one per run (default: OMP_NUM_THREADS if set, else the usable cores minus the load of other "
+        "processes, at least 1; logged at start)",
+    )
 
 
 def _quick(args: argparse.Namespace) -> int:
@@ -109,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.quick:
         return _quick(args)
+
+    from corrvos.cpu_threads import configure_threads
+
+    configure_threads(args.threads)
 
     from corrvos.cli.synth import parse_size
     from corrvos.demo.figures import row_label

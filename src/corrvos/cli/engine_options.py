@@ -40,6 +40,7 @@ def _flag(option: str) -> str:
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the inference engine shared by ``infer`` and ``segment`` (defaults: the model family's)."""
+    from corrvos.cpu_threads import add_threads_argument
     from corrvos.devices import device_option
     from corrvos.families import option_defaults as d
     from corrvos.families import option_users as u
@@ -172,6 +173,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "speed gain beyond noise measured on CPU); outputs equal to float rounding, not "
         "bit-comparable with the official code, so off by default",
     )
+    add_threads_argument(parser)
 
 
 def engine_config(
@@ -289,11 +291,14 @@ def skip_done_command(argv: list[str]) -> str:
 
 
 def load_inference_model(args: argparse.Namespace) -> tuple[Any, Any]:
-    """Device, AMP check, checkpoint loading (and ``--fold-bn``) for ``infer`` / ``segment``: (model, device)."""
+    """Threads, device, AMP check, checkpoint loading (and ``--fold-bn``) for ``infer`` / ``segment``: (model,
+    device)."""
+    from corrvos.cpu_threads import configure_threads
     from corrvos.devices import resolve_device
     from corrvos.models import load_model
     from corrvos.models.fuse import fold_batchnorm
 
+    configure_threads(args.threads)
     device = resolve_device(args.device, option="--device")
     check_amp(args.amp, device)
     model = load_model(args.model, map_location=device)

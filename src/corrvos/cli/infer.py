@@ -233,11 +233,10 @@ def run(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
     from pathlib import Path
 
-    from tqdm import tqdm
-
     from corrvos.data.sequence import sequence_problems
     from corrvos.errors import ConfigError, DataError
     from corrvos.inference.outputs import ResultsFolder
+    from corrvos.progress import progress_bar
 
     check_engine_arguments(args)
     _check_tta(args)
@@ -272,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"--skip-done: {len(names) - len(todo)} of {len(names)} sequences already complete in {out}")
 
     sequences, problems = {}, []  # every sequence checked before the first one runs
-    for name in tqdm(todo, desc="checking inputs", unit="seq", leave=False, disable=args.no_progress):
+    for name in progress_bar(todo, desc="checking inputs", unit="seq", leave=False, disable=args.no_progress):
         try:
             sequences[name] = dataset.sequence(name)
         except DataError as exc:
@@ -291,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
     if scores is not None:
         scores.begin()
     total_frames, total_seconds = 0, 0.0
-    bar = tqdm(todo, desc=f"infer {layout}", unit="seq", disable=args.no_progress)
+    bar = progress_bar(todo, desc=f"infer {layout}", unit="seq", disable=args.no_progress)
     for name in bar:
         seq = sequences.pop(name)
         with results.sequence(name) as folder, scores.sequence(name) if scores else nullcontext() as score_folder:

@@ -36,14 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tqdm import tqdm
-
     from corrvos.data.io import write_label
     from corrvos.errors import ConfigError
     from corrvos.evaluation.parallel import raise_problems
     from corrvos.inference.merge import check_score_folders, merge_sequence
     from corrvos.inference.outputs import ResultsFolder
     from corrvos.inference.scores import SCORES_NAME
+    from corrvos.progress import progress_bar
 
     folders = [Path(d) for d in args.scores]
     out = Path(args.out)
@@ -62,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     todo = results.plan(names, skip_done=args.skip_done, overwrite=args.overwrite)
     results.begin()
     frames = 0
-    for name in tqdm(todo, desc="merge", unit="seq"):
+    for name in progress_bar(todo, desc="merge", unit="seq"):
         merged = merge_sequence([f / name / SCORES_NAME for f in folders])
         with results.sequence(name) as folder:
             for fid, label in zip(merged.frame_ids, merged.labels, strict=True):

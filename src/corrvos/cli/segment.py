@@ -303,11 +303,10 @@ def _run_one(args: argparse.Namespace) -> int:
 def _run_many(args: argparse.Namespace) -> int:
     import functools
 
-    from tqdm import tqdm
-
     from corrvos.cli.engine_options import engine_config, load_inference_model
     from corrvos.cli.segment_inputs import VideoInput, check_video, find_videos, masks_of, raise_problems
     from corrvos.inference.outputs import ResultsFolder
+    from corrvos.progress import progress_bar
 
     check = functools.partial(
         check_video,
@@ -323,7 +322,7 @@ def _run_many(args: argparse.Namespace) -> int:
     if len(todo) < len(videos):
         print(f"--skip-done: {len(videos) - len(todo)} of {len(videos)} videos already complete in {args.out}")
     inputs = {}
-    for name in tqdm(todo, desc="checking inputs", unit="video", leave=False):  # every video before any runs
+    for name in progress_bar(todo, desc="checking inputs", unit="video", leave=False):  # every video before any runs
         masks, problem = masks_of(name, videos[name], Path(args.masks), args.mask_format)
         if masks is None:
             problems.append(str(problem))

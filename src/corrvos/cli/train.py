@@ -31,6 +31,7 @@ EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from corrvos.cpu_threads import add_threads_argument
     from corrvos.families import checkpoint_sources
 
     parser.add_argument("--config", metavar="FILE", help="YAML experiment file (overrides of the defaults)")
@@ -78,8 +79,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop after N steps of this invocation, writing a checkpoint of that step (SIGINT / SIGTERM do too, "
         "exiting with 130 / 143)",
     )
+    parser.add_argument(
+        "--weights-only",
+        action="store_true",
+        help="checkpoints (periodic, stage ends, stops) hold the weights only, about a third of the size (a full-size "
+        "step file is about 650 MB): usable as --model and --init-from, not by --resume "
+        "(= --set weights_only_checkpoints=true)",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads_argument(parser)
 
 
 def _resolve_config(args: argparse.Namespace):
@@ -96,6 +105,8 @@ def _resolve_config(args: argparse.Namespace):
         overrides.append(f"device={args.device}")
     if args.init_from:
         overrides.append(f"model.init_checkpoint={args.init_from}")
+    if args.weights_only:
+        overrides.append("weights_only_checkpoints=true")
     if args.config or not args.resume:
         return _select_stages(load_config(args.config, overrides), args.stages)
     from corrvos.training.checkpoint import find_latest_checkpoint, load_checkpoint
@@ -140,11 +151,13 @@ def run(args: argparse.Namespace) -> int:
         print(config_to_yaml(cfg), end="")
         return 0
 
+    from corrvos.cpu_threads import configure_threads
     from corrvos.training.distributed import init_distributed, shutdown_distributed
     from corrvos.training.preflight import check_training_inputs
     from corrvos.training.trainer import Trainer
 
     check_training_inputs(cfg, resuming=args.resume is not None)
+    configure_threads(args.threads, workers=cfg.num_workers)  # each DataLoader worker keeps one core busy
 
     dist_info = init_distributed(cfg.device)
     if not dist_info.is_main:
@@ -159,9 +172,15 @@ def run(args: argparse.Namespace) -> int:
     if dist_info.is_main:
         where = f"at stage {result.stage!r} step {result.step} (global step {result.global_step})"
         if result.finished:
-            print(f"finished {where}; run folder {result.out_dir}")
+            final = result.out_dir / "checkpoints" / f"{result.stage}_final.pth"
+            print(f"finished {where}; run folder {result.out_dir}; weights for infer / segment: --model {final}")
         else:
             how = "stopped (--max-steps)" if result.stopped_by == "max_steps" else f"interrupted by {result.stopped_by}"
             saved = f"checkpoint {result.checkpoint}; " if result.checkpoint is not None else ""
-            print(f"{how} {where}; {saved}continue with: corrvos train --resume {result.out_dir}")
+            if cfg.weights_only_checkpoints:
+                print(f"{how} {where}; {saved}weights only (--weights-only): a new run can start from it (--init-from)")
+            else:
+                print(f"{how} {where}; {saved}continue with: corrvos train --resume {result.out_dir}")
+            if result.checkpoint is not None:  # a step file is a model file too
+                print(f"its weights for infer / segment / visualize: --model {result.checkpoint}")
     return EXIT_CODES.get(result.stopped_by, 0)

@@ -105,6 +105,8 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 
 def _add_frame_pair(p: argparse.ArgumentParser, masks_required: bool) -> None:
+    from corrvos.cpu_threads import add_threads_argument
+
     p.add_argument("--video", required=True, metavar="DIR", help="frame folder of one sequence (.jpg / .png frames)")
     p.add_argument(
         "--masks",
@@ -122,6 +124,7 @@ def _add_frame_pair(p: argparse.ArgumentParser, masks_required: bool) -> None:
         default="auto",
         help="auto (cuda if available), cpu, cuda or cuda:K (default: auto)",
     )
+    add_threads_argument(p)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -246,6 +249,7 @@ def _labels(given: list[str] | None, paths: list[str], option: str) -> list[str]
 
 def run_correspondence(args: argparse.Namespace) -> int:
     from corrvos.cli.engine_options import check_paths_early
+    from corrvos.cpu_threads import configure_threads
     from corrvos.data.sequence import image_size
     from corrvos.devices import resolve_device
     from corrvos.errors import DataError
@@ -266,6 +270,7 @@ def run_correspondence(args: argparse.Namespace) -> int:
             bounds = f"{height}x{width}, HxW: y 0..{height - 1}, x 0..{width - 1}"
             raise DataError(folder.paths[frame], f"--points {y},{x} lies outside frame t ({bounds})")
     check_paths_early({}, {"--out": args.out})
+    configure_threads(args.threads)
     device = resolve_device(args.device, option="--device")
     models = [load_model(m, map_location=device) for m in args.model]
     out = Path(args.out)  # created by the figure's write: a failure before it leaves no empty folder
@@ -283,6 +288,7 @@ def run_correspondence(args: argparse.Namespace) -> int:
 
 def run_matches(args: argparse.Namespace) -> int:
     from corrvos.cli.engine_options import check_paths_early
+    from corrvos.cpu_threads import configure_threads
     from corrvos.devices import resolve_device
     from corrvos.models import load_model
     from corrvos.visualize.inputs import FrameFolder
@@ -292,6 +298,7 @@ def run_matches(args: argparse.Namespace) -> int:
     folder.check_index(args.frame, "--frame")
     folder.check_index(args.target, "--target")
     check_paths_early({}, {"--out": args.out})
+    configure_threads(args.threads)
     device = resolve_device(args.device, option="--device")
     model = load_model(args.model, map_location=device)
     source = find_projection_head(args.model, features=args.features)

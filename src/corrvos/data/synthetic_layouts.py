@@ -28,11 +28,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from corrvos.data.io import write_image, write_label
 from corrvos.data.synthetic_video import SyntheticVideo, synthesize_video
 from corrvos.errors import ConfigError, DataError
+from corrvos.progress import progress_bar
 from corrvos.utils import atomic_write_text, make_output_dir
 
 __all__ = ["LAYOUTS", "MARKER", "SAMPLE_STEP", "generate_dataset"]
@@ -211,7 +211,7 @@ def generate_dataset(
     atomic_write_text(out_dir / MARKER, json.dumps(record, indent=1) + "\n")
     children = np.random.SeedSequence(seed).spawn(sequences)
     youtube_meta: dict[str, dict] = {"train": {}, "valid": {}}
-    bar = tqdm(names, desc=f"synth ({layout})", unit="video", disable=not progress)
+    bar = progress_bar(names, desc=f"synth ({layout})", unit="video", disable=not progress)
     for name, child in zip(bar, children, strict=True):
         if layout in ("davis", "unlabeled"):
             video = synthesize_video(child, frames, size)

@@ -48,11 +48,11 @@ class TaskRunner:
         self, func: Callable[[T], R], tasks: list[T], *, desc: str, progress: bool, weights: list[int] | None = None
     ) -> list[R]:
         """``[func(t) for t in tasks]``, computed in the pool (largest ``weights`` first) or in this process."""
-        from tqdm import tqdm
+        from corrvos.progress import progress_bar
 
         out: list = [None] * len(tasks)  # results in task order
         order = sorted(range(len(tasks)), key=lambda i: -weights[i]) if weights else list(range(len(tasks)))
-        with tqdm(total=len(tasks), desc=desc, unit="seq", disable=not progress, leave=False) as bar:
+        with progress_bar(total=len(tasks), desc=desc, unit="seq", disable=not progress, leave=False) as bar:
             if self.workers == 1 or len(tasks) <= 1:
                 for i in order:
                     out[i] = func(tasks[i])

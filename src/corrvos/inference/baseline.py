@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from corrvos.data.davis import DavisDataset
 from corrvos.data.io import write_label
+from corrvos.progress import progress_bar
 
 __all__ = ["copy_first_frame", "empty_after_first_frame"]
 
@@ -38,7 +38,7 @@ def copy_first_frame(
     """
     dataset = DavisDataset(davis_root, year=year, split=split)
     out_dir = Path(out_dir)
-    for name in tqdm(dataset.sequences, desc="copy-first-frame", unit="seq", disable=not progress):
+    for name in progress_bar(dataset.sequences, desc="copy-first-frame", unit="seq", disable=not progress):
         seq = dataset.sequence(name)
         first = seq.read_mask(0)
         first[~np.isin(first, seq.object_ids)] = 0  # only the objects: DAVIS void (255) is background
@@ -56,7 +56,7 @@ def empty_after_first_frame(
     """
     dataset = DavisDataset(davis_root, year=year, split=split)
     out_dir = Path(out_dir)
-    for name in tqdm(dataset.sequences, desc="empty-after-frame-0", unit="seq", disable=not progress):
+    for name in progress_bar(dataset.sequences, desc="empty-after-frame-0", unit="seq", disable=not progress):
         seq = dataset.sequence(name)
         first = seq.read_mask(0)
         first[~np.isin(first, seq.object_ids)] = 0

@@ -93,13 +93,13 @@ def iter_probabilities(
     mirrored left-right before ``step`` and the probabilities are mirrored back. Probabilities stay on the
     core's device. ``stats`` receives the frames processed and the seconds spent in ``step`` (synchronised).
     """
-    from tqdm import tqdm
+    from corrvos.progress import progress_bar
 
     sync = torch.cuda.synchronize if core.device.type == "cuda" else (lambda: None)
     stats = stats if stats is not None else PassStats()
     first_mask = min(seq.mask_paths) if seq.mask_paths else len(seq)
     n = len(seq)
-    for t in tqdm(range(n), desc=seq.name, unit="frame", leave=False, disable=not progress):
+    for t in progress_bar(range(n), desc=seq.name, unit="frame", leave=False, disable=not progress):
         end = t == n - 1
         has_mask = t in seq.mask_paths
         save = seq.should_save(t) and t >= first_mask

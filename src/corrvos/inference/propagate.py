@@ -158,9 +158,9 @@ def _step(core: InferenceCore, rgb: np.ndarray, annotation: Annotation | None, *
 
 
 def _bar(items: Iterator, total: int, desc: str, progress: bool) -> Iterator:
-    from tqdm import tqdm
+    from corrvos.progress import progress_bar
 
-    return iter(tqdm(items, total=total, desc=desc, unit="frame", disable=not progress))
+    return iter(progress_bar(items, total=total, desc=desc, unit="frame", disable=not progress))
 
 
 def _frames(source: FrameSource, indices: list[int]) -> Iterator[tuple[int, str, np.ndarray]]:

@@ -23,7 +23,7 @@ from torch import Tensor
 from corrvos.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from corrvos.training.checkpoint import save_checkpoint
 
-__all__ = ["StepRecord", "TrainHooks", "clip_panel"]
+__all__ = ["StepRecord", "TrainHooks", "clip_panel", "payload_megabytes", "weights_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,27 @@ def clip_panel(frames: Tensor, labels: Tensor, logits: Tensor) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(rows, axis=0).transpose(2, 0, 1))  # [3, 3H, T*W]
 
 
+def weights_of(payload: dict[str, Any]) -> dict[str, Any]:
+    """The model part of a checkpoint payload (what ``<stage>_final.pth`` holds): loadable as ``--model``."""
+    kept = ("arch", "model_args", "single_object", "model", "config", "stage", "step", "global_step")
+    weights = {k: payload[k] for k in kept if k in payload}
+    head = payload.get("extra", {}).get("proj_head")
+    if head is not None:  # L_OCL's trained PROJ (small), for `corrvos visualize matches`
+        weights["extra"] = {"proj_head": head}
+    return weights
+
+
+def payload_megabytes(payload: Any) -> float:
+    """Bytes of the tensors in a (nested) checkpoint payload, in MB (1e6 bytes): about its size on disk."""
+    if isinstance(payload, Tensor):
+        return payload.numel() * payload.element_size() / 1e6
+    if isinstance(payload, dict):
+        return sum(payload_megabytes(v) for v in payload.values())
+    if isinstance(payload, (list, tuple)):
+        return sum(payload_megabytes(v) for v in payload)
+    return 0.0
+
+
 class TrainHooks:
     """Logging, progress and checkpointing; every method is a no-op on ranks other than 0.
 
@@ -87,7 +108,9 @@ class TrainHooks:
             no resumable checkpoint except when a run is stopped (SIGINT / SIGTERM / --max-steps): stage ends then
             leave only the ``<stage>_final.pth`` weights.
         payload: callable returning the checkpoint dict (from the trainer).
-        progress: show a tqdm bar.
+        weights_only: every checkpoint holds the weights and the position only (no optimiser, scheduler or RNG
+            states: about a third of the size, loadable as ``--model`` but not resumable).
+        progress: show progress (a bar on a terminal, plain lines in a log: :mod:`corrvos.progress`).
     """
 
     def __init__(
@@ -100,6 +123,7 @@ class TrainHooks:
         save_interval: int,
         keep_checkpoints: int,
         payload: Callable[[], dict[str, Any]],
+        weights_only: bool = False,
         progress: bool = True,
     ) -> None:
         self.out_dir = Path(out_dir)
@@ -109,6 +133,7 @@ class TrainHooks:
         self.purge_step: int | None = None
         """Set by the trainer when resuming: TensorBoard events at or after this global step are discarded."""
         self.payload = payload
+        self.weights_only = weights_only
         self.progress = progress
         self._writer = None
         self._bar = None
@@ -120,7 +145,12 @@ class TrainHooks:
 
     # -- queries the trainer uses to decide what to gather ------------------------------------------------
     def is_log_step(self, global_step: int) -> bool:
-        return global_step % self.log_interval == 0
+        """Every ``log_interval`` steps, and step 1 (a short run has curves and a ``tb/`` folder too)."""
+        return global_step % self.log_interval == 0 or global_step == 1
+
+    def pending(self) -> bool:
+        """Scalars were accumulated since the last log (the same answer on every rank)."""
+        return bool(self._counts)
 
     def is_image_step(self, global_step: int) -> bool:
         return self.image_interval > 0 and global_step % self.image_interval == 0
@@ -142,9 +172,9 @@ class TrainHooks:
             return
         logger.info("stage %r: steps %d..%d", stage, start_step, iterations)
         if self.progress:
-            from tqdm import tqdm
+            from corrvos.progress import progress_bar
 
-            self._bar = tqdm(total=iterations, initial=start_step, desc=f"train[{stage}]", dynamic_ncols=True)
+            self._bar = progress_bar(total=iterations, initial=start_step, desc=f"train[{stage}]", dynamic_ncols=True)
         self._last_time = time.perf_counter()
         self._last_logged = global_step
 
@@ -168,23 +198,40 @@ class TrainHooks:
             self._bar.update(1)
         g = record.global_step
         if record.scalars:
-            now = time.perf_counter()
-            writer = self._tb()
-            for key, value in record.scalars.items():
-                writer.add_scalar(f"train/{key}", value, g)
-            steps = max(g - self._last_logged, 1)
-            writer.add_scalar("train/seconds_per_step", (now - self._last_time) / steps, g)
-            self._last_time, self._last_logged = now, g
-            if self._bar is not None:
-                self._bar.set_postfix(
-                    loss=f"{record.scalars.get('loss', float('nan')):.4f}",
-                    iou=f"{record.scalars.get('iou', float('nan')):.3f}",
-                )
+            self.log_scalars(g, record.scalars)
         if record.frames is not None and record.labels is not None and record.logits is not None:
             panel = clip_panel(record.frames, record.labels, record.logits)
             self._tb().add_image(f"train/{record.stage}/clip", panel, g, dataformats="CHW")
         if self.is_save_step(g) and not record.stage_done:
             self.save(g, final=False)
+
+    def log_scalars(self, global_step: int, scalars: dict[str, float]) -> None:
+        """Write interval means under ``train/`` (and the seconds per step since the last log)."""
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        writer = self._tb()
+        for key, value in scalars.items():
+            writer.add_scalar(f"train/{key}", value, global_step)
+        steps = max(global_step - self._last_logged, 1)
+        writer.add_scalar("train/seconds_per_step", (now - self._last_time) / steps, global_step)
+        self._last_time, self._last_logged = now, global_step
+        if self._bar is not None:
+            self._bar.set_postfix(
+                loss=f"{scalars.get('loss', float('nan')):.4f}", iou=f"{scalars.get('iou', float('nan')):.3f}"
+            )
+
+    def _write(self, path: Path, payload: dict[str, Any]) -> Path:
+        """Report the size (a stop of a full-size STCN run writes about 650 MB), then save atomically."""
+        total, weights = payload_megabytes(payload), payload_megabytes(weights_of(payload))
+        hint = ""
+        if total - weights > 1:
+            hint = (
+                f": weights {weights:.0f} MB, optimiser and other state {total - weights:.0f} MB "
+                f"(`--weights-only` / weights_only_checkpoints: true writes the weights only, not resumable)"
+            )
+        logger.info("writing %s (about %.0f MB%s)", path, total, hint)
+        return save_checkpoint(path, payload)
 
     def save(self, global_step: int, *, final: bool, stage: str | None = None) -> Path | None:
         """Write ``checkpoints/step_<global_step>.pth`` (and ``<stage>_final.pth`` weights at stage ends)."""
@@ -192,15 +239,13 @@ class TrainHooks:
             return None
         folder = self.out_dir / "checkpoints"
         payload = self.payload()
-        # keep_checkpoints 0: no resumable file at stage ends (only <stage>_final.pth; a stop still writes one)
-        path = None if final and self.keep == 0 else save_checkpoint(folder / f"step_{global_step:07d}.pth", payload)
+        if self.weights_only:
+            payload = weights_of(payload)
+        # keep_checkpoints 0 or weights only: at stage ends only <stage>_final.pth (a stop still writes a step file)
+        skip_step = final and (self.keep == 0 or self.weights_only)
+        path = None if skip_step else self._write(folder / f"step_{global_step:07d}.pth", payload)
         if final:
-            kept = ("arch", "model_args", "single_object", "model", "config", "stage", "step", "global_step")
-            weights = {k: payload[k] for k in kept if k in payload}
-            head = payload.get("extra", {}).get("proj_head")
-            if head is not None:  # L_OCL's trained PROJ (small), for `corrvos visualize matches`
-                weights["extra"] = {"proj_head": head}
-            final_path = save_checkpoint(folder / f"{stage}_final.pth", weights)
+            final_path = self._write(folder / f"{stage}_final.pth", weights_of(payload))
             path = path or final_path
         elif self.keep > 0 and path not in self._periodic:
             self._periodic.append(path)

@@ -160,6 +160,7 @@ class Trainer:
             save_interval=cfg.save_interval,
             keep_checkpoints=cfg.keep_checkpoints,
             payload=self._payload,
+            weights_only=cfg.weights_only_checkpoints,
             progress=progress,
         )
 
@@ -435,6 +436,9 @@ class Trainer:
         self._stop_request = reason
 
     def _save_stop_checkpoint(self) -> None:
-        """The checkpoint of the step just done (unless the periodic save of this step already wrote it)."""
+        """The scalars since the last log, then the checkpoint of the step just done (unless the periodic save of
+        this step already wrote it)."""
+        if self.hooks.pending():  # every rank agrees: all accumulate every step
+            self.hooks.log_scalars(self.global_step, all_reduce_mean(self.hooks.interval_means(), self.dist))
         if not (self.out_dir / "checkpoints" / f"step_{self.global_step:07d}.pth").is_file():
             self.hooks.save(self.global_step, final=False)

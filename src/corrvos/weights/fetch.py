@@ -86,7 +86,7 @@ def download(
         cache: the cache folder (``None``: ``$CORRVOS_CACHE`` or ``~/.cache/corrvos``).
         mirror: replaces the scheme and host of every URL (``None``: ``$CORRVOS_DOWNLOAD_MIRROR`` if set).
         force: download again even if a checked file is cached (an existing ``.part`` is discarded too).
-        progress: show a tqdm progress bar on stderr.
+        progress: show progress on stderr (a bar on a terminal, plain lines in a log).
         timeout: socket timeout in seconds.
         out: where the one-line messages go (default stdout).
 
@@ -201,11 +201,11 @@ def _fetch(url: str, part: Path, *, label: str, progress: bool, timeout: float) 
 def _copy(
     resp: http.client.HTTPResponse, f: BinaryIO, *, label: str, offset: int, total: int | None, progress: bool
 ) -> None:
-    from tqdm import tqdm
+    from corrvos.progress import progress_bar
 
     done = offset
     try:
-        with tqdm(
+        with progress_bar(
             total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress
         ) as bar:
             while block := resp.read(_CHUNK):
