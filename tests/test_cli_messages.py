@@ -26,9 +26,13 @@ from test_segment_features import _videos
 
 
 def _lines(capsys) -> list[str]:
-    """stderr lines without progress-bar fragments (tqdm redraws with carriage returns)."""
+    """stderr lines without progress output: tqdm's fragments (redrawn with carriage returns) and the plain
+    progress lines written when stderr is not a terminal ("a.mp4: 2/5 frame (40%), ...")."""
     err = capsys.readouterr().err
-    return [line for line in re.split(r"[\r\n]", err) if line.strip() and "%|" not in line]
+    progress = re.compile(r"\d+/\d+ .*\(\d+%\)")
+    return [
+        line for line in re.split(r"[\r\n]", err) if line.strip() and "%|" not in line and not progress.search(line)
+    ]
 
 
 def _one_line(capsys) -> str:
