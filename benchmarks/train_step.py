@@ -1,5 +1,5 @@
-"""Training-step cost of STCN and XMem with the correspondence losses off, in paper mode and in official mode, and
-of the official trainers on the same batch.
+"""Training-step cost of STCN, XMem and Cutie with the correspondence losses off, in paper mode and in official mode,
+and of the official trainers on the same batch.
 
 Each variant runs in its own subprocess (clean peak-memory numbers): build the model, the clip unroller, the task
 and the optimiser exactly as ``corrvos train`` does, then time full steps (forward, losses, backward, optimiser)
@@ -12,6 +12,9 @@ on a fixed random clip batch after a warm-up. Variants (``--arch stcn``, ``--arc
   updates, 3 objects; the baseline of the XMem rows;
 - ``xmem/paper``: the same + L_PCL (XMem's similarity) + L_OCL;
 - ``xmem/official``: XMem with our ``key_proj2`` head + temp + cross_key;
+- ``cutie/none``: Cutie-base through its own unroller (8-frame clips, 3 memory frames, deep updates with p = 0.2,
+  3 objects) with its L_SEG (point-sampled CE + Dice and the auxiliary losses); ``cutie/paper``: the same + L_PCL
+  (Cutie's keys, shrinkage and selection) + L_OCL. (No official-code row for Cutie yet.)
 - ``stcn/official-code`` and ``xmem/official-code`` (only when the official checkouts are in ``.ref/STCN`` and
   ``.ref/XMem``): the official trainers' ``do_pass`` on the same batch, driven on the device by the test helpers
   ``tests/official_stcn.py`` / ``tests/official_xmem.py``, timed in A/B pairs against corrvos's ``none`` step in
@@ -46,8 +49,10 @@ VARIANTS = {
     "xmem/paper": ("xmem", "paper"),
     "xmem/official": ("xmem", "official"),
     "xmem/official-code": ("xmem", "official-code"),
+    "cutie/none": ("cutie", "none"),
+    "cutie/paper": ("cutie", "paper"),
 }
-CLIP = {"stcn": (3, 2), "xmem": (8, 3)}  # frames, objects per clip of each family's recipe
+CLIP = {"stcn": (3, 2), "xmem": (8, 3), "cutie": (8, 3)}  # frames, objects per clip of each family's recipe
 
 
 def _random_batch(batch: int, frames: int, objects: int, size: int, device, seed: int = 0):
@@ -112,30 +117,44 @@ def _corrvos_fns(family: str, mode: str, batch, device, amp):
     import torch
 
     from corrvos.config import LossConfig
+    from corrvos.families import family as family_entry
     from corrvos.models import build_model
     from corrvos.models.heads import ProjectionHead
     from corrvos.models.params import optimizer_groups
     from corrvos.training.task import CorrespondenceTask
     from corrvos.training.trainer import freeze_batchnorm
-    from corrvos.training.unroll import ClipUnroller, UnrollPolicy
+    from corrvos.training.unroll import UnrollPolicy, build_unroller
 
     torch.manual_seed(0)
     arch = "stcn_corr" if (family == "stcn" and mode == "official") else family
     ramps = {f"{k}_ramp_{e}": 0 for k in ("pcl", "ocl", "official") for e in ("start", "end")}
     dice = {"dice_weight": 1.0, "dice_mode": "objects"} if family == "xmem" else {"dice_weight": 0.4 * (mode != "none")}
+    if family == "cutie":
+        dice = {}  # Cutie's L_SEG is its own (Family.segmentation_loss)
     loss_cfg = LossConfig(mode=mode, **ramps, **dice)
     extra = {"aux_key_head": True} if (family == "xmem" and mode == "official") else {}
     model = build_model(arch, **extra).to(device)
     head = None
     if loss_cfg.uses_projection_head:
         head = ProjectionHead(1024, loss_cfg.ocl_hidden_dim, loss_cfg.ocl_embed_dim).to(device)
-    policy = UnrollPolicy(3, 0.2) if family == "xmem" else UnrollPolicy()
-    unroller = ClipUnroller(model, policy=policy, second_view=mode == "official").train()
+    policy = UnrollPolicy(3, 0.2) if family in ("xmem", "cutie") else UnrollPolicy()
+    unroller = build_unroller(model, policy=policy, second_view=mode == "official").train()
     freeze_batchnorm(unroller)
-    groups = optimizer_groups(model, [head] if head is not None else [], lr=1e-5, encoder_scale=1.0, deep_scale=1.0)
+    owner = family_entry(family)
+    groups = optimizer_groups(
+        model,
+        [head] if head is not None else [],
+        lr=1e-5,
+        encoder_scale=1.0,
+        deep_scale=1.0,
+        encoders=owner.encoders,
+        deep_layers=owner.encoder_deep_layers,
+        no_decay=owner.no_decay,
+    )
     opt = torch.optim.AdamW(groups, lr=1e-5, weight_decay=0.05)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
-    task = CorrespondenceTask(unroller, loss_cfg, proj_head=head, amp_dtype=amp)
+    seg = owner.segmentation_loss
+    task = CorrespondenceTask(unroller, loss_cfg, proj_head=head, amp_dtype=amp, segmentation=seg)
 
     def fwd_bwd(i: int) -> None:
         out = task.step(batch, step=100_000, seed=i)
@@ -222,7 +241,9 @@ def run_variant(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:K")
-    parser.add_argument("--arch", default="all", choices=["stcn", "xmem", "all"], help="which model family's rows")
+    parser.add_argument(
+        "--arch", default="all", choices=["stcn", "xmem", "cutie", "all"], help="which model family's rows"
+    )
     parser.add_argument("--crop", type=int, default=None, help="square crop (default 384 on CUDA, 128 on CPU)")
     parser.add_argument("--batch", type=int, default=None, help="clips per step (default 8 on CUDA, 2 on CPU)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant (the median is reported)")
@@ -242,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.variant:
         print(json.dumps(run_variant(args)))
         return 0
-    families = ["stcn", "xmem"] if args.arch == "all" else [args.arch]
+    families = ["stcn", "xmem", "cutie"] if args.arch == "all" else [args.arch]
     names = [v for v in VARIANTS if v.split("/")[0] in families]
     if args.no_official:
         names = [v for v in names if not v.endswith("official-code")]
