@@ -106,7 +106,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", choices=list(PROFILES), default="cpu")
     p.add_argument("--study", choices=["labeled", "semi"], default="labeled")
-    p.add_argument("--arch", nargs="+", choices=["stcn", "xmem"], default=["stcn"])
+    p.add_argument("--arch", nargs="+", choices=["stcn", "xmem", "cutie"], default=["stcn"])
     p.add_argument("--variants", nargs="+", default=None, help=f"default: the profile's; any of {list(VARIANTS)}")
     p.add_argument("--baseline", default=None, help="variant of the paired differences (default: the first)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (training seeds 0..k-1 + --seed)")
@@ -286,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     n_seeds = args.seeds if args.seeds is not None else (prof.finetune_seeds if finetune else prof.seeds)
     seeds = [args.seed + i for i in range(n_seeds)]
     default_steps = prof.finetune_steps if finetune else prof.steps
+    missing = [a for a in args.arch if a not in default_steps and args.steps is None]
+    if missing:  # Cutie: only the smoke profile is sized so far (its CPU / GPU step counts are not calibrated)
+        raise SystemExit(f"--profile {args.profile} has no step counts for {missing} yet: pass --steps (and --batch)")
     steps = {a: args.steps if args.steps is not None else default_steps[a] for a in args.arch}
     pretrain = {a: args.pretrain_steps or prof.pretrain_steps[a] for a in args.arch} if finetune else {}
     parallel = args.parallel or prof.parallel

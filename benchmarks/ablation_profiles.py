@@ -40,8 +40,8 @@ _SEMI = ("labeled:none", "labeled:paper", "labeled+unlabeled:paper")
 PROFILES = {
     "smoke": Profile(
         seeds=1,
-        steps={"stcn": 2, "xmem": 2},
-        batch={"stcn": 2, "xmem": 2},
+        steps={"stcn": 2, "xmem": 2, "cutie": 2},
+        batch={"stcn": 2, "xmem": 2, "cutie": 2},
         parallel=2,
         threads=1,
         device="cpu",
@@ -52,8 +52,8 @@ PROFILES = {
         semi_variants=("labeled:paper", "labeled+unlabeled:paper"),
         semi_labeled=2,
         semi_unlabeled=(4, 10, (64, 80)),
-        pretrain_steps={"stcn": 2, "xmem": 2},
-        finetune_steps={"stcn": 2, "xmem": 2},
+        pretrain_steps={"stcn": 2, "xmem": 2, "cutie": 2},
+        finetune_steps={"stcn": 2, "xmem": 2, "cutie": 2},
         finetune_seeds=1,
     ),
     "cpu": Profile(

@@ -22,6 +22,7 @@ Run as a script, this module is the worker: ``python benchmarks/ablation_runs.py
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -83,6 +84,7 @@ def build_config(
     """
     from corrvos.config import config_from_dict, config_to_dict
     from corrvos.demo import recipes
+    from corrvos.families import architectures
 
     builder = {"demo": recipes.demo_train_config, "cpu": recipes.cpu_train_config}[recipe]
     base = builder(arch, "none", data_root=data_root, out_dir=out_dir, steps=steps, seed=seed)
@@ -90,7 +92,8 @@ def build_config(
     loss = raw["loss"]
     loss.update(variant.loss)
     loss.update(official_ramp_start=loss["pcl_ramp_start"], official_ramp_end=loss["pcl_ramp_end"])
-    raw["model"]["aux_key_head"] = True
+    if "aux_key_head" in inspect.signature(architectures()[arch].model_class).parameters:
+        raw["model"]["aux_key_head"] = True  # a family without the head (Cutie) has no "official" variant either
     raw.update(device=device, num_workers=num_workers)
     stage = raw["stages"][0]
     labeled = batch_size if batch_size is not None else stage["batch_size"]

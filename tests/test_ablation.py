@@ -193,23 +193,27 @@ def test_eval_set_keeps_videos_with_crossings_and_lists_only_them(tmp_path: Path
 # --------------------------------------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("arch", ["stcn", "xmem"])
+@pytest.mark.parametrize("arch", ["stcn", "xmem", "cutie"])
 def test_variants_differ_only_by_their_losses(arch: str, tmp_path: Path) -> None:
-    """Same network (the key_proj2 head in every row, so STCN's init is the same), seed, data and schedule."""
+    """Same network (the key_proj2 head in every row, so STCN's init is the same; Cutie has no such head and no
+    "official" row), seed, data and schedule."""
     from ablation_runs import VARIANTS, build_config
     from corrvos.config import config_to_dict
 
+    head = arch != "cutie"
     raw = {
         name: config_to_dict(build_config(arch, v, data_root=tmp_path, out_dir=tmp_path / name, steps=100, seed=3))
         for name, v in VARIANTS.items()
+        if head or name != "official"
     }
     for name, cfg in raw.items():
-        assert cfg["model"] == raw["none"]["model"] and cfg["model"]["aux_key_head"] is True
+        assert cfg["model"] == raw["none"]["model"] and cfg["model"]["aux_key_head"] is (True if head else None)
         assert cfg["stages"] == raw["none"]["stages"] and cfg["seed"] == 3
         changed = {k for k in cfg["loss"] if cfg["loss"][k] != raw["none"]["loss"][k]}
         expected = {"none": set(), "paper": {"mode"}, "official": {"mode"}}
         assert changed == expected.get(name, {"mode", "ocl_weight" if name == "pcl" else "pcl_weight"}), name
-    assert raw["official"]["loss"]["official_ramp_end"] == raw["official"]["loss"]["pcl_ramp_end"] == 42
+    if head:
+        assert raw["official"]["loss"]["official_ramp_end"] == raw["official"]["loss"]["pcl_ramp_end"] == 42
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -220,6 +224,19 @@ def _smoke(tmp_path: Path, *extra: str) -> tuple[int, Path]:
 
     out = tmp_path / "out.json"
     return ablation.main(["--profile", "smoke", "--work", str(tmp_path / "work"), "--json", str(out), *extra]), out
+
+
+@pytest.mark.slow
+def test_smoke_profile_runs_cutie_and_other_profiles_ask_for_its_steps(tmp_path: Path) -> None:
+    rc, out = _smoke(tmp_path, "--arch", "cutie")
+    assert rc == 0
+    record = json.loads(out.read_text())
+    assert {(r["arch"], r["variant"]) for r in record["runs"]} == {("cutie", "none"), ("cutie", "paper")}
+    assert set(record["summary"]) == {"cutie"}
+    import ablation
+
+    with pytest.raises(SystemExit, match="no step counts for \\['cutie'\\]"):
+        ablation.main(["--profile", "cpu", "--arch", "cutie", "--work", str(tmp_path / "cpu")])
 
 
 @pytest.mark.slow
