@@ -261,6 +261,15 @@ def _summarize(runs: list[dict[str, Any]], variants: list[str], baseline: str, r
     return summary
 
 
+def _has_second_view(arch: str) -> bool:
+    """Whether ``arch``'s network can carry the ``key_proj2`` head of the release's ("official") losses."""
+    import inspect
+
+    from corrvos.families import architectures
+
+    return "aux_key_head" in inspect.signature(architectures()[arch].model_class).parameters
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     prof = PROFILES[args.profile]
@@ -269,6 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [v for v in variants if v not in table]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown} for --study {args.study}; choose from {list(table)}")
+    official = [v for v in variants if table[v].loss.get("mode") == "official"]
+    headless = [a for a in args.arch if not _has_second_view(a)]
+    if official and headless:
+        kept = [v for v in variants if v not in official]
+        raise SystemExit(
+            f"{headless} have no second-view key head, so no {official} variant: pass --variants {' '.join(kept)}"
+        )
     baseline = args.baseline or variants[0]
     if baseline not in variants:
         raise SystemExit(f"--baseline {baseline} is not among the variants {variants}")
@@ -287,10 +303,14 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [args.seed + i for i in range(n_seeds)]
     default_steps = prof.finetune_steps if finetune else prof.steps
     missing = [a for a in args.arch if a not in default_steps and args.steps is None]
+    missing += [a for a in args.arch if finetune and a not in prof.pretrain_steps and not args.pretrain_steps]
     if missing:  # Cutie: only the smoke profile is sized so far (its CPU / GPU step counts are not calibrated)
-        raise SystemExit(f"--profile {args.profile} has no step counts for {missing} yet: pass --steps (and --batch)")
+        raise SystemExit(
+            f"--profile {args.profile} has no step counts for {sorted(set(missing))} yet: pass --steps "
+            "(and --pretrain-steps with --protocol finetune); the batch is then the recipe's"
+        )
     steps = {a: args.steps if args.steps is not None else default_steps[a] for a in args.arch}
-    pretrain = {a: args.pretrain_steps or prof.pretrain_steps[a] for a in args.arch} if finetune else {}
+    pretrain = {a: args.pretrain_steps or prof.pretrain_steps.get(a) for a in args.arch} if finetune else {}
     parallel = args.parallel or prof.parallel
     threads = args.threads or prof.threads
     protocol = "_finetune" if args.protocol == "finetune" else ""
@@ -322,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             "variant": dataclasses.asdict(table[v]),
             "seed": seed,
             "steps": n_steps,
-            "batch_size": prof.batch[arch],
+            "batch_size": prof.batch.get(arch),  # None: the recipe's batch
             "num_workers": prof.num_workers,
             "device": prof.device,
             "data_root": data_info["train"]["root"],
@@ -395,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             "recipe": args.recipe,
             "protocol": args.protocol,
             "pretrain_steps": pretrain,
-            "batch_size": {a: prof.batch[a] for a in args.arch},
+            "batch_size": {a: prof.batch.get(a) for a in args.arch},
             "parallel": parallel,
             "threads": threads,
             "device": prof.device,

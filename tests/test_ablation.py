@@ -236,7 +236,9 @@ def test_smoke_profile_runs_cutie_and_other_profiles_ask_for_its_steps(tmp_path:
     import ablation
 
     with pytest.raises(SystemExit, match="no step counts for \\['cutie'\\]"):
-        ablation.main(["--profile", "cpu", "--arch", "cutie", "--work", str(tmp_path / "cpu")])
+        ablation.main(["--profile", "cpu", "--arch", "cutie", "--variants", "none", "paper", "--work", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--variants none paper pcl ocl"):  # no second view: no "official" row
+        ablation.main(["--profile", "cpu", "--arch", "cutie", "--steps", "2", "--work", str(tmp_path / "cpu")])
 
 
 @pytest.mark.slow
