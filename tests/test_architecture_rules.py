@@ -106,7 +106,8 @@ BASE = {
 }
 ALLOWED: dict[str, set[str]] = {
     **{name: BASE for name in BASE},
-    "config": BASE | {"data", "losses", "families"},
+    "config": BASE | {"data", "losses", "families", "config_checks"},
+    "config_checks": BASE | {"data", "losses", "families"},  # the checks of corrvos.config (types only from it)
     "data": BASE,
     "weights": BASE | {"families"},
     "models": BASE | {"weights", "families"},  # only models/__init__ (the entry points) reaches the table
