@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 from torch import Tensor
 
-__all__ = ["ClipBatch", "ClipOutputs", "QueryFeatures", "SegmentOutput"]
+__all__ = ["ClipBatch", "ClipDraws", "ClipOutputs", "QueryFeatures", "SegmentOutput", "draw_deep_update"]
 
 
 def _to(obj, device: torch.device | str, non_blocking: bool = False):
@@ -147,3 +147,25 @@ class ClipOutputs:
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> ClipOutputs:
         return _to(self, device, non_blocking)
+
+
+@dataclass
+class ClipDraws:
+    """The random choices of one training unroll (every family's unroller keeps its last ones in ``last_draws``).
+
+    Attributes:
+        memory_frames: frame t -> [B, num_ref_frames] int64 clip indices of its memory frames in draw order (the
+            family's rule: XMem puts frame 0 first, Cutie draws all of them); only for frames whose memory was drawn.
+        deep_updates: frame t -> whether encoding frame t's value ran the deep update of the hidden (sensory)
+            state (frames 1..T-2; frame 0's ground-truth value always does).
+    """
+
+    memory_frames: dict[int, Tensor] = field(default_factory=dict)
+    deep_updates: dict[int, bool] = field(default_factory=dict)
+
+
+def draw_deep_update(prob: float, generator: torch.Generator | None) -> bool:
+    """Whether a value encoding deep-updates, with probability ``prob``; 1 and 0 draw nothing from ``generator``."""
+    if prob >= 1.0 or prob <= 0.0:
+        return prob >= 1.0
+    return bool(torch.rand((), generator=generator) < prob)

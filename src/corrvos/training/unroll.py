@@ -29,13 +29,13 @@ draws of the last forward are kept in ``last_draws`` (for tests, and to replay t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from corrvos.models.base import zero_hidden
-from corrvos.types import ClipBatch, ClipOutputs
+from corrvos.types import ClipBatch, ClipDraws, ClipOutputs, draw_deep_update
 
 __all__ = ["ClipDraws", "ClipUnroller", "UnrollPolicy", "build_unroller", "draw_memory_frames"]
 
@@ -59,21 +59,6 @@ class UnrollPolicy:
             raise ValueError(f"num_ref_frames must be >= 1 or None, got {self.num_ref_frames}")
         if not 0.0 <= self.deep_update_prob <= 1.0:
             raise ValueError(f"deep_update_prob must lie in [0, 1], got {self.deep_update_prob}")
-
-
-@dataclass
-class ClipDraws:
-    """The random choices of one unroll.
-
-    Attributes:
-        memory_frames: frame t -> [B, num_ref_frames] int64 clip indices of its memory frames (frame 0 first, then
-            the drawn frames in draw order); only for frames whose memory was drawn.
-        deep_updates: frame t -> whether encoding frame t's value ran the deep update (frames 1..T-2; frame 0's
-            ground-truth value always does, as in XMem's trainer).
-    """
-
-    memory_frames: dict[int, Tensor] = field(default_factory=dict)
-    deep_updates: dict[int, bool] = field(default_factory=dict)
 
 
 def draw_memory_frames(t: int, batch: int, num_ref_frames: int, generator: torch.Generator | None) -> Tensor:
@@ -112,12 +97,6 @@ class ClipUnroller(nn.Module):
         self.clip_generator: torch.Generator | None = None
         """CPU RNG of the reference-frame choice and the deep-update draws; the task reseeds it every step."""
         self.last_draws = ClipDraws()
-
-    def _deep_update(self) -> bool:
-        p = self.policy.deep_update_prob
-        if p >= 1.0 or p <= 0.0:
-            return p >= 1.0
-        return bool(torch.rand((), generator=self.clip_generator) < p)
 
     def forward(self, batch: ClipBatch) -> ClipOutputs:
         """Segment frames 1..T-1 of every clip from the ground truth of frame 0.
@@ -179,7 +158,7 @@ class ClipUnroller(nn.Module):
             logits.append(seg.logits)  # [B, N+1, H, W]
             if not last:
                 hidden = seg.hidden
-                draws.deep_updates[ti] = self._deep_update()
+                draws.deep_updates[ti] = draw_deep_update(self.policy.deep_update_prob, self.clip_generator)
                 value, hidden = model.encode_value(
                     frames[:, ti], f16[:, ti], seg.prob[:, 1:], hidden, deep_update=draws.deep_updates[ti]
                 )

@@ -29,16 +29,16 @@ them so that tests can replay them into the official code.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from corrvos.errors import ConfigError
 from corrvos.models.common import aggregate_logits
-from corrvos.types import ClipBatch, ClipOutputs, QueryFeatures
+from corrvos.types import ClipBatch, ClipDraws, ClipOutputs, QueryFeatures, draw_deep_update
 
-__all__ = ["PAD_LOGIT", "CutieClipDraws", "CutieUnrollPolicy", "CutieUnroller", "draw_reference_frames"]
+__all__ = ["PAD_LOGIT", "CutieUnrollPolicy", "CutieUnroller", "draw_reference_frames"]
 
 PAD_LOGIT = math.log(1e-7 / (1 - 1e-7))
 """The aggregated logit of an object slot whose probability is 0 (the aggregation clamps it to 1e-7)."""
@@ -61,20 +61,6 @@ class CutieUnrollPolicy:
             raise ValueError(f"num_ref_frames must be >= 1, got {self.num_ref_frames}")
         if not 0.0 <= self.deep_update_prob <= 1.0:
             raise ValueError(f"deep_update_prob must lie in [0, 1], got {self.deep_update_prob}")
-
-
-@dataclass
-class CutieClipDraws:
-    """The random choices of one unroll.
-
-    Attributes:
-        memory_frames: frame t -> [B, num_ref_frames] int64 clip indices of its memory frames in draw order (the
-            first ``k`` of a ``randperm(t)``); only for frames whose memory was drawn (t > num_ref_frames).
-        deep_updates: frame t -> whether encoding frame t's value deep-updated the sensory memory (frames 1..T-2).
-    """
-
-    memory_frames: dict[int, Tensor] = field(default_factory=dict)
-    deep_updates: dict[int, bool] = field(default_factory=dict)
 
 
 def draw_reference_frames(t: int, batch: int, k: int, generator: torch.Generator | None) -> Tensor:
@@ -111,13 +97,7 @@ class CutieUnroller(nn.Module):
         """Unused (no second view); set by the task like the other unrollers'."""
         self.clip_generator: torch.Generator | None = None
         """CPU RNG of the memory frames and the deep-update draws; the task reseeds it every step."""
-        self.last_draws = CutieClipDraws()
-
-    def _deep_update(self) -> bool:
-        p = self.policy.deep_update_prob
-        if p >= 1.0 or p <= 0.0:
-            return p >= 1.0
-        return bool(torch.rand((), generator=self.clip_generator) < p)
+        self.last_draws = ClipDraws()
 
     def _features(self, frames: Tensor) -> tuple[QueryFeatures, Tensor, Tensor, Tensor]:
         """Pixel features of [B*T, 3, H, W] frames, and the key, shrinkage and selection in float32."""
@@ -148,7 +128,7 @@ class CutieUnroller(nn.Module):
         sel = batch.selector[:, :n].float()  # [B, n]
         selector = None if self.model.single_object else sel
         obj_selector = sel[:, :, None, None]  # [B, n, 1, 1]
-        policy, model, draws = self.policy, self.model, CutieClipDraws()
+        policy, model, draws = self.policy, self.model, ClipDraws()
 
         feats, key, shrinkage, selection = self._features(frames.flatten(0, 1))
 
@@ -197,7 +177,7 @@ class CutieUnroller(nn.Module):
             if not last:
                 sensory = seg.hidden
                 last_mask = seg.prob[:, 1:]  # [B, n, H, W]
-                draws.deep_updates[ti] = self._deep_update()
+                draws.deep_updates[ti] = draw_deep_update(self.policy.deep_update_prob, self.clip_generator)
                 value, sensory, summary = model.encode_value(
                     frames[:, ti], pix[:, ti], last_mask, sensory, deep_update=draws.deep_updates[ti]
                 )
