@@ -56,7 +56,7 @@ SMOKE_SETS = {"like": (2, 8, (64, 80), 1), "large": (2, 8, (80, 96), 5)}
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", choices=["study", "long", "smoke"], default="study", help="sizes (module docstring)")
-    p.add_argument("--arch", choices=["stcn", "xmem"], default="stcn", help="model family of every run")
+    p.add_argument("--arch", choices=["stcn", "xmem", "cutie"], default="stcn", help="model family of every run")
     p.add_argument(
         "--recipes", nargs="+", default=["demo", "demo+bn"], help=f"base+factor+...; factors: {sorted(FACTORS)}"
     )
